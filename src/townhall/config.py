@@ -1,0 +1,157 @@
+"""The one settings model: a TOML file plus ``TOWNHALL_<SECTION>__<KEY>`` variables.
+
+Every listen address, the database URL and every security knob lives here, as
+a frozen pydantic model passed into the components that need it; nothing reads
+the environment anywhere else. Precedence, highest first: values passed in
+code, environment variables, the TOML file (``<data>/townhall.toml`` unless
+``--config`` names another), the defaults below. ``docs/settings.md`` lists
+every key with what it risks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+
+Role = Literal["admin", "organizer", "member"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SsoSettings(_Section):
+    """Single sign-on by a reverse proxy that names the user in a header."""
+
+    header: str = "X-Remote-User"
+    # Empty turns header SSO off: the header is then ignored from everyone.
+    trusted_proxies: tuple[str, ...] = ()
+    email_header: str = ""
+    name_header: str = ""
+    groups_header: str = ""
+    group_roles: dict[str, Role] = Field(default_factory=dict)
+    auto_create_users: bool = False
+    capture_cookies: tuple[str, ...] = ()
+    # Signed-assertion mode (Pomerium, Cloudflare Access, Google IAP style).
+    assertion_header: str = ""
+    assertion_public_key_file: str = ""
+    assertion_jwks_file: str = ""
+    assertion_issuer: str = ""
+    assertion_audience: str = ""
+    assertion_algorithms: tuple[str, ...] = ("ES256", "RS256", "EdDSA")
+    assertion_username_claim: str = "email"
+    assertion_leeway_seconds: int = Field(default=30, ge=0, le=600)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.trusted_proxies)
+
+    def trusts(self, peer: str | None) -> bool:
+        if not peer or not self.trusted_proxies:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(
+            address in ipaddress.ip_network(net, strict=False) for net in self.trusted_proxies
+        )
+
+
+class MailSettings(_Section):
+    """Outgoing mail: a real SMTP server, or the outbox folder when none is set."""
+
+    smtp_url: str = ""
+    sender: str = "Townhall <townhall@localhost>"
+    timeout_seconds: float = Field(default=30, gt=0, le=600)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_base_seconds: float = Field(default=30, gt=0, le=86400)
+    poll_seconds: float = Field(default=2, gt=0, le=3600)
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("smtp_url must start with smtp:// or smtps://")
+        return value
+
+
+class CenterSettings(_Section):
+    listen: str = "127.0.0.1:8080"
+    # The URL users reach the Center at (through the reverse proxy, if any).
+    base_url: str = ""
+    database_url: str = ""
+    default_timezone: str = "UTC"
+    session_minutes: int = Field(default=720, ge=5, le=60 * 24 * 90)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    dialin_numbers: tuple[str, ...] = ("+1 555 0100",)
+    sso: SsoSettings = Field(default_factory=SsoSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @property
+    def public_url(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host, port = parse_listen(self.listen)
+        return f"http://{host}:{port}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TOWNHALL_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    data: Path = Path("townhall-data")
+    center: CenterSettings = Field(default_factory=CenterSettings)
+
+    @property
+    def database_url(self) -> str:
+        return self.center.database_url or f"sqlite:///{self.data.resolve() / 'townhall.db'}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data / "outbox"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address must be host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("TOWNHALL_DATA") or "townhall-data")
+
+
+def load_settings(data: Path | None = None, config_file: Path | None = None) -> Settings:
+    """Read settings for the data folder ``data`` (see the module docstring)."""
+    data = data or default_data_dir()
+    toml_file = config_file or data / "townhall.toml"
+    if config_file is not None and not config_file.exists():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, **_):  # type: ignore[override]
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+    return _FromFile(data=data)

@@ -1,0 +1,13 @@
+"""Database plumbing shared by the components: engine, sessions, migrations.
+
+It knows no component's tables: each component declares its tables on its own
+``MetaData`` and ships its own Alembic version folder, which ``migrate``
+applies. SQLite (the embedded default) and PostgreSQL are both supported.
+
+Modules: ``engine`` (engines and session factories), ``migrate`` (Alembic).
+"""
+
+from townhall.store.engine import make_engine, make_session_factory
+from townhall.store.migrate import upgrade
+
+__all__ = ["make_engine", "make_session_factory", "upgrade"]
