@@ -1,0 +1,203 @@
+"""Accounts: users, password hashing, API tokens, browser sessions, the Center's secret.
+
+Passwords are hashed with Argon2id (argon2-cffi). API tokens and session
+cookies are random bearer secrets of which only a SHA-256 digest is stored, so
+a copy of the database lets nobody sign in. The Center's secret key (for
+personal join links and CSRF) is a file in the data folder, shared by every
+Center instance that serves the same database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from townhall.center.tables import ApiToken, User, WebSession, now_utc
+
+ROLES = ("admin", "organizer", "member")
+TOKEN_PREFIX = "th_"  # noqa: S105 - a prefix that makes leaked tokens easy to scan for
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
+EMAIL_PATTERN = re.compile(
+    r"^[^@\s\x00-\x1f\x7f<>\"',;]{1,64}@(?:[A-Za-z0-9.-]{1,188}\.[A-Za-z]{2,63}|localhost)$"
+)
+
+_hasher = PasswordHasher()
+
+
+class AccountError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def valid_email(value: str) -> bool:
+    return len(value) <= 254 and bool(EMAIL_PATTERN.match(value))
+
+
+@dataclass(frozen=True, slots=True)
+class CenterSecret:
+    key: bytes
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> CenterSecret:
+        if path.exists():
+            return cls(bytes.fromhex(path.read_text().strip()))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(key.hex())
+        return cls(key)
+
+    def sign(self, purpose: str, value: str) -> str:
+        mac = hmac.new(self.key, f"{purpose}:{value}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
+    def check(self, purpose: str, value: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(purpose, value), signature)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(user: User, password: str) -> bool:
+    if not user.password_hash or not user.active:
+        # Spend the same time as a real check so that probing usernames is not cheaper.
+        _hasher.hash(password)
+        return False
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def create_user(
+    session: Session,
+    username: str,
+    *,
+    email: str | None = None,
+    role: str = "member",
+    password: str | None = None,
+    display_name: str = "",
+    source: str = "local",
+) -> User:
+    if not USERNAME_PATTERN.match(username):
+        raise AccountError("invalid_username", "username may use letters, digits and ._@+- only")
+    if role not in ROLES:
+        raise AccountError("invalid_role", f"role must be one of {', '.join(ROLES)}")
+    if email is not None and not valid_email(email):
+        raise AccountError("invalid_email", f"not an email address: {email!r}")
+    if password is not None and len(password) < 8:
+        raise AccountError("weak_password", "a password needs at least 8 characters")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise AccountError("user_exists", f"user {username!r} already exists")
+    user = User(
+        username=username,
+        email=email.lower() if email else None,
+        role=role,
+        password_hash=hash_password(password) if password else None,
+        display_name=display_name,
+        source=source,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def user_by_name(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
+def user_by_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email == email.lower()).limit(1))
+
+
+def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
+    """Create an API token; the clear value is returned once and never stored."""
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise AccountError("invalid_token_name", "a token name has 1 to 100 characters")
+    value = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=name, token_hash=digest(value), prefix=value[:10])
+    session.add(token)
+    session.flush()
+    return token, value
+
+
+def user_for_token(session: Session, value: str) -> User | None:
+    if not value.startswith(TOKEN_PREFIX) or len(value) > 100:
+        return None
+    token = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == digest(value), ApiToken.revoked_at.is_(None))
+    )
+    if token is None or not token.user.active:
+        return None
+    now = now_utc()
+    # Writing on every request would serialise readers on SQLite; a minute's precision is plenty.
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        token.last_used_at = now
+    return token.user
+
+
+def list_tokens(session: Session, user: User) -> list[ApiToken]:
+    return list(
+        session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
+        )
+    )
+
+
+def revoke_token(session: Session, user: User, token_id: int) -> bool:
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        return False
+    if token.revoked_at is None:
+        token.revoked_at = now_utc()
+    return True
+
+
+def open_session(session: Session, user: User, minutes: int) -> tuple[WebSession, str]:
+    value = secrets.token_urlsafe(32)
+    web_session = WebSession(
+        token_hash=digest(value),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(24),
+        expires_at=now_utc() + timedelta(minutes=minutes),
+    )
+    session.add(web_session)
+    session.flush()
+    return web_session, value
+
+
+def find_session(session: Session, value: str, now: datetime | None = None) -> WebSession | None:
+    if not value or len(value) > 100:
+        return None
+    web_session = session.scalar(select(WebSession).where(WebSession.token_hash == digest(value)))
+    if web_session is None or web_session.expires_at < (now or now_utc()):
+        return None
+    if not web_session.user.active:
+        return None
+    return web_session
+
+
+def close_session(session: Session, value: str) -> None:
+    web_session = session.scalar(select(WebSession).where(WebSession.token_hash == digest(value)))
+    if web_session is not None:
+        session.delete(web_session)

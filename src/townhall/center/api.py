@@ -1,0 +1,392 @@
+"""The REST API under ``/api/v1``: events, registrations, the current user, tokens.
+
+Every answer is JSON; every error is ``{"error": {"code", "message"}}`` with a
+4xx status that says whose fault it is (``app`` installs the handlers). Path
+and query values are bounded here, bodies by the models in ``events``; no
+input reaches the database unchecked, so bad input never becomes a 5xx.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from townhall.center import accounts, events, mailer
+from townhall.center.auth import AuthError, Viewer, check_api_write, context_of, identify
+from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch, RegistrationIn
+from townhall.center.tables import Event, MailJob, Registration, User, utc
+
+MAX_ID = 2**31 - 1
+EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def db_session(request: Request):  # type: ignore[no-untyped-def]
+    with context_of(request).session() as session:
+        yield session
+
+
+DB = Annotated[Session, Depends(db_session)]
+
+
+def api_user(request: Request, session: DB) -> User:
+    viewer: Viewer = identify(request, session)
+    if viewer.user is None:
+        raise AuthError(401, "not_signed_in", "sign in, or send Authorization: Bearer <token>")
+    check_api_write(request, viewer)
+    request.state.viewer = viewer
+    return viewer.user
+
+
+Me = Annotated[User, Depends(api_user)]
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+
+# --- response models (they are also the OpenAPI document) ------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class MeOut(BaseModel):
+    username: str
+    email: str | None
+    display_name: str
+    role: str
+    timezone: str
+    signed_in_via: str
+
+
+class EventOut(BaseModel):
+    id: int
+    uid: str
+    title: str
+    description: str
+    agenda: str
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    duration_minutes: int
+    kind: str
+    visibility: str
+    audio_mode: str
+    recording: bool
+    status: str
+    sequence: int
+    organizer: str
+    moderators: list[str]
+    presenters: list[str]
+    invitees: list[str] | None = Field(default=None, description="only shown to managers")
+    my_registration: str | None = Field(default=None, description="registered, revoked or none")
+
+
+class EventList(BaseModel):
+    items: list[EventOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class RegistrationOut(BaseModel):
+    id: int
+    email: str
+    display_name: str
+    username: str | None
+    source: str
+    status: str
+    created_at: datetime
+
+
+class MailOut(BaseModel):
+    id: int
+    recipient: str
+    purpose: str
+    status: str
+    attempts: int
+    last_error: str
+    next_attempt_at: datetime
+    sent_at: datetime | None
+
+
+class DialInOut(BaseModel):
+    numbers: list[str]
+    access_code: str
+    audio_mode: str
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+
+class NewTokenOut(TokenOut):
+    token: str = Field(description="shown once; only its digest is kept")
+
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422)
+}
+
+
+def _event_out(session: Session, event: Event, user: User) -> EventOut:
+    body = events.event_json(event, user)
+    if events.can_manage(event, user):
+        body["invitees"] = [
+            r.email for r in events.active_registrations(session, event) if r.source == "invited"
+        ]
+    registration = events.registration_of(session, event, user)
+    body["my_registration"] = registration.status if registration else None
+    return EventOut.model_validate(body)
+
+
+def _registration_out(registration: Registration) -> RegistrationOut:
+    return RegistrationOut(
+        id=registration.id,
+        email=registration.email,
+        display_name=registration.display_name,
+        username=registration.user.username if registration.user else None,
+        source=registration.source,
+        status=registration.status,
+        created_at=utc(registration.created_at),
+    )
+
+
+def _token_out(token: accounts.ApiToken) -> TokenOut:
+    return TokenOut(
+        id=token.id,
+        name=token.name,
+        prefix=token.prefix,
+        created_at=utc(token.created_at),
+        last_used_at=utc(token.last_used_at) if token.last_used_at else None,
+        revoked=token.revoked_at is not None,
+    )
+
+
+def parse_bound(value: str | None, name: str, end_of_day: bool = False) -> datetime | None:
+    """A date filter: an RFC 3339 time with offset, or a day (taken in UTC)."""
+    if not value:
+        return None
+    if len(value) > 40:
+        raise EventError(422, "invalid_input", f"{name}: too long")
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise EventError(422, "invalid_input", f"{name}: not a date or RFC 3339 time") from error
+    if moment.tzinfo is None:
+        raise EventError(422, "invalid_input", f"{name}: a time needs an offset, like Z or +02:00")
+    if not events.EARLIEST <= moment < events.LATEST:
+        raise EventError(422, "invalid_input", f"{name}: out of range")
+    return moment
+
+
+def dialin_code(request: Request, event: Event) -> str:
+    """An 8-digit access code for the event, derived so that nothing extra is stored."""
+    return str(int(context_of(request).secret.sign("dialin", event.uid), 16) % 10**8).zfill(8)
+
+
+# --- routes -----------------------------------------------------------------------------
+
+
+@router.get("/me", response_model=MeOut, responses=ERRORS)
+def me(request: Request, user: Me) -> MeOut:
+    return MeOut(
+        username=user.username,
+        email=user.email,
+        display_name=user.display_name,
+        role=user.role,
+        timezone=user.timezone or context_of(request).settings.center.default_timezone,
+        signed_in_via=request.state.viewer.via,
+    )
+
+
+@router.get("/events", response_model=EventList, responses=ERRORS)
+def list_events(
+    session: DB,
+    user: Me,
+    q: Annotated[str, Query(max_length=200)] = "",
+    when: Literal["upcoming", "past", "all"] = "upcoming",
+    starts_after: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    starts_before: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+    include_cancelled: bool = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> EventList:
+    query = CatalogQuery(
+        text=q.strip(),
+        when=when,
+        starts_after=parse_bound(starts_after, "from"),
+        starts_before=parse_bound(starts_before, "to", end_of_day=True),
+        include_cancelled=include_cancelled,
+        limit=limit,
+        offset=offset,
+    )
+    rows, total = events.catalog(session, user, query)
+    items = [EventOut.model_validate(events.event_json(e, user)) for e in rows]
+    return EventList(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("/events", status_code=201, response_model=EventOut, responses=ERRORS)
+def create_event(request: Request, session: DB, user: Me, body: EventIn) -> EventOut:
+    ctx = context_of(request)
+    event = events.create_event(
+        session, user, body, ctx.links, ctx.sender, ctx.settings.center.default_timezone
+    )
+    session.commit()
+    return _event_out(session, event, user)
+
+
+@router.get("/events/{event_id}", response_model=EventOut, responses=ERRORS)
+def get_event(session: DB, user: Me, event_id: EventId) -> EventOut:
+    return _event_out(session, events.get_visible(session, event_id, user), user)
+
+
+@router.patch("/events/{event_id}", response_model=EventOut, responses=ERRORS)
+def update_event(
+    request: Request, session: DB, user: Me, event_id: EventId, body: EventPatch
+) -> EventOut:
+    ctx = context_of(request)
+    event = events.get_managed(session, event_id, user)
+    events.update_event(session, event, body, ctx.links, ctx.sender)
+    session.commit()
+    return _event_out(session, event, user)
+
+
+@router.delete("/events/{event_id}", response_model=EventOut, responses=ERRORS)
+def cancel_event(request: Request, session: DB, user: Me, event_id: EventId) -> EventOut:
+    """Cancel the event: it stays in the catalog as cancelled and invitees get a CANCEL."""
+    ctx = context_of(request)
+    event = events.get_managed(session, event_id, user)
+    events.cancel_event(session, event, ctx.links, ctx.sender)
+    session.commit()
+    return _event_out(session, event, user)
+
+
+@router.get(
+    "/events/{event_id}/registrations", response_model=list[RegistrationOut], responses=ERRORS
+)
+def list_registrations(session: DB, user: Me, event_id: EventId) -> list[RegistrationOut]:
+    event = events.get_managed(session, event_id, user)
+    return [_registration_out(r) for r in events.registrations(session, event)]
+
+
+@router.post(
+    "/events/{event_id}/registrations",
+    status_code=201,
+    response_model=RegistrationOut,
+    responses=ERRORS,
+)
+def add_registration(
+    request: Request, session: DB, user: Me, event_id: EventId, body: RegistrationIn
+) -> RegistrationOut:
+    """Register yourself (empty body), or, as a manager, register someone by email."""
+    ctx = context_of(request)
+    event = session.get(Event, event_id)
+    if event is None or not (event.visibility == "public" or events.can_view(session, event, user)):
+        raise EventError(404, "event_not_found", f"no event {event_id}")
+    registration = events.register(session, event, user, body, ctx.links, ctx.sender)
+    session.commit()
+    return _registration_out(registration)
+
+
+@router.delete(
+    "/events/{event_id}/registrations/{registration_id}",
+    response_model=RegistrationOut,
+    responses=ERRORS,
+)
+def revoke_registration(
+    request: Request, session: DB, user: Me, event_id: EventId, registration_id: ItemId
+) -> RegistrationOut:
+    ctx = context_of(request)
+    event = events.get_visible(session, event_id, user)
+    registration = events.revoke_registration(
+        session, event, user, registration_id, ctx.links, ctx.sender
+    )
+    session.commit()
+    return _registration_out(registration)
+
+
+@router.get("/events/{event_id}/mail", response_model=list[MailOut], responses=ERRORS)
+def event_mail(session: DB, user: Me, event_id: EventId) -> list[MailOut]:
+    """The invitation mails of an event and how their delivery went."""
+    event = events.get_managed(session, event_id, user)
+    jobs = session.scalars(
+        select(MailJob).where(MailJob.event_id == event.id).order_by(MailJob.id)
+    ).all()
+    return [
+        MailOut(
+            id=job.id,
+            recipient=job.recipient,
+            purpose=job.purpose,
+            status=job.status,
+            attempts=job.attempts,
+            last_error=job.last_error,
+            next_attempt_at=utc(job.next_attempt_at),
+            sent_at=utc(job.sent_at) if job.sent_at else None,
+        )
+        for job in jobs
+    ]
+
+
+@router.post("/events/{event_id}/mail/{job_id}/retry", status_code=204, responses=ERRORS)
+def retry_mail(session: DB, user: Me, event_id: EventId, job_id: ItemId) -> Response:
+    event = events.get_managed(session, event_id, user)
+    job = session.get(MailJob, job_id)
+    if job is None or job.event_id != event.id:
+        raise EventError(404, "mail_not_found", f"no mail {job_id} for this event")
+    mailer.retry_now(session, job.id)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.get("/events/{event_id}/dialin", response_model=DialInOut, responses=ERRORS)
+def dialin(request: Request, session: DB, user: Me, event_id: EventId) -> DialInOut:
+    event = events.get_visible(session, event_id, user)
+    return DialInOut(
+        numbers=list(context_of(request).settings.center.dialin_numbers),
+        access_code=dialin_code(request, event),
+        audio_mode=event.audio_mode,
+    )
+
+
+@router.get("/tokens", response_model=list[TokenOut], responses=ERRORS)
+def list_tokens(session: DB, user: Me) -> list[TokenOut]:
+    return [_token_out(t) for t in accounts.list_tokens(session, user)]
+
+
+@router.post("/tokens", status_code=201, response_model=NewTokenOut, responses=ERRORS)
+def create_token(session: DB, user: Me, body: TokenIn) -> NewTokenOut:
+    token, value = accounts.create_token(session, user, body.name)
+    session.commit()
+    return NewTokenOut(**_token_out(token).model_dump(), token=value)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, responses=ERRORS)
+def revoke_token(session: DB, user: Me, token_id: ItemId) -> Response:
+    if not accounts.revoke_token(session, user, token_id):
+        raise EventError(404, "token_not_found", f"no token {token_id}")
+    session.commit()
+    return Response(status_code=204)

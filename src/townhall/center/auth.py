@@ -1,0 +1,149 @@
+"""Who is asking: the reverse proxy's SSO header, an API token, or a portal session.
+
+Order of trust, first match wins: a header (or signed assertion) from a
+trusted proxy, then ``Authorization: Bearer``, then the portal's session
+cookie. An SSO user is never given a Center session of its own: identity is
+re-read from the proxy on every request, so signing out at the proxy signs
+out of the Center. Writes authenticated by a cookie or the proxy must carry
+proof they come from our own pages (a CSRF token for forms, a JSON body for
+the API), since browsers attach both to cross-site requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from townhall.center import accounts
+from townhall.center.context import CenterContext
+from townhall.center.sso import SsoIdentity, SsoRefused
+from townhall.center.tables import User, WebSession
+
+SESSION_COOKIE = "townhall_session"
+CSRF_COOKIE = "townhall_csrf"
+log = logging.getLogger("townhall.center.auth")
+
+
+class AuthError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    user: User | None
+    via: Literal["sso", "token", "session", "anonymous"]
+    web_session: WebSession | None = None
+
+    @property
+    def signed_in(self) -> bool:
+        return self.user is not None
+
+
+def context_of(request: Request) -> CenterContext:
+    return request.app.state.center  # type: ignore[no-any-return]
+
+
+def _sso_user(session: Session, ctx: CenterContext, identity: SsoIdentity) -> User:
+    user = accounts.user_by_name(session, identity.username)
+    sso = ctx.settings.center.sso
+    if user is None:
+        if not sso.auto_create_users:
+            raise AuthError(
+                403,
+                "sso_user_unknown",
+                f"{identity.username} signed in at the proxy but has no Townhall account; "
+                "ask an administrator",
+            )
+        email = identity.email if identity.email and accounts.valid_email(identity.email) else None
+        user = accounts.create_user(
+            session,
+            identity.username,
+            email=email,
+            role=identity.role or "member",
+            display_name=(identity.display_name or "")[:200],
+            source="sso",
+        )
+        session.commit()
+        log.info("created SSO user %s", identity.username)
+        return user
+    if not user.active:
+        raise AuthError(403, "account_disabled", "this account is disabled")
+    changed = False
+    if (
+        identity.email
+        and identity.email.lower() != user.email
+        and accounts.valid_email(identity.email)
+    ):
+        user.email, changed = identity.email.lower(), True
+    if identity.display_name and identity.display_name[:200] != user.display_name:
+        user.display_name, changed = identity.display_name[:200], True
+    if identity.role and identity.role != user.role and user.source == "sso":
+        user.role, changed = identity.role, True
+    if changed:
+        session.commit()
+    return user
+
+
+def identify(request: Request, session: Session) -> Viewer:
+    ctx = context_of(request)
+    peer = request.client.host if request.client else None
+    try:
+        identity = ctx.sso.identify(peer, request.scope["headers"], time.time())
+    except SsoRefused as refused:
+        raise AuthError(400, refused.code, refused.message) from refused
+    if identity is not None:
+        return Viewer(_sso_user(session, ctx, identity), "sso")
+    authorization = request.headers.get("authorization", "")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            raise AuthError(401, "bad_authorization", "only Bearer tokens are accepted")
+        user = accounts.user_for_token(session, value.strip())
+        if user is None:
+            raise AuthError(401, "bad_token", "the API token is unknown or revoked")
+        session.commit()
+        return Viewer(user, "token")
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    if cookie:
+        web_session = accounts.find_session(session, cookie)
+        if web_session is not None:
+            return Viewer(web_session.user, "session", web_session)
+    return Viewer(None, "anonymous")
+
+
+def csrf_token(request: Request) -> str:
+    """The double-submit token for this browser (set as a cookie by the pages)."""
+    existing = request.cookies.get(CSRF_COOKIE, "")
+    if 20 <= len(existing) <= 64 and existing.replace("-", "").replace("_", "").isalnum():
+        return existing
+    token = request.state.__dict__.get("new_csrf")
+    if token is None:
+        token = secrets.token_urlsafe(24)
+        request.state.new_csrf = token
+    return token
+
+
+def check_csrf(request: Request, submitted: str) -> None:
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    if not expected or not secrets.compare_digest(expected.encode(), submitted.encode()):
+        raise AuthError(
+            403, "csrf_failed", "the form is stale or came from another site; reload and retry"
+        )
+
+
+def check_api_write(request: Request, viewer: Viewer) -> None:
+    """Cookie- or proxy-authenticated API writes must be JSON (a cross-site form cannot be)."""
+    if viewer.via in ("session", "sso") and request.method in ("POST", "PUT", "PATCH"):
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise AuthError(415, "json_required", "send the body as application/json")

@@ -1,0 +1,571 @@
+"""Scheduling and registration rules: who may see, create, change and join which event.
+
+Input arrives as the pydantic models below (from the API's JSON or the
+portal's forms) and is validated there; the functions here apply it to the
+Center's tables and queue the invitation mails in the same transaction, so an
+event change and its mails commit or fail together. iCalendar rules (RFC
+5546): every change a recipient's calendar must see bumps ``sequence``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from townhall.center import invitations, mailer
+from townhall.center.accounts import user_by_email, user_by_name, valid_email
+from townhall.center.tables import Event, EventRole, Registration, User, naive_utc, now_utc, utc
+
+Kind = Literal["meeting", "lecture", "webinar"]
+Visibility = Literal["public", "private"]
+AudioMode = Literal["voip", "phone", "both"]
+MAX_INVITEES = 1000
+MAX_ROLES = 100
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+class EventError(ValueError):
+    """A request the rules refuse; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _printable(value: str) -> str:
+    value = value.strip()
+    if any(unicodedata.category(c) == "Cc" and c not in "\n\r\t" for c in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def _single_line(value: str) -> str:
+    value = _printable(value)
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be a single line")
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _zone(value: str) -> str:
+    if value:
+        check_timezone(value)
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("must be between the years 2000 and 2100")
+    return value.astimezone(UTC)
+
+
+def _email(value: str) -> str:
+    value = value.strip().lower()
+    if not valid_email(value):
+        raise ValueError(f"not an email address: {value[:80]!r}")
+    return value
+
+
+Title = Annotated[str, Field(max_length=200), AfterValidator(_single_line)]
+LongText = Annotated[str, Field(max_length=10_000), AfterValidator(_printable)]
+Zone = Annotated[str, Field(max_length=64), AfterValidator(_zone)]
+Start = Annotated[AwareDatetime, AfterValidator(_in_range)]
+Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+PersonRef = Annotated[str, Field(min_length=1, max_length=254)]
+
+
+class EventIn(BaseModel):
+    """An event as its organizer writes it."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
+
+    title: Title
+    description: LongText = ""
+    agenda: LongText = ""
+    starts_at: Start
+    timezone: Zone = ""
+    duration_minutes: int = Field(ge=1, le=24 * 60)
+    kind: Kind = "meeting"
+    visibility: Visibility = "private"
+    audio_mode: AudioMode = "voip"
+    recording: bool = False
+    moderators: list[PersonRef] = Field(default_factory=list, max_length=MAX_ROLES)
+    presenters: list[PersonRef] = Field(default_factory=list, max_length=MAX_ROLES)
+    invitees: list[Email] = Field(default_factory=list, max_length=MAX_INVITEES)
+
+
+class EventPatch(BaseModel):
+    """A change to an event: only the keys present are changed."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
+
+    title: Title | None = None
+    description: LongText | None = None
+    agenda: LongText | None = None
+    starts_at: Start | None = None
+    timezone: Zone | None = None
+    duration_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    kind: Kind | None = None
+    visibility: Visibility | None = None
+    audio_mode: AudioMode | None = None
+    recording: bool | None = None
+    moderators: list[PersonRef] | None = Field(default=None, max_length=MAX_ROLES)
+    presenters: list[PersonRef] | None = Field(default=None, max_length=MAX_ROLES)
+    invitees: list[Email] | None = Field(default=None, max_length=MAX_INVITEES)
+
+
+class RegistrationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email | None = None
+    display_name: Annotated[str, Field(max_length=200), AfterValidator(_printable)] = ""
+
+
+def check_timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown time zone {name[:64]!r}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """How the Center names its own pages in mails (it knows its public URL)."""
+
+    base_url: str
+    join_link: Callable[[Registration], str]
+
+    def event_page(self, event: Event) -> str:
+        return f"{self.base_url}/events/{event.id}"
+
+
+# --- who may do what -------------------------------------------------------------
+
+
+def role_in(event: Event, user: User | None, role: str) -> bool:
+    return user is not None and any(r.user_id == user.id and r.role == role for r in event.roles)
+
+
+def can_manage(event: Event, user: User | None) -> bool:
+    if user is None:
+        return False
+    return (
+        user.role == "admin" or event.organizer_id == user.id or role_in(event, user, "moderator")
+    )
+
+
+def can_schedule(user: User | None) -> bool:
+    return user is not None and user.role in ("admin", "organizer")
+
+
+def registration_of(session: Session, event: Event, user: User) -> Registration | None:
+    conditions = [Registration.user_id == user.id]
+    if user.email:
+        conditions.append(Registration.email == user.email)
+    return session.scalar(
+        select(Registration)
+        .where(Registration.event_id == event.id, or_(*conditions))
+        .order_by(Registration.status)  # "registered" before "revoked"
+        .limit(1)
+    )
+
+
+def can_view(session: Session, event: Event, user: User | None) -> bool:
+    if event.visibility == "public" and user is not None:
+        return True
+    if user is None:
+        return False
+    if can_manage(event, user) or role_in(event, user, "presenter"):
+        return True
+    registration = registration_of(session, event, user)
+    return registration is not None and registration.status == "registered"
+
+
+def visible_events(user: User) -> Select[tuple[Event]]:
+    query = select(Event)
+    if user.role == "admin":
+        return query
+    mine = select(Registration.event_id).where(
+        Registration.status == "registered",
+        or_(Registration.user_id == user.id, Registration.email == (user.email or "\x00")),
+    )
+    roles = select(EventRole.event_id).where(EventRole.user_id == user.id)
+    return query.where(
+        or_(
+            Event.visibility == "public",
+            Event.organizer_id == user.id,
+            Event.id.in_(mine),
+            Event.id.in_(roles),
+        )
+    )
+
+
+def get_visible(session: Session, event_id: int, user: User | None) -> Event:
+    event = session.get(Event, event_id)
+    if event is None or not can_view(session, event, user):
+        # Private events a user may not see do not exist for that user.
+        raise EventError(404, "event_not_found", f"no event {event_id}")
+    return event
+
+
+def get_managed(session: Session, event_id: int, user: User) -> Event:
+    event = get_visible(session, event_id, user)
+    if not can_manage(event, user):
+        raise EventError(403, "not_event_manager", "only the organizer or a moderator may do this")
+    return event
+
+
+# --- catalog ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogQuery:
+    text: str = ""
+    when: Literal["upcoming", "past", "all"] = "upcoming"
+    starts_after: datetime | None = None
+    starts_before: datetime | None = None
+    include_cancelled: bool = False
+    limit: int = 50
+    offset: int = 0
+
+
+def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Event], int]:
+    statement = visible_events(user)
+    now = now_utc()
+    if query.when == "upcoming":
+        # An event still running is "upcoming" for whoever wants to join it.
+        statement = statement.where(Event.ends_at > now)
+    elif query.when == "past":
+        statement = statement.where(Event.ends_at <= now)
+    if query.starts_after is not None:
+        statement = statement.where(Event.starts_at >= naive_utc(query.starts_after))
+    if query.starts_before is not None:
+        statement = statement.where(Event.starts_at < naive_utc(query.starts_before))
+    if not query.include_cancelled:
+        statement = statement.where(Event.status == "scheduled")
+    if query.text:
+        pattern = (
+            "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        statement = statement.where(
+            or_(
+                Event.title.ilike(pattern, escape="\\"),
+                Event.description.ilike(pattern, escape="\\"),
+            )
+        )
+    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    order = Event.starts_at.desc() if query.when == "past" else Event.starts_at.asc()
+    rows = session.scalars(
+        statement.order_by(order, Event.id).limit(query.limit).offset(query.offset)
+    ).all()
+    return list(rows), total
+
+
+# --- scheduling --------------------------------------------------------------------
+
+
+def _resolve_people(session: Session, refs: Iterable[str], field: str) -> list[User]:
+    people: list[User] = []
+    for ref in dict.fromkeys(r.strip() for r in refs):
+        user = user_by_email(session, ref) if "@" in ref else None
+        user = user or user_by_name(session, ref)
+        if user is None or not user.active:
+            raise EventError(422, "unknown_user", f"{field}: no user {ref[:80]!r}")
+        people.append(user)
+    return people
+
+
+def _set_roles(session: Session, event: Event, role: str, people: list[User]) -> None:
+    event.roles[:] = [r for r in event.roles if r.role != role]
+    for person in people:
+        event.roles.append(EventRole(user_id=person.id, role=role, user=person))
+
+
+def _ensure_organizer_moderates(event: Event, organizer: User) -> None:
+    if not role_in(event, organizer, "moderator"):
+        event.roles.append(EventRole(user_id=organizer.id, role="moderator", user=organizer))
+
+
+def _mail(
+    session: Session,
+    event: Event,
+    registrations: Iterable[Registration],
+    purpose: str,
+    links: Links,
+    sender: str,
+) -> None:
+    organizer = event.organizer
+    for registration in registrations:
+        message = invitations.invitation_message(
+            event=event,
+            recipient_email=registration.email,
+            recipient_name=registration.display_name,
+            purpose=purpose,  # type: ignore[arg-type]
+            join_url=links.join_link(registration),
+            event_url=links.event_page(event),
+            sender=sender,
+            organizer_email=organizer.email or "",
+            organizer_name=organizer.label,
+            timezone=event.timezone,
+        )
+        mailer.enqueue(
+            session, event=event, recipient=registration.email, purpose=purpose, message=message
+        )
+
+
+def _invite(session: Session, event: Event, emails: Iterable[str]) -> list[Registration]:
+    """Register each email as invited; returns the registrations that are new or revived."""
+    existing = {
+        r.email: r
+        for r in session.scalars(select(Registration).where(Registration.event_id == event.id))
+    }
+    fresh: list[Registration] = []
+    for email in dict.fromkeys(emails):
+        registration = existing.get(email)
+        if registration is not None:
+            if registration.status == "revoked":
+                registration.status, registration.revoked_at = "registered", None
+                fresh.append(registration)
+            continue
+        user = user_by_email(session, email)
+        registration = Registration(
+            event_id=event.id,
+            user_id=user.id if user else None,
+            email=email,
+            display_name=user.label if user else "",
+            source="invited",
+        )
+        session.add(registration)
+        fresh.append(registration)
+    session.flush()
+    return fresh
+
+
+def active_registrations(session: Session, event: Event) -> list[Registration]:
+    return list(
+        session.scalars(
+            select(Registration)
+            .where(Registration.event_id == event.id, Registration.status == "registered")
+            .order_by(Registration.id)
+        )
+    )
+
+
+def create_event(
+    session: Session, organizer: User, data: EventIn, links: Links, sender: str, default_zone: str
+) -> Event:
+    if not can_schedule(organizer):
+        raise EventError(403, "not_organizer", "only organizers and admins may schedule events")
+    moderators = _resolve_people(session, data.moderators, "moderators")
+    presenters = _resolve_people(session, data.presenters, "presenters")
+    event = Event(
+        uid=uuid.uuid4().hex,
+        title=data.title,
+        description=data.description,
+        agenda=data.agenda,
+        starts_at=naive_utc(data.starts_at),
+        ends_at=naive_utc(data.starts_at + timedelta(minutes=data.duration_minutes)),
+        timezone=data.timezone or organizer.timezone or default_zone,
+        duration_minutes=data.duration_minutes,
+        kind=data.kind,
+        visibility=data.visibility,
+        audio_mode=data.audio_mode,
+        recording=data.recording,
+        organizer_id=organizer.id,
+        organizer=organizer,
+        sequence=0,
+    )
+    session.add(event)
+    _set_roles(session, event, "moderator", moderators)
+    _set_roles(session, event, "presenter", presenters)
+    _ensure_organizer_moderates(event, organizer)
+    session.flush()
+    _mail(session, event, _invite(session, event, data.invitees), "invite", links, sender)
+    return event
+
+
+# Fields whose change a calendar must see (RFC 5546 §2.1.4: bump SEQUENCE).
+_CALENDAR_FIELDS = ("title", "description", "starts_at", "duration_minutes", "timezone")
+
+
+def update_event(
+    session: Session, event: Event, data: EventPatch, links: Links, sender: str
+) -> Event:
+    if event.status == "cancelled":
+        raise EventError(409, "event_cancelled", "a cancelled event cannot be changed")
+    changes = data.model_dump(exclude_unset=True)
+    missing = [key for key, value in changes.items() if value is None]
+    if missing:
+        raise EventError(422, "invalid_input", f"{', '.join(missing)}: null is not allowed")
+    calendar_changed = False
+    for key in (
+        "title",
+        "description",
+        "agenda",
+        "timezone",
+        "duration_minutes",
+        "kind",
+        "visibility",
+        "audio_mode",
+        "recording",
+    ):
+        if key in changes and getattr(event, key) != changes[key]:
+            setattr(event, key, changes[key])
+            calendar_changed |= key in _CALENDAR_FIELDS
+    if "starts_at" in changes:
+        start = naive_utc(changes["starts_at"])
+        if start != event.starts_at:
+            event.starts_at = start
+            calendar_changed = True
+    if data.moderators is not None:
+        _set_roles(
+            session, event, "moderator", _resolve_people(session, data.moderators, "moderators")
+        )
+        _ensure_organizer_moderates(event, event.organizer)
+    if data.presenters is not None:
+        _set_roles(
+            session, event, "presenter", _resolve_people(session, data.presenters, "presenters")
+        )
+    removed: list[Registration] = []
+    fresh: list[Registration] = []
+    if data.invitees is not None:
+        wanted = set(data.invitees)
+        for registration in active_registrations(session, event):
+            if registration.source == "invited" and registration.email not in wanted:
+                removed.append(registration)
+        fresh = _invite(session, event, data.invitees)
+    event.ends_at = event.starts_at + timedelta(minutes=event.duration_minutes)
+    event.updated_at = now_utc()
+    if calendar_changed or removed:
+        event.sequence += 1
+    if removed:
+        _mail(session, event, removed, "cancel", links, sender)
+        for registration in removed:
+            registration.status, registration.revoked_at = "revoked", now_utc()
+    if calendar_changed:
+        fresh_ids = {r.id for r in fresh}
+        others = [r for r in active_registrations(session, event) if r.id not in fresh_ids]
+        _mail(session, event, others, "update", links, sender)
+    _mail(session, event, fresh, "invite", links, sender)
+    session.flush()
+    return event
+
+
+def cancel_event(session: Session, event: Event, links: Links, sender: str) -> Event:
+    if event.status == "cancelled":
+        return event
+    event.status = "cancelled"
+    event.sequence += 1
+    event.updated_at = now_utc()
+    _mail(session, event, active_registrations(session, event), "cancel", links, sender)
+    session.flush()
+    return event
+
+
+# --- registration ------------------------------------------------------------------
+
+
+def register(
+    session: Session, event: Event, user: User, data: RegistrationIn, links: Links, sender: str
+) -> Registration:
+    """Register someone: a manager registers any email, a user registers themself."""
+    if event.status == "cancelled":
+        raise EventError(409, "event_cancelled", "the event is cancelled")
+    if data.email is not None and data.email != (user.email or ""):
+        if not can_manage(event, user):
+            raise EventError(403, "not_event_manager", "only managers may register others")
+        fresh = _invite(session, event, [data.email])
+        if data.display_name:
+            for registration in fresh:
+                registration.display_name = data.display_name
+        _mail(session, event, fresh, "invite", links, sender)
+        return session.scalars(
+            select(Registration).where(
+                Registration.event_id == event.id, Registration.email == data.email
+            )
+        ).one()
+    if event.visibility != "public" and not can_view(session, event, user):
+        raise EventError(404, "event_not_found", f"no event {event.id}")
+    existing = registration_of(session, event, user)
+    if existing is not None:
+        if existing.status == "revoked":
+            raise EventError(403, "registration_revoked", "your registration was revoked")
+        return existing
+    registration = Registration(
+        event_id=event.id,
+        user_id=user.id,
+        email=user.email or f"{user.username}@users.invalid",
+        display_name=user.label,
+        source="self",
+    )
+    session.add(registration)
+    session.flush()
+    if user.email:
+        _mail(session, event, [registration], "invite", links, sender)
+    return registration
+
+
+def revoke_registration(
+    session: Session, event: Event, user: User, registration_id: int, links: Links, sender: str
+) -> Registration:
+    registration = session.get(Registration, registration_id)
+    if registration is None or registration.event_id != event.id:
+        raise EventError(404, "registration_not_found", f"no registration {registration_id}")
+    own = registration.user_id == user.id
+    if not (own or can_manage(event, user)):
+        raise EventError(403, "not_event_manager", "only managers may revoke registrations")
+    if registration.status != "revoked":
+        _mail(session, event, [registration], "cancel", links, sender)
+        registration.status, registration.revoked_at = "revoked", now_utc()
+        session.flush()
+    return registration
+
+
+def registrations(session: Session, event: Event) -> list[Registration]:
+    return list(
+        session.scalars(
+            select(Registration).where(Registration.event_id == event.id).order_by(Registration.id)
+        )
+    )
+
+
+# --- presentation -------------------------------------------------------------------
+
+
+def event_json(event: Event, viewer: User | None, *, detail: bool = False) -> dict[str, object]:
+    moderators = [r.user.username for r in event.roles if r.role == "moderator"]
+    presenters = [r.user.username for r in event.roles if r.role == "presenter"]
+    body: dict[str, object] = {
+        "id": event.id,
+        "uid": event.uid,
+        "title": event.title,
+        "description": event.description,
+        "agenda": event.agenda,
+        "starts_at": utc(event.starts_at).isoformat().replace("+00:00", "Z"),
+        "ends_at": utc(event.ends_at).isoformat().replace("+00:00", "Z"),
+        "timezone": event.timezone,
+        "duration_minutes": event.duration_minutes,
+        "kind": event.kind,
+        "visibility": event.visibility,
+        "audio_mode": event.audio_mode,
+        "recording": event.recording,
+        "status": event.status,
+        "sequence": event.sequence,
+        "organizer": event.organizer.username,
+        "moderators": moderators,
+        "presenters": presenters,
+    }
+    return body

@@ -1,0 +1,187 @@
+"""The Center's tables: users, tokens, browser sessions, events, registrations, mail.
+
+Times are stored as naive UTC (SQLite has no time zones); ``utc()`` and
+``naive_utc()`` convert at the edges. Changes to this file need an Alembic
+revision in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def utc(value: datetime) -> datetime:
+    """A stored naive-UTC time as an aware one."""
+    return value.replace(tzinfo=UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class User(Base):
+    __tablename__ = "center_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254), index=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16), default="member")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    timezone: Mapped[str] = mapped_column(String(64), default="")
+    source: Mapped[str] = mapped_column(String(16), default="local")  # local | sso
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.username
+
+
+class ApiToken(Base):
+    __tablename__ = "center_api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("center_users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class WebSession(Base):
+    __tablename__ = "center_web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("center_users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Event(Base):
+    __tablename__ = "center_events"
+    __table_args__ = (Index("ix_center_events_listing", "status", "visibility", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    agenda: Mapped[str] = mapped_column(Text, default="")
+    starts_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    # Derived from starts_at and duration, kept so the catalog can filter by it in SQL.
+    ends_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    visibility: Mapped[str] = mapped_column(String(16))
+    audio_mode: Mapped[str] = mapped_column(String(16), default="voip")
+    recording: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    organizer_id: Mapped[int] = mapped_column(ForeignKey("center_users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+
+    organizer: Mapped[User] = relationship(lazy="joined")
+    roles: Mapped[list[EventRole]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", back_populates="event"
+    )
+
+
+class EventRole(Base):
+    """A moderator or presenter of an event (the organizer is always a moderator)."""
+
+    __tablename__ = "center_event_roles"
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("center_events.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("center_users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+    event: Mapped[Event] = relationship(back_populates="roles")
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Registration(Base):
+    __tablename__ = "center_registrations"
+    __table_args__ = (
+        UniqueConstraint("event_id", "email", name="uq_center_registrations_event_email"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("center_events.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("center_users.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    source: Mapped[str] = mapped_column(String(16))  # invited | self
+    status: Mapped[str] = mapped_column(String(16), default="registered")  # | revoked
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User | None] = relationship(lazy="joined")
+
+
+class MailJob(Base):
+    """One outgoing message, built whole when queued so a restart loses nothing."""
+
+    __tablename__ = "center_mail_jobs"
+    __table_args__ = (Index("ix_center_mail_jobs_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("center_events.id", ondelete="SET NULL"), index=True
+    )
+    recipient: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    purpose: Mapped[str] = mapped_column(String(16))  # invite | update | cancel
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    delivered_to: Mapped[str] = mapped_column(String(300), default="")  # smtp host or outbox file
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
