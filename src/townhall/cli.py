@@ -1,0 +1,269 @@
+"""The one ``townhall`` command, with a sub-command group per component.
+
+Every command takes ``--data DIR`` (default ``$TOWNHALL_DATA``, else
+``./townhall-data``) and ``--config FILE`` (default ``<data>/townhall.toml``)
+and reads its settings through ``townhall.config``. ``townhall up`` sets up
+and runs the whole system on one machine with embedded defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from townhall.config import Settings, default_data_dir, load_settings, parse_listen
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Townhall: live online events.")
+users_app = typer.Typer(no_args_is_help=True, help="Local accounts of the Center.")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens.")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option("--data", help="data folder [default: $TOWNHALL_DATA or ./townhall-data]"),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="settings file [default: <data>/townhall.toml]")
+]
+
+STARTER_CONFIG = """\
+# Townhall settings. Every key is documented in docs/settings.md; environment
+# variables TOWNHALL_<SECTION>__<KEY> override what is written here, e.g.
+# TOWNHALL_CENTER__LISTEN=127.0.0.1:18080.
+
+[center]
+# listen = "127.0.0.1:8080"
+# base_url = "https://townhall.example.org"      # as users reach it through the proxy
+# database_url = "postgresql+psycopg://townhall@/townhall"
+
+[center.sso]
+# trusted_proxies = ["127.0.0.2/32"]              # empty: header SSO is off
+# header = "X-Remote-User"
+
+[center.mail]
+# smtp_url = "smtp://mail.example.org:587"       # empty: mail goes to <data>/outbox
+"""
+
+
+def settings_for(data: Path | None, config: Path | None) -> Settings:
+    try:
+        return load_settings(data or default_data_dir(), config)
+    except (FileNotFoundError, ValueError) as error:
+        typer.echo(f"townhall: bad settings: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
+def _migrate(settings: Settings) -> None:
+    from townhall.center.migrations import VERSIONS
+    from townhall.store import make_engine, upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine, [VERSIONS])
+    finally:
+        engine.dispose()
+
+
+def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    from townhall.store import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(settings.database_url))
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@app.command()
+def migrate(data: DataOption = None, config: ConfigOption = None) -> None:
+    """Create or upgrade the database tables."""
+    settings = settings_for(data, config)
+    _migrate(settings)
+    typer.echo(f"database is up to date: {_safe_url(settings.database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    email: Annotated[str | None, typer.Option(help="email address")] = None,
+    role: Annotated[str, typer.Option(help="admin, organizer or member")] = "member",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    no_password: Annotated[bool, typer.Option(help="SSO-only account")] = False,
+    data: DataOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a local account."""
+    from townhall.center.accounts import AccountError, create_user
+
+    settings = settings_for(data, config)
+    _migrate(settings)
+    password = None if no_password else _read_password(password_stdin)
+    with _sessions(settings)() as session:
+        try:
+            create_user(session, name, email=email, role=role, password=password)
+        except AccountError as error:
+            typer.echo(f"townhall: {error.message}", err=True)
+            raise typer.Exit(1) from error
+        session.commit()
+    typer.echo(f"added {role} {name}")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    data: DataOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Set a local account's password."""
+    from townhall.center.accounts import hash_password, user_by_name
+
+    settings = settings_for(data, config)
+    password = _read_password(password_stdin)
+    if len(password) < 8:
+        typer.echo("townhall: a password needs at least 8 characters", err=True)
+        raise typer.Exit(1)
+    with _sessions(settings)() as session:
+        user = user_by_name(session, name)
+        if user is None:
+            typer.echo(f"townhall: no user {name}", err=True)
+            raise typer.Exit(1)
+        user.password_hash = hash_password(password)
+        session.commit()
+    typer.echo(f"password of {name} changed")
+
+
+@users_app.command("list")
+def users_list(data: DataOption = None, config: ConfigOption = None) -> None:
+    """List accounts."""
+    from townhall.center.tables import User
+
+    settings = settings_for(data, config)
+    with _sessions(settings)() as session:
+        for user in session.scalars(select(User).order_by(User.username)):
+            typer.echo(f"{user.username}\t{user.role}\t{user.email or '-'}\t{user.source}")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="the user the token acts as")],
+    label: Annotated[str, typer.Option("--label", help="what the token is for")] = "cli",
+    data: DataOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create an API token for a user and print it (it is shown only once)."""
+    from townhall.center.accounts import AccountError, create_token, user_by_name
+
+    settings = settings_for(data, config)
+    with _sessions(settings)() as session:
+        user = user_by_name(session, name)
+        if user is None:
+            typer.echo(f"townhall: no user {name}", err=True)
+            raise typer.Exit(1)
+        try:
+            _, value = create_token(session, user, label)
+        except AccountError as error:
+            typer.echo(f"townhall: {error.message}", err=True)
+            raise typer.Exit(1) from error
+        session.commit()
+    typer.echo(value)
+
+
+def _serve_center(settings: Settings) -> None:
+    import uvicorn
+
+    from townhall.center.app import create_app
+
+    host, port = parse_listen(settings.center.listen)
+    # proxy_headers stays off: the peer address is what tells a trusted proxy
+    # from anyone else (center.sso.trusted_proxies), so X-Forwarded-For must not rewrite it.
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
+
+
+@app.command()
+def center(data: DataOption = None, config: ConfigOption = None) -> None:
+    """Run the web process: the Center's portal and API."""
+    settings = settings_for(data, config)
+    _migrate(settings)
+    _serve_center(settings)
+
+
+def _ensure_admin(settings: Settings) -> tuple[str, str | None]:
+    from townhall.center.accounts import create_user
+    from townhall.center.tables import User
+
+    with _sessions(settings)() as session:
+        admin = session.scalar(select(User).where(User.role == "admin").limit(1))
+        if admin is not None:
+            return admin.username, None
+        password = secrets.token_urlsafe(12)
+        create_user(session, "admin", email="admin@localhost", role="admin", password=password)
+        session.commit()
+    secret_file = settings.data / "admin-password.txt"
+    fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(password + "\n")
+    return "admin", password
+
+
+@app.command()
+def up(data: DataOption = None, config: ConfigOption = None) -> None:
+    """Set up and run the whole system on this machine with embedded defaults."""
+    from townhall.pki import DevCA
+
+    settings = settings_for(data, config)
+    settings.data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    starter = settings.data / "townhall.toml"
+    if config is None and not starter.exists():
+        starter.write_text(STARTER_CONFIG)
+    ca = DevCA.ensure(settings.data / "pki")
+    _migrate(settings)
+    admin, password = _ensure_admin(settings)
+    url = settings.center.public_url
+    typer.echo(f"Townhall is starting; data in {settings.data.resolve()}")
+    typer.echo(f"  Center portal   {url}/")
+    typer.echo(f"  REST API        {url}/api/v1  (OpenAPI: {url}/api/v1/openapi.json)")
+    if not settings.center.mail.smtp_url:
+        typer.echo(f"  Mail outbox     {url}/admin/outbox  (files in {settings.outbox_dir})")
+    typer.echo(f"  Development CA  {ca.cert_file}")
+    if password:
+        typer.echo(f"  Sign in as {admin} with password {password}")
+        typer.echo(f"  (also kept in {settings.data / 'admin-password.txt'}, mode 0600)")
+    else:
+        typer.echo(
+            f"  Sign in as {admin}; its password was printed at first start and kept in "
+            f"{settings.data / 'admin-password.txt'} (reset: townhall users passwd {admin})"
+        )
+    _serve_center(settings)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""The REST API as its users drive it: scheduling, catalog, registration, tokens, bad input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.support import Center
+
+
+def soon(days: int = 3, hour: int = 14) -> str:
+    moment = (datetime.now(UTC) + timedelta(days=days)).replace(
+        hour=hour, minute=0, second=0, microsecond=0
+    )
+    return moment.isoformat()
+
+
+def new_event(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "title": "Quarterly review",
+        "description": "Numbers and plans",
+        "starts_at": soon(),
+        "duration_minutes": 60,
+        "kind": "meeting",
+        "visibility": "private",
+        "invitees": ["guest@example.com"],
+    }
+    body.update(overrides)
+    return body
+
+
+def test_healthz_answers_when_the_database_is_up(center: Center) -> None:
+    response = httpx.get(center.url + "/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_openapi_document_lists_the_event_routes(center: Center) -> None:
+    document = httpx.get(center.url + "/api/v1/openapi.json").json()
+    assert "/api/v1/events" in document["paths"]
+    assert "post" in document["paths"]["/api/v1/events"]
+    assert "/api/v1/me" in document["paths"]
+    assert not any(path.startswith("/events") for path in document["paths"])
+
+
+def test_me_names_the_token_holder(center: Center) -> None:
+    with center.client("olga") as client:
+        me = client.get("/api/v1/me").json()
+    assert me["username"] == "olga"
+    assert me["role"] == "organizer"
+    assert me["signed_in_via"] == "token"
+
+
+def test_anonymous_and_bad_tokens_are_refused_with_json(center: Center) -> None:
+    response = httpx.get(center.url + "/api/v1/events")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_signed_in"
+    response = httpx.get(center.url + "/api/v1/me", headers={"Authorization": "Bearer th_nope"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "bad_token"
+    response = httpx.get(center.url + "/api/v1/me", headers={"Authorization": "Basic eDp5"})
+    assert response.status_code == 401
+
+
+def test_organizer_creates_an_event_and_is_its_moderator(center: Center) -> None:
+    with center.client("olga") as client:
+        response = client.post("/api/v1/events", json=new_event(moderators=["mike"]))
+    assert response.status_code == 201, response.text
+    event = response.json()
+    assert isinstance(event["id"], int)
+    assert event["organizer"] == "olga"
+    assert set(event["moderators"]) == {"olga", "mike"}
+    assert event["invitees"] == ["guest@example.com"]
+    assert event["status"] == "scheduled"
+    assert event["sequence"] == 0
+    start = datetime.fromisoformat(event["starts_at"])
+    assert start.utcoffset() == timedelta(0)
+    assert datetime.fromisoformat(event["ends_at"]) - start == timedelta(minutes=60)
+
+
+def test_start_with_an_offset_is_kept_as_the_same_instant(center: Center) -> None:
+    with center.client("olga") as client:
+        event = client.post(
+            "/api/v1/events", json=new_event(starts_at="2031-03-05T09:30:00+02:00")
+        ).json()
+    assert event["starts_at"] == "2031-03-05T07:30:00Z"
+
+
+def test_members_may_not_schedule(center: Center) -> None:
+    with center.client("mike") as client:
+        response = client.post("/api/v1/events", json=new_event())
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "not_organizer"
+
+
+def test_private_events_exist_only_for_their_people(center: Center) -> None:
+    with center.client("olga") as olga, center.client("mike") as mike:
+        private = olga.post("/api/v1/events", json=new_event(title="Secret plans")).json()
+        public = olga.post(
+            "/api/v1/events", json=new_event(title="Town meeting", visibility="public")
+        ).json()
+        titles = [e["title"] for e in mike.get("/api/v1/events").json()["items"]]
+        assert titles == ["Town meeting"]
+        assert mike.get(f"/api/v1/events/{private['id']}").status_code == 404
+        assert mike.get(f"/api/v1/events/{public['id']}").status_code == 200
+        # Once invited, the private event appears for mike.
+        olga.patch(
+            f"/api/v1/events/{private['id']}",
+            json={"invitees": ["guest@example.com", "mike@example.org"]},
+        )
+        assert mike.get(f"/api/v1/events/{private['id']}").status_code == 200
+        assert mike.get(f"/api/v1/events/{private['id']}").json()["my_registration"] == "registered"
+
+
+def test_catalog_searches_text_and_filters_dates(center: Center) -> None:
+    with center.client("olga") as client:
+        for title, days in (("Budget talk", 2), ("Budget vote", 20), ("Holiday party", 5)):
+            client.post(
+                "/api/v1/events",
+                json=new_event(title=title, starts_at=soon(days), visibility="public"),
+            )
+        found = client.get("/api/v1/events", params={"q": "budget"}).json()
+        assert [e["title"] for e in found["items"]] == ["Budget talk", "Budget vote"]
+        assert found["total"] == 2
+        window_end = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
+        found = client.get("/api/v1/events", params={"q": "budget", "to": window_end}).json()
+        assert [e["title"] for e in found["items"]] == ["Budget talk"]
+        paged = client.get("/api/v1/events", params={"limit": 1, "offset": 1}).json()
+        assert paged["total"] == 3 and [e["title"] for e in paged["items"]] == ["Holiday party"]
+        # Search text is text, not a pattern.
+        assert client.get("/api/v1/events", params={"q": "%"}).json()["total"] == 0
+
+
+def test_past_events_are_listed_apart(center: Center) -> None:
+    with center.client("olga") as client:
+        client.post(
+            "/api/v1/events", json=new_event(title="Last year", starts_at="2021-01-01T10:00:00Z")
+        )
+        client.post("/api/v1/events", json=new_event(title="Next week"))
+        upcoming = [e["title"] for e in client.get("/api/v1/events").json()["items"]]
+        past = [e["title"] for e in client.get("/api/v1/events?when=past").json()["items"]]
+    assert upcoming == ["Next week"]
+    assert past == ["Last year"]
+
+
+def test_updates_bump_the_calendar_sequence_and_cancel_keeps_the_event(center: Center) -> None:
+    with center.client("olga") as client:
+        event = client.post("/api/v1/events", json=new_event()).json()
+        changed = client.patch(
+            f"/api/v1/events/{event['id']}",
+            json={"title": "Quarterly review (moved)", "starts_at": soon(4)},
+        ).json()
+        assert changed["sequence"] == 1
+        assert changed["title"] == "Quarterly review (moved)"
+        same = client.patch(f"/api/v1/events/{event['id']}", json={"recording": True}).json()
+        assert same["sequence"] == 1 and same["recording"] is True
+        cancelled = client.delete(f"/api/v1/events/{event['id']}").json()
+        assert cancelled["status"] == "cancelled" and cancelled["sequence"] == 2
+        refused = client.patch(f"/api/v1/events/{event['id']}", json={"title": "again"})
+        assert refused.status_code == 409
+        assert client.get("/api/v1/events").json()["total"] == 0
+        listed = client.get("/api/v1/events", params={"include_cancelled": "true"}).json()
+        assert listed["items"][0]["status"] == "cancelled"
+
+
+def test_only_managers_change_an_event(center: Center) -> None:
+    with center.client("olga") as olga, center.client("mike") as mike:
+        event = olga.post("/api/v1/events", json=new_event(visibility="public")).json()
+        assert (
+            mike.patch(f"/api/v1/events/{event['id']}", json={"title": "mine"}).status_code == 403
+        )
+        assert mike.delete(f"/api/v1/events/{event['id']}").status_code == 403
+        assert mike.get(f"/api/v1/events/{event['id']}/registrations").status_code == 403
+
+
+def test_self_registration_on_public_events_and_revocation(center: Center) -> None:
+    with center.client("olga") as olga, center.client("mike") as mike:
+        public = olga.post("/api/v1/events", json=new_event(visibility="public")).json()
+        private = olga.post("/api/v1/events", json=new_event()).json()
+        mine = mike.post(f"/api/v1/events/{public['id']}/registrations", json={})
+        assert mine.status_code == 201
+        assert mine.json()["username"] == "mike" and mine.json()["source"] == "self"
+        assert (
+            mike.post(f"/api/v1/events/{private['id']}/registrations", json={}).status_code == 404
+        )
+        listing = olga.get(f"/api/v1/events/{public['id']}/registrations").json()
+        assert {r["email"] for r in listing} == {"guest@example.com", "mike@example.org"}
+        revoked = olga.delete(f"/api/v1/events/{public['id']}/registrations/{mine.json()['id']}")
+        assert revoked.json()["status"] == "revoked"
+        again = mike.post(f"/api/v1/events/{public['id']}/registrations", json={})
+        assert again.status_code == 403
+        assert again.json()["error"]["code"] == "registration_revoked"
+
+
+def test_managers_register_guests_by_email(center: Center) -> None:
+    with center.client("olga") as olga:
+        event = olga.post("/api/v1/events", json=new_event(invitees=[])).json()
+        added = olga.post(
+            f"/api/v1/events/{event['id']}/registrations",
+            json={"email": "Visitor@Example.com", "display_name": "A Visitor"},
+        )
+        assert added.status_code == 201
+        assert added.json()["email"] == "visitor@example.com"
+        assert added.json()["username"] is None
+
+
+def test_dialin_gives_numbers_and_a_stable_access_code(center: Center) -> None:
+    with center.client("olga") as olga:
+        event = olga.post("/api/v1/events", json=new_event(audio_mode="both")).json()
+        first = olga.get(f"/api/v1/events/{event['id']}/dialin").json()
+        second = olga.get(f"/api/v1/events/{event['id']}/dialin").json()
+    assert first == second
+    assert first["numbers"] == ["+1 555 0100"]
+    assert len(first["access_code"]) == 8 and first["access_code"].isdigit()
+
+
+def test_tokens_are_listed_and_revoked(center: Center) -> None:
+    with center.client("mike") as mike:
+        created = mike.post("/api/v1/tokens", json={"name": "laptop"})
+        assert created.status_code == 201
+        token = created.json()["token"]
+        assert token.startswith("th_")
+        with httpx.Client(
+            base_url=center.url, headers={"Authorization": f"Bearer {token}"}
+        ) as laptop:
+            assert laptop.get("/api/v1/me").json()["username"] == "mike"
+            listed = laptop.get("/api/v1/tokens").json()
+            assert "laptop" in [t["name"] for t in listed]
+            assert all("token" not in t for t in listed)
+            assert mike.delete(f"/api/v1/tokens/{created.json()['id']}").status_code == 204
+            assert laptop.get("/api/v1/me").status_code == 401
+    with center.client("olga") as olga:
+        assert olga.delete(f"/api/v1/tokens/{created.json()['id']}").status_code == 404
+
+
+BAD_EVENTS = [
+    ({"title": ""}, "title"),
+    ({"title": "x" * 201}, "title"),
+    ({"title": "two\nlines"}, "title"),
+    ({"title": "bell\x07"}, "title"),
+    ({"starts_at": "2030-01-01T10:00:00"}, "starts_at"),
+    ({"starts_at": "tomorrow"}, "starts_at"),
+    ({"starts_at": "1970-01-01T00:00:00Z"}, "starts_at"),
+    ({"starts_at": 12}, "starts_at"),
+    ({"duration_minutes": 0}, "duration_minutes"),
+    ({"duration_minutes": 10**12}, "duration_minutes"),
+    ({"duration_minutes": "long"}, "duration_minutes"),
+    ({"kind": "party"}, "kind"),
+    ({"visibility": "secret"}, "visibility"),
+    ({"audio_mode": "radio"}, "audio_mode"),
+    ({"invitees": ["not-an-email"]}, "invitees"),
+    ({"invitees": "a@example.com"}, "invitees"),
+    ({"invitees": ["a@example.com"] * 1001}, "invitees"),
+    ({"timezone": "Mars/Olympus"}, "timezone"),
+    ({"description": "d" * 10_001}, "description"),
+    ({"surprise": 1}, "surprise"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), BAD_EVENTS)
+def test_bad_event_fields_get_a_422_naming_the_field(
+    center: Center, change: dict[str, object], field: str
+) -> None:
+    with center.client("olga") as client:
+        response = client.post("/api/v1/events", json=new_event(**change))
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert field in error["message"]
+
+
+def test_missing_fields_and_unknown_people_are_named(center: Center) -> None:
+    with center.client("olga") as client:
+        response = client.post("/api/v1/events", json={"title": "x"})
+        assert response.status_code == 422
+        assert "starts_at" in response.json()["error"]["message"]
+        response = client.post("/api/v1/events", json=new_event(moderators=["nobody"]))
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "unknown_user"
+        event = client.post("/api/v1/events", json=new_event()).json()
+        response = client.patch(f"/api/v1/events/{event['id']}", json={"title": None})
+        assert response.status_code == 422
+
+
+def test_malformed_bodies_and_out_of_range_paths_are_4xx(center: Center) -> None:
+    with center.client("olga") as client:
+        event = client.post("/api/v1/events", json=new_event()).json()
+        bad_json = client.post(
+            "/api/v1/events", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert bad_json.status_code == 400
+        assert bad_json.json()["error"]["code"] == "invalid_json"
+        assert client.post("/api/v1/events", json=[1, 2]).status_code == 422
+        for path in (
+            "/api/v1/events/0",
+            "/api/v1/events/-1",
+            "/api/v1/events/99999999999999999999",
+            "/api/v1/events/abc",
+            f"/api/v1/events/{event['id']}/registrations/99999999999",
+            "/api/v1/tokens/0",
+        ):
+            response = client.request("DELETE" if "tokens" in path else "GET", path)
+            assert 400 <= response.status_code < 500, (path, response.status_code)
+            assert "error" in response.json()
+        assert client.get(f"/api/v1/events/{event['id'] + 1000}").status_code == 404
+        for params in (
+            {"limit": 0},
+            {"limit": 201},
+            {"offset": -1},
+            {"when": "soon"},
+            {"from": "yesterday"},
+            {"from": "2030-01-01T00:00:00"},
+            {"q": "q" * 201},
+            {"to": "9999-01-01"},
+        ):
+            response = client.get("/api/v1/events", params=params)
+            assert response.status_code == 422, params
+        assert (
+            client.post(
+                f"/api/v1/events/{event['id']}/registrations", json={"email": "nope"}
+            ).status_code
+            == 422
+        )
+        assert client.post("/api/v1/tokens", json={"name": ""}).status_code == 422
+        assert client.post("/api/v1/tokens", json={"name": "n" * 101}).status_code == 422
+
+
+def test_oversized_bodies_are_refused_before_reading(center: Center) -> None:
+    with center.client("olga") as client:
+        response = client.post(
+            "/api/v1/events",
+            content=b"x" * (center.settings.center.max_body_bytes + 1),
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "body_too_large"
+
+        # Streamed without a length: counted as it arrives.
+        def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(40):
+                yield b"x" * 50_000
+
+        response = client.post(
+            "/api/v1/events", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert client.get("/api/v1/me").status_code == 200

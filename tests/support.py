@@ -1,0 +1,98 @@
+"""Test support: a real Center served by uvicorn on a free loopback port, and its users."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from townhall.center import accounts
+from townhall.center.app import create_app
+from townhall.center.migrations import VERSIONS
+from townhall.config import Settings
+from townhall.store import make_engine, upgrade
+
+
+def make_settings(data: Path, database_url: str, **center: object) -> Settings:
+    return Settings(data=data, center={"database_url": database_url, **center})
+
+
+class RunningServer:
+    """A uvicorn server in a thread, on a free loopback port."""
+
+    def __init__(self, app: object) -> None:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            proxy_headers=False,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@dataclass
+class Center:
+    url: str
+    settings: Settings
+    sessions: object
+
+    def add_user(
+        self,
+        username: str,
+        role: str = "member",
+        password: str = "correct horse",
+        email: str | None = None,
+    ) -> None:
+        with self.sessions() as session:  # type: ignore[operator]
+            accounts.create_user(
+                session,
+                username,
+                role=role,
+                password=password,
+                email=email or f"{username}@example.org",
+            )
+            session.commit()
+
+    def token_for(self, username: str) -> str:
+        with self.sessions() as session:  # type: ignore[operator]
+            user = accounts.user_by_name(session, username)
+            assert user is not None
+            _, value = accounts.create_token(session, user, "test")
+            session.commit()
+            return value
+
+    def client(self, username: str | None = None, **kwargs: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token_for(username)}"} if username else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=20, **kwargs)  # type: ignore[arg-type]
+
+
+def start_center(settings: Settings, *, run_workers: bool = True) -> tuple[RunningServer, Center]:
+    engine = make_engine(settings.database_url)
+    upgrade(engine, [VERSIONS])
+    engine.dispose()
+    app = create_app(settings, run_workers=run_workers)
+    server = RunningServer(app)
+    sessions = app.state.center.sessions
+    return server, Center(url="", settings=settings, sessions=sessions)
