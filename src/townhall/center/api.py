@@ -192,8 +192,9 @@ def parse_bound(value: str | None, name: str, end_of_day: bool = False) -> datet
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
-            return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
-        moment = datetime.fromisoformat(value)
+            moment = datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value)
     except ValueError as error:
         raise EventError(422, "invalid_input", f"{name}: not a date or RFC 3339 time") from error
     if moment.tzinfo is None:

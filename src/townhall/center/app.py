@@ -44,10 +44,6 @@ SECURITY_HEADERS = [
 ]
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class Limits:
     """Bound request bodies (declared or streamed) and add the security headers."""
 
@@ -65,25 +61,31 @@ class Limits:
                     await _too_large(send, self.max_body_bytes)
                     return
         received = 0
+        refused = False
 
         async def bounded_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise BodyTooLarge
+                    # Answer now and tell the application the client is gone: raising
+                    # here would reach the body parser and come out as a 400.
+                    refused = True
+                    await _too_large(send, self.max_body_bytes)
+                    return {"type": "http.disconnect"}
             return message
 
         async def send_with_headers(message: Message) -> None:
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
             await send(message)
 
-        try:
-            await self.app(scope, bounded_receive, send_with_headers)
-        except BodyTooLarge:
-            await _too_large(send, self.max_body_bytes)
+        await self.app(scope, bounded_receive, send_with_headers)
 
 
 async def _too_large(send: Send, limit: int) -> None:
