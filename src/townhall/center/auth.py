@@ -126,7 +126,7 @@ def csrf_token(request: Request) -> str:
     existing = request.cookies.get(CSRF_COOKIE, "")
     if 20 <= len(existing) <= 64 and existing.replace("-", "").replace("_", "").isalnum():
         return existing
-    token = request.state.__dict__.get("new_csrf")
+    token = getattr(request.state, "new_csrf", None)
     if token is None:
         token = secrets.token_urlsafe(24)
         request.state.new_csrf = token

@@ -524,7 +524,10 @@ def revoke_registration(
     registration = session.get(Registration, registration_id)
     if registration is None or registration.event_id != event.id:
         raise EventError(404, "registration_not_found", f"no registration {registration_id}")
-    own = registration.user_id == user.id
+    # The same rule as ``registration_of``: an invitation by email is the user's own.
+    own = registration.user_id == user.id or (
+        registration.user_id is None and bool(user.email) and registration.email == user.email
+    )
     if not (own or can_manage(event, user)):
         raise EventError(403, "not_event_manager", "only managers may revoke registrations")
     if registration.status != "revoked":
