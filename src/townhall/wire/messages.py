@@ -1,0 +1,489 @@
+"""Control and data messages: their fields, their limits, and their msgpack encoding.
+
+Each message is a frozen msgspec Struct, encoded as a msgpack array of its
+fields in the order written here (``array_like``: no field names on the wire,
+so no duplicate keys to disagree about), and carried in one frame whose
+channel and type byte say which message it is (``MESSAGE_TYPES``). Decoding
+checks every field: type, range, length, enum value, character set, and the
+few rules that span fields (``check``). Events are in the past tense,
+commands in the imperative.
+
+This module knows frames only to wrap a payload in one; it does not know in
+which state a message is allowed (states.py) nor anything of sockets and
+clocks. docs/protocol.md lists the messages with their fields.
+
+Format::
+
+    CONTROL or DATA payload = msgpack array [field 1, field 2, ...]
+    str    msgpack str (UTF-8), limits in characters unless said otherwise
+    bytes  msgpack bin
+    int    msgpack int, ranges as annotated (u32, u64)
+    enum   msgpack str, its value ("participant", "opus", ...)
+    record a nested msgpack array (Load, Member, StreamInfo)
+    None   msgpack nil
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta
+
+from townhall.wire.errors import LocalProtocolError, RemoteProtocolError
+from townhall.wire.frames import Channel, pack_frame
+
+__all__ = [
+    "CHAT_TEXT_MAX_BYTES",
+    "MAX_STREAMS",
+    "MESSAGE_TYPES",
+    "PROTOCOL_VERSION",
+    "ROSTER_CHUNK",
+    "Auth",
+    "AuthFailed",
+    "AuthFailure",
+    "AuthOk",
+    "Bye",
+    "ByeReason",
+    "ChatPosted",
+    "CloseStream",
+    "Codec",
+    "EncodedMessage",
+    "Error",
+    "ErrorCode",
+    "GiveFloor",
+    "Hello",
+    "Load",
+    "LowerHand",
+    "Member",
+    "Message",
+    "Mute",
+    "OpenStream",
+    "Ping",
+    "Pong",
+    "RaiseHand",
+    "Remove",
+    "Role",
+    "RosterUpdate",
+    "SendChat",
+    "SetSpeakingMode",
+    "SpeakingMode",
+    "StateSnapshot",
+    "StreamClosed",
+    "StreamInfo",
+    "StreamOpened",
+    "TakeFloor",
+    "Welcome",
+    "decode_message",
+    "encode_message",
+    "address_of",
+    "message_class",
+]
+
+PROTOCOL_VERSION: Final = 1
+CHAT_TEXT_MAX_BYTES: Final = 4096
+
+# No C0 or C1 controls anywhere; in names and labels also no bidirectional
+# overrides, which would let a name display as someone else's (CVE-2021-42574).
+_LABEL_CHARS = "\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_TEXT_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"  # tab, LF and CR are fine in chat
+_NOT_LABEL = re.compile(f"[{_LABEL_CHARS}]")
+
+Name = Annotated[str, Meta(min_length=1, max_length=64, pattern=rf"\A[^{_LABEL_CHARS}]+\Z")]
+Identifier = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\A[A-Za-z0-9._:-]+\Z")]
+Title = Annotated[str, Meta(max_length=256, pattern=rf"\A[^{_LABEL_CHARS}]*\Z")]
+Reason = Annotated[str, Meta(max_length=1024, pattern=rf"\A[^{_LABEL_CHARS}]*\Z")]
+ChatText = Annotated[
+    str, Meta(min_length=1, max_length=CHAT_TEXT_MAX_BYTES, pattern=rf"\A[^{_TEXT_CHARS}]+\Z")
+]
+Version = Annotated[int, Meta(ge=1, le=0xFFFF)]
+U32 = Annotated[int, Meta(ge=0, le=0xFFFF_FFFF)]
+# msgpack itself ends at 2**64 - 1, and msgspec takes no upper bound past int64.
+U64 = Annotated[int, Meta(ge=0)]
+Ticket = Annotated[bytes, Meta(min_length=1, max_length=8192)]
+
+ROSTER_CHUNK: Final = 100  # members (and names) per RosterUpdate: the largest fits CONTROL
+MAX_STREAMS: Final = 64  # streams listed in one StateSnapshot
+
+
+class Role(enum.Enum):
+    """What the connecting side is, said once in Hello and fixed for the connection."""
+
+    PARTICIPANT = "participant"
+    SERVER_LINK = "server-link"  # a child live server connecting Up to its parent
+    CONTROLLER_LINK = "controller-link"  # a live server connecting to the Controller
+
+
+class AuthFailure(enum.Enum):
+    BAD_TICKET = "bad-ticket"  # unreadable, bad signature, or not for this server
+    EXPIRED = "expired"
+    WRONG_EVENT = "wrong-event"  # valid, but for an event this server does not hold
+    IN_USE = "in-use"  # the credential is bound to another live connection
+    NOT_ALLOWED = "not-allowed"  # this role may not connect here
+    EVENT_NOT_LIVE = "event-not-live"
+    SERVER_FULL = "server-full"
+
+
+class ErrorCode(enum.Enum):
+    """Why one request was refused; the connection stays open."""
+
+    NOT_ALLOWED = "not-allowed"  # e.g. GiveFloor from someone not a moderator
+    UNKNOWN_MEMBER = "unknown-member"
+    UNKNOWN_STREAM = "unknown-stream"
+    RATE_LIMITED = "rate-limited"
+    UNAVAILABLE = "unavailable"  # e.g. the server has no room for another stream
+
+
+class ByeReason(enum.Enum):
+    """Why a connection ends."""
+
+    NORMAL = "normal"
+    PROTOCOL_ERROR = "protocol-error"
+    UNSUPPORTED_VERSION = "unsupported-version"
+    HANDSHAKE_TIMEOUT = "handshake-timeout"
+    IDLE_TIMEOUT = "idle-timeout"
+    AUTH_FAILED = "auth-failed"
+    REMOVED = "removed"  # a moderator removed this participant
+    REPLACED = "replaced"  # the same credential connected again elsewhere
+    EVENT_ENDED = "event-ended"
+    SHUTDOWN = "shutdown"
+    CONNECTION_LOST = "connection-lost"  # EOF without Bye; never sent, only reported
+
+
+class SpeakingMode(enum.Enum):
+    MODERATED = "moderated"  # raise a hand; a moderator gives the floor
+    OPEN = "open"  # anyone unmuted may speak, and take the floor
+    LECTURE = "lecture"  # only moderators speak; hands cannot be raised
+
+
+class Codec(enum.Enum):
+    OPUS = "opus"
+    VP8 = "vp8"
+
+    @property
+    def channel(self) -> Channel:
+        return Channel.AUDIO if self is Codec.OPUS else Channel.VIDEO
+
+
+class Record(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, array_like=True
+):
+    """A value nested inside a message."""
+
+
+class Message(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, array_like=True
+):
+    """Base of every control and data message."""
+
+    def check(self) -> None:
+        """Rules that span fields or that msgspec cannot say; raise ValueError."""
+
+
+class Load(Record, frozen=True):
+    participants: U32
+    capacity: U32  # 0: no set limit
+
+
+class Member(Record, frozen=True):
+    name: Name
+    moderator: bool = False
+    hand_raised: bool = False
+    floor: bool = False
+    muted: bool = False
+
+
+class StreamInfo(Record, frozen=True):
+    stream_id: U32
+    owner: Name
+    codec: Codec
+
+
+# -- handshake (CONTROL 1-9) ---------------------------------------------------
+
+
+class Hello(Message, frozen=True):
+    """Client: who I am and the highest protocol version I speak."""
+
+    role: Role
+    version: Version
+    client: Name  # software and version, for logs: "townhall-python/0.1"
+
+
+class Welcome(Message, frozen=True):
+    """Server: the version both will speak (at most Hello's)."""
+
+    version: Version
+    server: Name
+
+
+class Auth(Message, frozen=True):
+    """Client: the credential part of a join ticket, or a server's enrolled key."""
+
+    ticket: Ticket
+
+
+class AuthOk(Message, frozen=True):
+    """Server: the ticket holds; the connection is open as this member."""
+
+    name: Name
+    event: Identifier | None = None  # None on a controller link
+    moderator: bool = False
+
+
+class AuthFailed(Message, frozen=True):
+    """Server: the ticket does not hold; the server closes the connection after it."""
+
+    reason: AuthFailure
+    message: Reason = ""
+
+
+class Error(Message, frozen=True):
+    """One request was refused; the connection stays open."""
+
+    code: ErrorCode
+    message: Reason = ""
+
+
+class Ping(Message, frozen=True):
+    """Either side: answer with a Pong carrying the same nonce, at once."""
+
+    nonce: U64
+
+    def pong(self, load: Load | None = None) -> Pong:
+        return Pong(nonce=self.nonce, load=load)
+
+
+class Pong(Message, frozen=True):
+    """The answer to Ping; a server adds its load for Intelligent Server Selection."""
+
+    nonce: U64
+    load: Load | None = None
+
+
+class Bye(Message, frozen=True):
+    """Either side: I am closing the connection, and why."""
+
+    reason: ByeReason
+    message: Reason = ""
+
+    @classmethod
+    def for_error(cls, error: Exception) -> Bye:
+        """The Bye to send after a RemoteProtocolError, its text made fit to send."""
+        text = _NOT_LABEL.sub("?", str(error))[:1024]
+        return cls(reason=ByeReason.PROTOCOL_ERROR, message=text)
+
+
+# -- floor control (CONTROL 16-22): participant commands --------------------------
+
+
+class RaiseHand(Message, frozen=True):
+    pass
+
+
+class LowerHand(Message, frozen=True):
+    name: Name | None = None  # None: my own hand; a name: a moderator lowers it
+
+
+class GiveFloor(Message, frozen=True):
+    name: Name
+
+
+class TakeFloor(Message, frozen=True):
+    """The sender takes the floor: a moderator always, anyone in OPEN mode."""
+
+
+class Mute(Message, frozen=True):
+    name: Name
+    muted: bool = True  # False unmutes
+
+
+class Remove(Message, frozen=True):
+    name: Name
+
+
+class SetSpeakingMode(Message, frozen=True):
+    mode: SpeakingMode
+
+
+# -- streams (CONTROL 24-27) ------------------------------------------------------
+
+
+class OpenStream(Message, frozen=True):
+    """Participant: I want to send media with this codec; the server picks the id."""
+
+    codec: Codec
+
+
+class CloseStream(Message, frozen=True):
+    stream_id: U32
+
+
+class StreamOpened(Message, frozen=True):
+    """Server: media with this stream id belongs to this owner and codec."""
+
+    stream: StreamInfo
+
+
+class StreamClosed(Message, frozen=True):
+    stream_id: U32
+
+
+# -- event state (CONTROL 32-33) ----------------------------------------------------
+
+
+class StateSnapshot(Message, frozen=True):
+    """Server: the event-wide state, after AuthOk and whenever it changes.
+
+    The roster follows in RosterUpdate chunks, so this stays small whatever
+    the audience.
+    """
+
+    event: Identifier
+    title: Title
+    mode: SpeakingMode
+    attendance: U32
+    streams: Annotated[tuple[StreamInfo, ...], Meta(max_length=MAX_STREAMS)] = ()
+
+    def check(self) -> None:
+        ids = [stream.stream_id for stream in self.streams]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a stream id appears twice")
+
+
+class RosterUpdate(Message, frozen=True):
+    """Server: members who joined or changed, and names who left."""
+
+    changed: Annotated[tuple[Member, ...], Meta(max_length=ROSTER_CHUNK)] = ()
+    left: Annotated[tuple[Name, ...], Meta(max_length=ROSTER_CHUNK)] = ()
+
+    def check(self) -> None:
+        names = [member.name for member in self.changed] + list(self.left)
+        if len(set(names)) != len(names):
+            raise ValueError("a name appears twice in one roster update")
+
+
+# -- data channel (DATA 1-2) ----------------------------------------------------------
+
+
+def _check_chat_text(text: str) -> None:
+    if len(text.encode("utf-8")) > CHAT_TEXT_MAX_BYTES:
+        raise ValueError(f"chat text over {CHAT_TEXT_MAX_BYTES} bytes of UTF-8")
+
+
+class SendChat(Message, frozen=True):
+    """Participant: post this; ``to`` None is everyone. ``seq`` is the sender's count."""
+
+    text: ChatText
+    to: Name | None = None
+    seq: U32 = 0
+
+    def check(self) -> None:
+        _check_chat_text(self.text)
+
+
+class ChatPosted(Message, frozen=True):
+    """Server: a chat message, with the sender the server authenticated."""
+
+    sender: Name
+    text: ChatText
+    to: Name | None = None
+    seq: U32 = 0  # the sender's SendChat.seq: (sender, seq) names one message
+
+    def check(self) -> None:
+        _check_chat_text(self.text)
+
+
+MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxyType(
+    {
+        (Channel.CONTROL, 1): Hello,
+        (Channel.CONTROL, 2): Welcome,
+        (Channel.CONTROL, 3): Auth,
+        (Channel.CONTROL, 4): AuthOk,
+        (Channel.CONTROL, 5): AuthFailed,
+        (Channel.CONTROL, 6): Error,
+        (Channel.CONTROL, 7): Ping,
+        (Channel.CONTROL, 8): Pong,
+        (Channel.CONTROL, 9): Bye,
+        (Channel.CONTROL, 16): RaiseHand,
+        (Channel.CONTROL, 17): LowerHand,
+        (Channel.CONTROL, 18): GiveFloor,
+        (Channel.CONTROL, 19): TakeFloor,
+        (Channel.CONTROL, 20): Mute,
+        (Channel.CONTROL, 21): Remove,
+        (Channel.CONTROL, 22): SetSpeakingMode,
+        (Channel.CONTROL, 24): OpenStream,
+        (Channel.CONTROL, 25): CloseStream,
+        (Channel.CONTROL, 26): StreamOpened,
+        (Channel.CONTROL, 27): StreamClosed,
+        (Channel.CONTROL, 32): StateSnapshot,
+        (Channel.CONTROL, 33): RosterUpdate,
+        (Channel.DATA, 1): SendChat,
+        (Channel.DATA, 2): ChatPosted,
+    }
+)
+_ADDRESSES: Final[Mapping[type[Message], tuple[Channel, int]]] = MappingProxyType(
+    {cls: address for address, cls in MESSAGE_TYPES.items()}
+)
+_DECODERS: Final[Mapping[type[Message], msgspec.msgpack.Decoder[Any]]] = MappingProxyType(
+    {cls: msgspec.msgpack.Decoder(cls) for cls in MESSAGE_TYPES.values()}
+)
+_ENCODER: Final = msgspec.msgpack.Encoder()
+
+
+def message_class(channel: Channel, type_: int) -> type[Message] | None:
+    """The message a CONTROL or DATA frame header announces, None if unknown."""
+    if channel.is_media:
+        return None
+    return MESSAGE_TYPES.get((channel, type_))
+
+
+def address_of(message_type: type[Message]) -> tuple[Channel, int]:
+    """The channel and type byte that carry this message."""
+    return _ADDRESSES[message_type]
+
+
+def decode_message(message_type: type[Message], payload: bytes) -> Message:
+    """Decode and check one payload; RemoteProtocolError says what was wrong."""
+    try:
+        message: Message = _DECODERS[message_type].decode(payload)
+        message.check()
+    except (msgspec.MsgspecError, ValueError) as exc:
+        # ValueError: msgspec reports invalid UTF-8 as UnicodeDecodeError.
+        raise RemoteProtocolError(f"bad {message_type.__name__}: {exc}") from None
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedMessage:
+    """A message and its frame bytes: encode once, send to many connections."""
+
+    message: Message
+    data: bytes
+
+
+def encode_message(message: Message) -> EncodedMessage:
+    """Encode a message into a whole frame, checked as the peer will check it.
+
+    Raises LocalProtocolError for anything the peer would refuse: the payload
+    is decoded again with the peer's own rules before it may leave.
+    """
+    message_type = type(message)
+    address = _ADDRESSES.get(message_type)
+    if address is None:
+        raise LocalProtocolError(f"{message_type.__name__} is not a wire message")
+    try:
+        payload = _ENCODER.encode(message)
+    except (msgspec.MsgspecError, ValueError, TypeError, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode {message_type.__name__}: {exc}") from None
+    try:
+        decode_message(message_type, payload)
+    except RemoteProtocolError as exc:
+        raise LocalProtocolError(str(exc)) from None
+    channel, type_ = address
+    return EncodedMessage(message, pack_frame(channel, type_, payload))

@@ -1,0 +1,104 @@
+"""Canonical frames kept as .bin files, so the wire format cannot drift unnoticed.
+
+Each file was written once by running this module as a script
+(``.venv/bin/python tests/wire/test_golden_frames.py``). A change that makes
+these tests fail changes the protocol: bump the version, update
+docs/protocol.md, and only then write the files again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.wire.wire_support import decode_frame
+from townhall.wire import (
+    AuthFailure,
+    AuthOk,
+    Bye,
+    ByeReason,
+    Channel,
+    ChatPosted,
+    Codec,
+    Hello,
+    Load,
+    MediaFrame,
+    Member,
+    Message,
+    Pong,
+    Role,
+    RosterUpdate,
+    SendChat,
+    SpeakingMode,
+    StateSnapshot,
+    StreamInfo,
+    Welcome,
+    encode_message,
+)
+from townhall.wire.messages import Auth, AuthFailed
+
+GOLDEN = Path(__file__).parent / "golden"
+
+FRAMES: dict[str, Message | MediaFrame] = {
+    "hello": Hello(role=Role.PARTICIPANT, version=1, client="townhall-python/0.1"),
+    "welcome": Welcome(version=1, server="main"),
+    "auth": Auth(ticket=bytes.fromhex("8f2a0c6e5b71d4e3")),
+    "auth_ok": AuthOk(name="Ana María", event="ev-42", moderator=True),
+    "auth_failed": AuthFailed(reason=AuthFailure.EXPIRED, message="expired"),
+    "pong_with_load": Pong(nonce=1, load=Load(participants=120, capacity=500)),
+    "state_snapshot": StateSnapshot(
+        event="ev-42",
+        title="All hands",
+        mode=SpeakingMode.MODERATED,
+        attendance=2,
+        streams=(StreamInfo(stream_id=1, owner="Ana María", codec=Codec.OPUS),),
+    ),
+    "roster_update": RosterUpdate(
+        changed=(Member(name="Ana María", moderator=True, floor=True), Member(name="Bo")),
+        left=("Cy",),
+    ),
+    "send_chat": SendChat(text="Hi 👋", seq=1),
+    "chat_posted": ChatPosted(sender="Ana María", text="Hi 👋", to="Bo", seq=1),
+    "bye": Bye(reason=ByeReason.NORMAL),
+    "audio": MediaFrame.build(
+        Channel.AUDIO,
+        stream_id=1,
+        seq=0xFFFFFFFF,
+        timestamp_us=1_700_000_000_000_000,
+        payload=b"\xfc\xff\xfe",
+    ),
+    "video_keyframe": MediaFrame.build(
+        Channel.VIDEO,
+        stream_id=2,
+        seq=0,
+        timestamp_us=1_700_000_000_020_000,
+        payload=bytes.fromhex("9d012a"),
+        keyframe=True,
+    ),
+}
+
+
+def encoded(item: Message | MediaFrame) -> bytes:
+    return item.data if isinstance(item, MediaFrame) else encode_message(item).data
+
+
+@pytest.mark.parametrize("name", sorted(FRAMES))
+def test_encoding_gives_the_golden_bytes(name: str) -> None:
+    assert encoded(FRAMES[name]) == (GOLDEN / f"{name}.bin").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(FRAMES))
+def test_the_golden_bytes_decode_to_the_message(name: str) -> None:
+    assert decode_frame((GOLDEN / f"{name}.bin").read_bytes()) == FRAMES[name]
+
+
+def test_every_golden_file_is_checked() -> None:
+    assert {path.stem for path in GOLDEN.glob("*.bin")} == set(FRAMES)
+
+
+if __name__ == "__main__":
+    GOLDEN.mkdir(exist_ok=True)
+    for name, item in FRAMES.items():
+        (GOLDEN / f"{name}.bin").write_bytes(encoded(item))
+        print(f"{name}.bin  {encoded(item).hex(' ')}")
