@@ -186,21 +186,37 @@ def tokens_create(
     typer.echo(value)
 
 
-def _serve_center(settings: Settings) -> None:
+def _serve_center(settings: Settings, config: Path | None) -> None:
     import uvicorn
 
+    from townhall.center.accounts import CenterSecret
     from townhall.center.app import create_app
 
     host, port = parse_listen(settings.center.listen)
     # proxy_headers stays off: the peer address is what tells a trusted proxy
     # from anyone else (center.sso.trusted_proxies), so X-Forwarded-For must not rewrite it.
+    options = {
+        "host": host,
+        "port": port,
+        "proxy_headers": False,
+        "server_header": False,
+        "log_level": "info",
+        "access_log": settings.center.access_log,
+    }
+    if settings.center.workers == 1:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    # Several processes: each builds its own app from the same data folder and settings,
+    # so the shared secret must exist before they race to create it.
+    CenterSecret.load_or_create(settings.data / "secret.key")
+    os.environ["TOWNHALL_DATA"] = str(settings.data.resolve())
+    if config is not None:
+        os.environ["TOWNHALL_CONFIG"] = str(config.resolve())
     uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        proxy_headers=False,
-        server_header=False,
-        log_level="info",
+        "townhall.center.app:app_from_environment",
+        factory=True,
+        workers=settings.center.workers,
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -209,7 +225,7 @@ def center(data: DataOption = None, config: ConfigOption = None) -> None:
     """Run the web process: the Center's portal and API."""
     settings = settings_for(data, config)
     _migrate(settings)
-    _serve_center(settings)
+    _serve_center(settings, config)
 
 
 def _ensure_admin(settings: Settings) -> tuple[str, str | None]:
@@ -258,7 +274,7 @@ def up(data: DataOption = None, config: ConfigOption = None) -> None:
             f"  Sign in as {admin}; its password was printed at first start and kept in "
             f"{settings.data / 'admin-password.txt'} (reset: townhall users passwd {admin})"
         )
-    _serve_center(settings)
+    _serve_center(settings, config)
 
 
 def main() -> None:

@@ -96,6 +96,10 @@ class CenterSettings(_Section):
     default_timezone: str = "UTC"
     session_minutes: int = Field(default=720, ge=5, le=60 * 24 * 90)
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    # The reverse proxy normally logs every request; a second log costs the Center ~10 %.
+    access_log: bool = False
+    # Processes serving the web routes; one per core is the usual choice.
+    workers: int = Field(default=1, ge=1, le=64)
     dialin_numbers: tuple[str, ...] = ("+1 555 0100",)
     sso: SsoSettings = Field(default_factory=SsoSettings)
     mail: MailSettings = Field(default_factory=MailSettings)

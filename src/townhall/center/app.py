@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +29,7 @@ from townhall.center.context import CenterContext
 from townhall.center.events import EventError
 from townhall.center.mailer import MailWorker
 from townhall.center.sso import SsoVerifier
-from townhall.config import Settings
+from townhall.config import Settings, load_settings
 from townhall.store import make_engine, make_session_factory
 
 log = logging.getLogger("townhall.center")
@@ -122,6 +124,12 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str]:
         location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
         problems.append(f"{location or 'body'}: {item.get('msg', 'invalid')}")
     return "invalid_input", "; ".join(problems) or "invalid input"
+
+
+def app_from_environment() -> FastAPI:
+    """The factory ``uvicorn --workers`` calls in each process (see ``townhall center``)."""
+    config = os.environ.get("TOWNHALL_CONFIG")
+    return create_app(load_settings(None, Path(config) if config else None))
 
 
 def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:

@@ -111,7 +111,8 @@ def identify(request: Request, session: Session) -> Viewer:
         user = accounts.user_for_token(session, value.strip())
         if user is None:
             raise AuthError(401, "bad_token", "the API token is unknown or revoked")
-        session.commit()
+        if session.dirty:  # last_used_at moved on (at most once a minute)
+            session.commit()
         return Viewer(user, "token")
     cookie = request.cookies.get(SESSION_COOKIE, "")
     if cookie:

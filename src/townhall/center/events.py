@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from townhall.center import invitations, mailer
@@ -242,36 +242,114 @@ class CatalogQuery:
     offset: int = 0
 
 
-def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Event], int]:
+MAX_DURATION = timedelta(minutes=24 * 60)
+
+_LISTED = (
+    Event.id, Event.uid, Event.title, Event.description, Event.agenda, Event.starts_at,
+    Event.ends_at, Event.timezone, Event.duration_minutes, Event.kind, Event.visibility,
+    Event.audio_mode, Event.recording, Event.status, Event.sequence,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """An event as the catalog shows it: plain values, read without the ORM.
+
+    The catalog is the Center's hottest query; building ORM objects and
+    loading their relationships cost more than the SQL itself (bench/center.py).
+    """
+
+    id: int
+    uid: str
+    title: str
+    description: str
+    agenda: str
+    starts_at: datetime
+    ends_at: datetime
+    timezone: str
+    duration_minutes: int
+    kind: str
+    visibility: str
+    audio_mode: str
+    recording: bool
+    status: str
+    sequence: int
+    organizer: str
+    moderators: tuple[str, ...]
+    presenters: tuple[str, ...]
+
+    @classmethod
+    def of(cls, event: Event) -> Listed:
+        values = {column.key: getattr(event, column.key) for column in _LISTED}
+        return cls(
+            **values,
+            organizer=event.organizer.username,
+            moderators=tuple(r.user.username for r in event.roles if r.role == "moderator"),
+            presenters=tuple(r.user.username for r in event.roles if r.role == "presenter"),
+        )
+
+
+def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Listed], bool]:
+    """One page of the catalog, and whether more follow.
+
+    There is no total: counting every match of a large catalog costs more than
+    the page itself, and "is there a next page" is all paging needs.
+    """
     statement = visible_events(user)
     now = now_utc()
     if query.when == "upcoming":
-        # An event still running is "upcoming" for whoever wants to join it.
-        statement = statement.where(Event.ends_at > now)
+        # An event still running is "upcoming" for whoever wants to join it. The bound on
+        # starts_at is implied (no event lasts longer) but lets the index on it be used.
+        statement = statement.where(Event.ends_at > now, Event.starts_at > now - MAX_DURATION)
     elif query.when == "past":
-        statement = statement.where(Event.ends_at <= now)
+        statement = statement.where(Event.ends_at <= now, Event.starts_at <= now)
     if query.starts_after is not None:
         statement = statement.where(Event.starts_at >= naive_utc(query.starts_after))
     if query.starts_before is not None:
         statement = statement.where(Event.starts_at < naive_utc(query.starts_before))
-    if not query.include_cancelled:
-        statement = statement.where(Event.status == "scheduled")
+    statement = statement.where(
+        Event.status.in_(("scheduled", "cancelled") if query.include_cancelled else ("scheduled",))
+    )
     if query.text:
-        pattern = (
-            "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        )
+        escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
         statement = statement.where(
             or_(
                 Event.title.ilike(pattern, escape="\\"),
                 Event.description.ilike(pattern, escape="\\"),
             )
         )
-    total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     order = Event.starts_at.desc() if query.when == "past" else Event.starts_at.asc()
-    rows = session.scalars(
-        statement.order_by(order, Event.id).limit(query.limit).offset(query.offset)
-    ).all()
-    return list(rows), total
+    statement = (
+        statement.with_only_columns(*_LISTED, User.username)
+        .join(User, User.id == Event.organizer_id)
+        .order_by(order, Event.id)
+        .limit(query.limit + 1)
+        .offset(query.offset)
+    )
+    rows = session.execute(statement).all()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    people: dict[tuple[int, str], list[str]] = {}
+    if rows:
+        roles = session.execute(
+            select(EventRole.event_id, EventRole.role, User.username)
+            .join(User, User.id == EventRole.user_id)
+            .where(EventRole.event_id.in_([row.id for row in rows]))
+            .order_by(User.username)
+        )
+        for event_id, role, username in roles:
+            people.setdefault((event_id, role), []).append(username)
+    listed = [
+        Listed(
+            *row[:-1],
+            organizer=row[-1],
+            moderators=tuple(people.get((row.id, "moderator"), ())),
+            presenters=tuple(people.get((row.id, "presenter"), ())),
+        )
+        for row in rows
+    ]
+    return listed, more
 
 
 # --- scheduling --------------------------------------------------------------------
@@ -548,27 +626,25 @@ def registrations(session: Session, event: Event) -> list[Registration]:
 # --- presentation -------------------------------------------------------------------
 
 
-def event_json(event: Event, viewer: User | None, *, detail: bool = False) -> dict[str, object]:
-    moderators = [r.user.username for r in event.roles if r.role == "moderator"]
-    presenters = [r.user.username for r in event.roles if r.role == "presenter"]
-    body: dict[str, object] = {
-        "id": event.id,
-        "uid": event.uid,
-        "title": event.title,
-        "description": event.description,
-        "agenda": event.agenda,
-        "starts_at": utc(event.starts_at).isoformat().replace("+00:00", "Z"),
-        "ends_at": utc(event.ends_at).isoformat().replace("+00:00", "Z"),
-        "timezone": event.timezone,
-        "duration_minutes": event.duration_minutes,
-        "kind": event.kind,
-        "visibility": event.visibility,
-        "audio_mode": event.audio_mode,
-        "recording": event.recording,
-        "status": event.status,
-        "sequence": event.sequence,
-        "organizer": event.organizer.username,
-        "moderators": moderators,
-        "presenters": presenters,
+def event_json(event: Event | Listed) -> dict[str, object]:
+    listed = event if isinstance(event, Listed) else Listed.of(event)
+    return {
+        "id": listed.id,
+        "uid": listed.uid,
+        "title": listed.title,
+        "description": listed.description,
+        "agenda": listed.agenda,
+        "starts_at": utc(listed.starts_at).isoformat().replace("+00:00", "Z"),
+        "ends_at": utc(listed.ends_at).isoformat().replace("+00:00", "Z"),
+        "timezone": listed.timezone,
+        "duration_minutes": listed.duration_minutes,
+        "kind": listed.kind,
+        "visibility": listed.visibility,
+        "audio_mode": listed.audio_mode,
+        "recording": listed.recording,
+        "status": listed.status,
+        "sequence": listed.sequence,
+        "organizer": listed.organizer,
+        "moderators": list(listed.moderators),
+        "presenters": list(listed.presenters),
     }
-    return body

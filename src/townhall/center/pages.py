@@ -388,8 +388,8 @@ def catalog_page(
         after = before = None
     if before is not None:
         before += timedelta(days=1)  # "to" names the last day shown
-    rows: list[Event] = []
-    total = 0
+    rows: list[events.Listed] = []
+    more = False
     if not errors:
         query = events.CatalogQuery(
             text=q.strip(),
@@ -400,7 +400,7 @@ def catalog_page(
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
         )
-        rows, total = events.catalog(session, user, query)
+        rows, more = events.catalog(session, user, query)
     params: dict[str, str] = {"q": q, "when": when, "from": date_from, "to": date_to}
     if cancelled:
         params["cancelled"] = "1"
@@ -409,19 +409,16 @@ def catalog_page(
     def page_link(number: int) -> str:
         return "/events?" + urlencode({**kept, "page": str(number)})
 
-    pages = max(1, -(-total // PAGE_SIZE))
     context = {
         "rows": rows,
-        "total": total,
         "q": q,
         "when": when,
         "date_from": date_from,
         "date_to": date_to,
         "cancelled": cancelled,
         "page": page,
-        "pages": pages,
         "prev_link": page_link(page - 1) if page > 1 else "",
-        "next_link": page_link(page + 1) if page < pages else "",
+        "next_link": page_link(page + 1) if more else "",
         "can_schedule": events.can_schedule(user),
         "errors": errors,
     }

@@ -99,7 +99,7 @@ class WebSession(Base):
 
 class Event(Base):
     __tablename__ = "center_events"
-    __table_args__ = (Index("ix_center_events_listing", "status", "visibility", "starts_at"),)
+    __table_args__ = (Index("ix_center_events_listing", "status", "starts_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uid: Mapped[str] = mapped_column(String(64), unique=True)

@@ -80,7 +80,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_center_events_listing",
         "center_events",
-        ["status", "visibility", "starts_at"],
+        ["status", "starts_at"],
         unique=False,
     )
     op.create_index(op.f("ix_center_events_ends_at"), "center_events", ["ends_at"], unique=False)
