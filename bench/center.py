@@ -116,14 +116,14 @@ def seed(url: str, n_users: int, n_events: int, n_registrations: int, rng: rando
 
     from townhall.center import accounts
     from townhall.center.events import visible_events
-    from townhall.center.migrations import VERSIONS
     from townhall.center.tables import Event, EventRole, Registration, User
-    from townhall.store import make_engine, make_session_factory, upgrade
+    from townhall.schema import migrate
+    from townhall.store import make_engine, make_session_factory
 
     started = time.perf_counter()
     engine = make_engine(url)
     try:
-        upgrade(engine, [VERSIONS])
+        migrate(engine)
         now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
         n_organizers = max(1, n_users // 50)

@@ -12,9 +12,9 @@ import uvicorn
 
 from townhall.center import accounts
 from townhall.center.app import create_app
-from townhall.center.migrations import VERSIONS
 from townhall.config import Settings
-from townhall.store import make_engine, upgrade
+from townhall.schema import migrate
+from townhall.store import make_engine
 
 
 def make_settings(data: Path, database_url: str, **center: object) -> Settings:
@@ -90,7 +90,7 @@ class Center:
 
 def start_center(settings: Settings, *, run_workers: bool = True) -> tuple[RunningServer, Center]:
     engine = make_engine(settings.database_url)
-    upgrade(engine, [VERSIONS])
+    migrate(engine)
     engine.dispose()
     app = create_app(settings, run_workers=run_workers)
     server = RunningServer(app)

@@ -22,8 +22,10 @@ from townhall.config import Settings, default_data_dir, load_settings, parse_lis
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Townhall: live online events.")
 users_app = typer.Typer(no_args_is_help=True, help="Local accounts of the Center.")
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens.")
+manager_app = typer.Typer(no_args_is_help=True, help="The Manager: live servers and enrolment.")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(manager_app, name="manager")
 
 DataOption = Annotated[
     Path | None,
@@ -49,6 +51,13 @@ STARTER_CONFIG = """\
 
 [center.mail]
 # smtp_url = "smtp://mail.example.org:587"       # empty: mail goes to <data>/outbox
+
+[manager]
+# enrol_hours = 24                               # life of a `townhall manager enroll` secret
+# ca_dir = ""                                    # empty: the development CA in <data>/pki
+
+[controller]
+# listen = "127.0.0.1:8443"                      # handed to enrolled live servers
 """
 
 
@@ -61,12 +70,12 @@ def settings_for(data: Path | None, config: Path | None) -> Settings:
 
 
 def _migrate(settings: Settings) -> None:
-    from townhall.center.migrations import VERSIONS
-    from townhall.store import make_engine, upgrade
+    from townhall.schema import migrate
+    from townhall.store import make_engine
 
     engine = make_engine(settings.database_url)
     try:
-        upgrade(engine, [VERSIONS])
+        migrate(engine)
     finally:
         engine.dispose()
 
@@ -186,6 +195,94 @@ def tokens_create(
     typer.echo(value)
 
 
+@manager_app.command("enroll")
+def manager_enroll(
+    name: Annotated[str, typer.Argument(help="the live server's name")],
+    address: Annotated[
+        str | None, typer.Option("--address", help="host:port, to register the server")
+    ] = None,
+    zone: Annotated[str | None, typer.Option("--zone", help="internal or dmz")] = None,
+    capacity: Annotated[
+        int | None, typer.Option("--capacity", help="participants it carries")
+    ] = None,
+    data: DataOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print a one-time enrolment secret for a live server (registering it if asked).
+
+    The secret is valid for manager.enrol_hours and shown only once; a new one
+    replaces any earlier secret. The server trades it, with a certificate
+    request, for its certificate and pull token at POST /manager/api/v1/enroll.
+    """
+    from pydantic import ValidationError
+
+    from townhall.manager import registry
+    from townhall.pki import DevCA
+
+    settings = settings_for(data, config)
+    _migrate(settings)
+    DevCA.ensure(settings.ca_dir)
+    try:
+        fields: dict[str, object] = {}
+        if address is not None:
+            fields["host"], fields["port"] = registry.parse_address(address)
+        if zone is not None:
+            fields["zone"] = zone
+        if capacity is not None:
+            fields["capacity"] = capacity
+        with _sessions(settings)() as session:
+            server = registry.server_by_name(session, name)
+            if server is None:
+                if address is None:
+                    typer.echo(
+                        f"townhall: no server {name}; register it with --address host:port "
+                        "[--zone internal|dmz] [--capacity N]",
+                        err=True,
+                    )
+                    raise typer.Exit(1)
+                server = registry.create_server(
+                    session, registry.ServerIn.model_validate({"name": name, **fields})
+                )
+                typer.echo(f"registered {server.name} at {address} ({server.zone})", err=True)
+            elif fields:
+                registry.update_server(session, server, registry.ServerPatch.model_validate(fields))
+            secret, expires = registry.start_enrolment(
+                session, server, settings.manager.enrol_hours
+            )
+            session.commit()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors()
+        )
+        typer.echo(f"townhall: {problems}", err=True)
+        raise typer.Exit(2) from error
+    except (ValueError, registry.ManagerError) as error:
+        typer.echo(f"townhall: {getattr(error, 'message', error)}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(
+        f"one-time enrolment secret for {name}, valid until {expires:%Y-%m-%d %H:%M} UTC "
+        "(shown once):",
+        err=True,
+    )
+    typer.echo(secret)
+
+
+@manager_app.command("servers")
+def manager_servers(data: DataOption = None, config: ConfigOption = None) -> None:
+    """List the registered live servers: name, address, zone, capacity, enrolment."""
+    from townhall.manager import registry
+
+    settings = settings_for(data, config)
+    _migrate(settings)
+    with _sessions(settings)() as session:
+        for server in registry.list_servers(session):
+            host = f"[{server.host}]" if ":" in server.host else server.host
+            state = registry.enrolment_state(server)
+            typer.echo(
+                f"{server.name}\t{host}:{server.port}\t{server.zone}\t{server.capacity}\t{state}"
+            )
+
+
 def _serve_center(settings: Settings, config: Path | None) -> None:
     import uvicorn
 
@@ -256,13 +353,14 @@ def up(data: DataOption = None, config: ConfigOption = None) -> None:
     starter = settings.data / "townhall.toml"
     if config is None and not starter.exists():
         starter.write_text(STARTER_CONFIG)
-    ca = DevCA.ensure(settings.data / "pki")
+    ca = DevCA.ensure(settings.ca_dir)
     _migrate(settings)
     admin, password = _ensure_admin(settings)
     url = settings.center.public_url
     typer.echo(f"Townhall is starting; data in {settings.data.resolve()}")
     typer.echo(f"  Center portal   {url}/")
     typer.echo(f"  REST API        {url}/api/v1  (OpenAPI: {url}/api/v1/openapi.json)")
+    typer.echo(f"  Manager         {url}/manager  (API: {url}/manager/api/v1)")
     if not settings.center.mail.smtp_url:
         typer.echo(f"  Mail outbox     {url}/admin/outbox  (files in {settings.outbox_dir})")
     typer.echo(f"  Development CA  {ca.cert_file}")

@@ -118,6 +118,29 @@ class CenterSettings(_Section):
         return f"http://{host}:{port}"
 
 
+class ManagerSettings(_Section):
+    """The Manager: the registry of live servers and trees, and their enrolment."""
+
+    # How long a one-time enrolment secret from ``townhall manager enroll`` stays valid.
+    enrol_hours: float = Field(default=24, gt=0, le=24 * 30)
+    # The CA that signs enrolled servers' certificates; empty: ``<data>/pki``.
+    ca_dir: str = ""
+
+
+class ControllerSettings(_Section):
+    """The Controller's address, handed by the Manager to enrolled servers."""
+
+    listen: str = "127.0.0.1:8443"
+    # How long before an event's start its server tree is formed.
+    lead_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TOWNHALL_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -125,6 +148,12 @@ class Settings(BaseSettings):
 
     data: Path = Path("townhall-data")
     center: CenterSettings = Field(default_factory=CenterSettings)
+    manager: ManagerSettings = Field(default_factory=ManagerSettings)
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
+
+    @property
+    def ca_dir(self) -> Path:
+        return Path(self.manager.ca_dir) if self.manager.ca_dir else self.data / "pki"
 
     @property
     def database_url(self) -> str:

@@ -1,7 +1,9 @@
 """The development certificate authority that ``townhall up`` makes for one machine.
 
 It issues the TLS certificates of the Controller and the live servers when no
-organisation CA is configured. Keys are ECDSA P-256, written with mode 0600.
+organisation CA is configured, and signs the certificate requests of servers
+that enrol through the Manager (``sign_csr``; docs/manager.md). Keys it makes
+are ECDSA P-256, written with mode 0600.
 Production installs use the organisation's own CA instead (docs/install.md).
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -96,9 +98,40 @@ class DevCA:
         key_file = self.folder / f"{name}-key.pem"
         if cert_file.exists() and key_file.exists():
             return IssuedCertificate(cert_file, key_file)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._certificate(key.public_key(), name, hosts, client=client)
+        _write_private(key_file, _key_pem(key))
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return IssuedCertificate(cert_file, key_file)
+
+    def sign_csr(
+        self, csr_pem: bytes, name: str, hosts: list[str], *, client: bool = True
+    ) -> bytes:
+        """Certify the key of a signing request for ``name`` and ``hosts``; PEM out.
+
+        Only the request's key is used, once its signature proves the requester
+        holds it: subject, names and usages come from the arguments, never from
+        the request. Raises ``ValueError`` for a malformed or unsigned request.
+        """
+        csr = x509.load_pem_x509_csr(csr_pem)
+        if not csr.is_signature_valid:
+            raise ValueError("the signing request's signature does not verify")
+        public_key = csr.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise ValueError("the signing request's key must be EC or RSA")
+        cert = self._certificate(public_key, name, hosts, client=client)
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    def _certificate(
+        self,
+        public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+        name: str,
+        hosts: list[str],
+        *,
+        client: bool,
+    ) -> x509.Certificate:
         ca_key = serialization.load_pem_private_key(self.key_file.read_bytes(), password=None)
         ca_cert = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
-        key = ec.generate_private_key(ec.SECP256R1())
         alt_names: list[x509.GeneralName] = []
         for host in hosts:
             try:
@@ -109,11 +142,11 @@ class DevCA:
             [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
         )
         now = dt.datetime.now(dt.UTC)
-        cert = (
+        return (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
             .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
+            .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=825))
@@ -122,6 +155,3 @@ class DevCA:
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
         )
-        _write_private(key_file, _key_pem(key))
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return IssuedCertificate(cert_file, key_file)

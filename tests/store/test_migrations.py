@@ -6,21 +6,25 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from townhall.center.migrations import VERSIONS
-from townhall.center.tables import metadata
-from townhall.store import make_engine, upgrade
+from townhall.center.tables import metadata as center_metadata
+from townhall.manager.tables import metadata as manager_metadata
+from townhall.schema import migrate
+from townhall.store import make_engine
+
+METADATA = [center_metadata, manager_metadata]
 
 
 def test_migrations_from_empty_create_every_table_and_match_the_models(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
-        upgrade(engine, [VERSIONS])
+        migrate(engine)
         tables = set(inspect(engine).get_table_names())
-        assert set(metadata.tables) <= tables
+        for metadata in METADATA:
+            assert set(metadata.tables) <= tables
         with engine.connect() as connection:
-            differences = compare_metadata(MigrationContext.configure(connection), metadata)
+            differences = compare_metadata(MigrationContext.configure(connection), METADATA)
         assert differences == []
         # Running again is a no-op, as on every start.
-        upgrade(engine, [VERSIONS])
+        migrate(engine)
     finally:
         engine.dispose()

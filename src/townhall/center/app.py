@@ -2,8 +2,10 @@
 
 ``create_app(settings)`` builds everything from frozen settings, with no
 module-level state, so tests build as many independent Centers as they need.
-Errors come out as JSON under ``/api`` and as pages elsewhere; request bodies
-are bounded before anything reads them.
+The same process serves the Manager's routers (``/manager``, its API under
+``/manager/api/v1``). Errors come out as JSON under ``/api`` and
+``/manager/api`` and as pages elsewhere; request bodies are bounded before
+anything reads them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from townhall.center.events import EventError
 from townhall.center.mailer import MailWorker
 from townhall.center.sso import SsoVerifier
 from townhall.config import Settings, load_settings
+from townhall.manager import api as manager_api
+from townhall.manager import pages as manager_pages
+from townhall.manager.registry import ManagerError
 from townhall.store import make_engine, make_session_factory
 
 log = logging.getLogger("townhall.center")
@@ -107,7 +112,8 @@ async def _too_large(send: Send, limit: int) -> None:
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/healthz"
+    path = request.url.path
+    return path.startswith(("/api/", "/manager/api/")) or path == "/healthz"
 
 
 def error_response(request: Request, status: int, code: str, message: str) -> Response:
@@ -176,6 +182,10 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     async def _event_error(request: Request, error: EventError) -> Response:
         return error_response(request, error.status, error.code, error.message)
 
+    @app.exception_handler(ManagerError)
+    async def _manager_error(request: Request, error: ManagerError) -> Response:
+        return error_response(request, error.status, error.code, error.message)
+
     @app.exception_handler(AccountError)
     async def _account_error(request: Request, error: AccountError) -> Response:
         return error_response(request, 422, error.code, error.message)
@@ -202,6 +212,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(manager_api.router)
+    app.include_router(manager_pages.router)
     app.mount("/static", pages.static_files(), name="static")
     app.add_middleware(Limits, max_body_bytes=settings.center.max_body_bytes)
     return app

@@ -6,7 +6,10 @@ asks before destructive buttons. The Content-Security-Policy (``app``) forbids
 inline script and style, so the templates carry none. Every rule lives in
 ``events`` and ``accounts``, shared with the REST API; this module only turns
 forms into their models and results into pages. It knows nothing of SMTP or
-iCalendar beyond calling ``mailer`` and ``calendar``.
+iCalendar beyond calling ``mailer`` and ``calendar``, and nothing of server
+trees beyond the Manager's in-process calls (``manager.registry.list_trees``,
+``event_tree_id``, ``choose_tree``; docs/manager.md) behind the event page's
+tree choice.
 
 Every form posts a double-submit CSRF token (``auth.check_csrf``). Password
 sign-in opens a portal session; an SSO user never gets one (``auth``). The
@@ -52,6 +55,7 @@ from townhall.center.auth import (
 )
 from townhall.center.events import EventError, EventIn, EventPatch, RegistrationIn
 from townhall.center.tables import Event, MailJob, Registration, User, utc
+from townhall.manager import registry as manager_registry
 
 log = logging.getLogger("townhall.center.pages")
 
@@ -75,6 +79,7 @@ NOTICES = {
     "zone": "Your time zone is saved.",
     "token_revoked": "The token is revoked.",
     "user_added": "The user is added.",
+    "tree": "The event's server tree is saved.",
 }
 SIGNED_IN_VIA = {
     "sso": "single sign-on at the proxy",
@@ -176,6 +181,7 @@ def render(
     *,
     status: int = 200,
     cache: str = "private, no-cache",
+    templates: Jinja2Templates = TEMPLATES,
 ) -> Response:
     viewer = _viewer_of(request)
     user = viewer.user
@@ -190,7 +196,7 @@ def render(
         "errors": [],
     }
     page.update(context or {})
-    response = TEMPLATES.TemplateResponse(request, name, page, status_code=status)
+    response = templates.TemplateResponse(request, name, page, status_code=status)
     response.headers["cache-control"] = cache
     _set_csrf_cookie(request, response)
     return response
@@ -694,6 +700,9 @@ def _event_page(
         "registrations": events.registrations(session, event) if manager else [],
         "mail": mail,
         "numbers": context_of(request).settings.center.dialin_numbers,
+        # The Manager's in-process contract (docs/manager.md): trees by id, the event by ours.
+        "trees": manager_registry.list_trees(session) if manager else [],
+        "tree_choice": manager_registry.event_tree_id(session, event.id) if manager else None,
         "notice": notice,
         "errors": errors or [],
     }
@@ -708,6 +717,35 @@ def event_page(
         return to_login(request)
     event = events.get_visible(session, event_id, viewer.user)
     return _event_page(request, session, event, viewer.user, notice=_notice(done))
+
+
+@router.post("/events/{event_id}/tree")
+def choose_tree(
+    request: Request,
+    session: DB,
+    viewer: Who,
+    event_id: EventId,
+    csrf: Csrf = "",
+    tree_id: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """The event's managers choose its server tree; empty: the Manager's default tree."""
+    check_csrf(request, csrf)
+    user = viewer.user
+    if user is None:
+        return to_login(request, f"/events/{event_id}")
+    event = events.get_managed(session, event_id, user)
+    if event.status != "scheduled":
+        raise EventError(409, "event_cancelled", "a cancelled event cannot be changed")
+    text = tree_id.strip()
+    if text and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID):
+        return _event_page(request, session, event, user, errors=["tree: not a tree"], status=422)
+    try:
+        manager_registry.choose_tree(session, event.id, int(text) if text else None)
+    except manager_registry.ManagerError as error:
+        session.rollback()
+        return _event_page(request, session, event, user, errors=[error.message], status=422)
+    session.commit()
+    return redirect(f"/events/{event.id}?done=tree")
 
 
 @router.post("/events/{event_id}/register")
