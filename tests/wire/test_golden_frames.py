@@ -25,6 +25,7 @@ from townhall.wire import (
     Load,
     MediaFrame,
     Member,
+    MemberJoined,
     Message,
     Pong,
     Role,
@@ -61,6 +62,13 @@ FRAMES: dict[str, Message | MediaFrame] = {
     "send_chat": SendChat(text="Hi 👋", seq=1),
     "chat_posted": ChatPosted(sender="Ana María", text="Hi 👋", to="Bo", seq=1),
     "bye": Bye(reason=ByeReason.NORMAL),
+    "member_joined": MemberJoined(
+        name="Ana María",
+        credential_id="cred-0001",
+        role="moderator",
+        server="child-a",
+        joined_at=1_700_000_000.5,
+    ),
     "audio": MediaFrame.build(
         Channel.AUDIO,
         stream_id=1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from tests.wire.test_link_message_codec import DOWN, UP
 from townhall.wire import (
     MAX_PAYLOAD,
     Auth,
@@ -96,6 +97,8 @@ SAMPLES: list[Message] = [
     SendChat(text="just to you", to="bob", seq=2**32 - 1),
     ChatPosted(sender="alice", text="hi 👋", seq=1),
     ChatPosted(sender="alice", text="psst", to="bob"),
+    *UP,
+    *DOWN,
 ]
 
 

@@ -245,9 +245,21 @@ class CatalogQuery:
 MAX_DURATION = timedelta(minutes=24 * 60)
 
 _LISTED = (
-    Event.id, Event.uid, Event.title, Event.description, Event.agenda, Event.starts_at,
-    Event.ends_at, Event.timezone, Event.duration_minutes, Event.kind, Event.visibility,
-    Event.audio_mode, Event.recording, Event.status, Event.sequence,
+    Event.id,
+    Event.uid,
+    Event.title,
+    Event.description,
+    Event.agenda,
+    Event.starts_at,
+    Event.ends_at,
+    Event.timezone,
+    Event.duration_minutes,
+    Event.kind,
+    Event.visibility,
+    Event.audio_mode,
+    Event.recording,
+    Event.status,
+    Event.sequence,
 )
 
 

@@ -40,6 +40,8 @@ from townhall.wire.frames import Channel, pack_frame
 
 __all__ = [
     "CHAT_TEXT_MAX_BYTES",
+    "BANNED_CHUNK",
+    "FORWARDED_COMMANDS",
     "MAX_STREAMS",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
@@ -48,28 +50,38 @@ __all__ = [
     "AuthFailed",
     "AuthFailure",
     "AuthOk",
+    "Banned",
     "Bye",
     "ByeReason",
+    "ChatMark",
     "ChatPosted",
     "CloseStream",
     "Codec",
     "EncodedMessage",
     "Error",
     "ErrorCode",
+    "Evict",
     "GiveFloor",
     "Hello",
+    "LinkRequest",
     "Load",
     "LowerHand",
     "Member",
+    "MemberJoined",
+    "MemberLeft",
     "Message",
     "Mute",
     "OpenStream",
     "Ping",
     "Pong",
     "RaiseHand",
+    "Refused",
     "Remove",
     "Role",
+    "RosterDone",
+    "RosterReset",
     "RosterUpdate",
+    "Resync",
     "SendChat",
     "SetSpeakingMode",
     "SpeakingMode",
@@ -77,6 +89,7 @@ __all__ = [
     "StreamClosed",
     "StreamInfo",
     "StreamOpened",
+    "Synced",
     "TakeFloor",
     "Welcome",
     "decode_message",
@@ -106,9 +119,12 @@ U32 = Annotated[int, Meta(ge=0, le=0xFFFF_FFFF)]
 # msgpack itself ends at 2**64 - 1, and msgspec takes no upper bound past int64.
 U64 = Annotated[int, Meta(ge=0)]
 Ticket = Annotated[bytes, Meta(min_length=1, max_length=8192)]
+CredentialId = Annotated[str, Meta(pattern=r"\A[A-Za-z0-9_-]{8,64}\Z")]
+MemberRole = Annotated[str, Meta(pattern=r"\A(participant|presenter|moderator)\Z")]
 
 ROSTER_CHUNK: Final = 100  # members (and names) per RosterUpdate: the largest fits CONTROL
 MAX_STREAMS: Final = 64  # streams listed in one StateSnapshot
+BANNED_CHUNK: Final = 64  # credential ids in one Banned
 
 
 class Role(enum.Enum):
@@ -399,6 +415,109 @@ class ChatPosted(Message, frozen=True):
         _check_chat_text(self.text)
 
 
+# -- server links Up: child to parent (CONTROL 40-43) ----------------------------------
+
+
+class MemberJoined(Message, frozen=True):
+    """A member authenticated on ``server`` at ``joined_at``; the newest join of a name wins."""
+
+    name: Name
+    credential_id: CredentialId
+    role: MemberRole  # the ticket's role
+    server: Name
+    joined_at: Annotated[float, Meta(ge=0)]  # Unix seconds
+
+
+class MemberLeft(Message, frozen=True):
+    name: Name
+
+
+class LinkRequest(Message, frozen=True):
+    """Member ``name`` gave this command: a forwarded CONTROL message, its type byte and payload.
+
+    Decoding checks the command as a participant connection would: it must be
+    one of ``FORWARDED_COMMANDS``, with a valid payload.
+    """
+
+    name: Name
+    command_type: Annotated[int, Meta(ge=0, le=255)]
+    payload: Annotated[bytes, Meta(max_length=2048)]
+
+    @classmethod
+    def of(cls, name: str, command: Message) -> LinkRequest:
+        if type(command) not in FORWARDED_COMMANDS:
+            raise LocalProtocolError(f"{type(command).__name__} is not forwarded Up")
+        return cls(
+            name=name,
+            command_type=_ADDRESSES[type(command)][1],
+            payload=_ENCODER.encode(command),
+        )
+
+    def command(self) -> Message:
+        """The command, decoded and checked."""
+        kind = MESSAGE_TYPES.get((Channel.CONTROL, self.command_type))
+        if kind is None or kind not in FORWARDED_COMMANDS:
+            raise RemoteProtocolError(
+                f"request of type {self.command_type} is not a forwarded command"
+            )
+        return decode_message(kind, self.payload)
+
+    def check(self) -> None:
+        try:
+            self.command()
+        except RemoteProtocolError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Resync(Message, frozen=True):
+    """Send me the state, and the chat after ``last_seq`` (0: none seen)."""
+
+    last_seq: U64
+
+
+# -- server links Down: parent to child (CONTROL 48-54) ---------------------------------
+
+
+class ChatMark(Message, frozen=True):
+    """The next ChatPosted on this link is entry ``seq`` of the main server's chat log."""
+
+    seq: Annotated[int, Meta(ge=1)]
+
+
+class Synced(Message, frozen=True):
+    """The answer to Resync is complete: live traffic follows."""
+
+
+class RosterReset(Message, frozen=True):
+    """The whole roster follows, in RosterUpdates, up to RosterDone; forget the old one."""
+
+
+class RosterDone(Message, frozen=True):
+    """The roster announced by RosterReset is complete."""
+
+
+class Evict(Message, frozen=True):
+    """Close member ``name``'s connection, saying ``reason``."""
+
+    name: Name
+    reason: ByeReason
+    message: Reason = ""
+
+
+class Refused(Message, frozen=True):
+    """Tell member ``name`` that a request was refused (an ``Error``)."""
+
+    name: Name
+    code: ErrorCode
+    message: Reason = ""
+
+
+class Banned(Message, frozen=True):
+    """These credentials were removed from the event: refuse them everywhere."""
+
+    credential_ids: Annotated[tuple[CredentialId, ...], Meta(min_length=1, max_length=BANNED_CHUNK)]
+
+
 MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxyType(
     {
         (Channel.CONTROL, 1): Hello,
@@ -423,10 +542,35 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 27): StreamClosed,
         (Channel.CONTROL, 32): StateSnapshot,
         (Channel.CONTROL, 33): RosterUpdate,
+        (Channel.CONTROL, 40): MemberJoined,
+        (Channel.CONTROL, 41): MemberLeft,
+        (Channel.CONTROL, 42): LinkRequest,
+        (Channel.CONTROL, 43): Resync,
+        (Channel.CONTROL, 48): ChatMark,
+        (Channel.CONTROL, 49): Synced,
+        (Channel.CONTROL, 50): RosterReset,
+        (Channel.CONTROL, 51): RosterDone,
+        (Channel.CONTROL, 52): Evict,
+        (Channel.CONTROL, 53): Refused,
+        (Channel.CONTROL, 54): Banned,
         (Channel.DATA, 1): SendChat,
         (Channel.DATA, 2): ChatPosted,
     }
 )
+FORWARDED_COMMANDS: Final[frozenset[type[Message]]] = frozenset(
+    {
+        RaiseHand,
+        LowerHand,
+        GiveFloor,
+        TakeFloor,
+        Mute,
+        Remove,
+        SetSpeakingMode,
+        OpenStream,
+        CloseStream,
+    }
+)
+"""The participant commands a child server forwards Up in a ``LinkRequest``."""
 _ADDRESSES: Final[Mapping[type[Message], tuple[Channel, int]]] = MappingProxyType(
     {cls: address for address, cls in MESSAGE_TYPES.items()}
 )

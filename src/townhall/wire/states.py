@@ -24,27 +24,38 @@ from townhall.wire.messages import (
     Auth,
     AuthFailed,
     AuthOk,
+    Banned,
     Bye,
+    ChatMark,
     ChatPosted,
     CloseStream,
     Error,
+    Evict,
     GiveFloor,
     Hello,
+    LinkRequest,
     LowerHand,
+    MemberJoined,
+    MemberLeft,
     Message,
     Mute,
     OpenStream,
     Ping,
     Pong,
     RaiseHand,
+    Refused,
     Remove,
+    Resync,
     Role,
+    RosterDone,
+    RosterReset,
     RosterUpdate,
     SendChat,
     SetSpeakingMode,
     StateSnapshot,
     StreamClosed,
     StreamOpened,
+    Synced,
     TakeFloor,
     Welcome,
 )
@@ -111,7 +122,8 @@ _MEDIA: Final = (Channel.AUDIO, Channel.VIDEO)
 # What each (role, sending side) may send in OPEN, beyond Ping, Pong, Error and
 # Bye. A participant never sends what only a server may say (a roster, a chat
 # in someone else's name), so a participant connection cannot act as a server
-# link. Server links carry the event Down and a child's members Up; the
+# link. Server links carry the event Down and a child's members Up, with the
+# link messages (MemberJoined ... Banned) that only server links carry; the
 # Controller link's messages come with townhall.controller.
 OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyType(
     {
@@ -122,7 +134,15 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             ChatPosted, StateSnapshot, RosterUpdate, StreamOpened, StreamClosed, *_MEDIA
         ),
         (Role.SERVER_LINK, _CLIENT): _kinds(
-            ChatPosted, RosterUpdate, StreamOpened, StreamClosed, *_MEDIA
+            ChatPosted,
+            RosterUpdate,
+            StreamOpened,
+            StreamClosed,
+            MemberJoined,
+            MemberLeft,
+            LinkRequest,
+            Resync,
+            *_MEDIA,
         ),
         (Role.SERVER_LINK, _SERVER): _kinds(
             ChatPosted,
@@ -132,6 +152,13 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             StreamClosed,
             Mute,
             Remove,
+            ChatMark,
+            Synced,
+            RosterReset,
+            RosterDone,
+            Evict,
+            Refused,
+            Banned,
             *_MEDIA,
         ),
         (Role.CONTROLLER_LINK, _CLIENT): _kinds(),

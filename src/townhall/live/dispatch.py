@@ -1,0 +1,215 @@
+"""``Dispatcher``: runs an ``EventRoom`` over wire ``Connection``s and an ``Outbox``.
+
+The one place where the room's commands are carried out, and still sans-IO:
+bytes in (``receive``), bytes out (``ready``, ``drain``), and the few things
+only a shell can do handed over as actions (``take_actions``: open the link
+Up, arm a wakeup, close a transport). The asyncio shell and the tests' router
+are then a loop that moves bytes and calls these methods; neither needs to
+know a message.
+
+What it does between the two:
+
+- bytes to events: each connection's ``next_event`` becomes
+  ``MessageReceived``, ``MediaReceived`` or ``ConnectionLost``; a peer that
+  breaks the protocol gets ``Bye.for_error`` and is closed;
+- commands to bytes: every frame goes through that connection's
+  ``Connection.send`` (which checks it may be sent now, and gives back the
+  bytes encoded once for all) into the ``Outbox``; a frame for a connection
+  that is already closing is skipped; media is pushed as droppable;
+- a connection whose control or chat overflows its queue is closed as too
+  slow, and the room is told it is lost.
+
+docs/live.md, "Running a room", shows the shell's loop.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from townhall.live.events import (
+    CloseConnection,
+    Command,
+    ConnectionLost,
+    ConnectUpstream,
+    ConnId,
+    Event,
+    MediaReceived,
+    MessageReceived,
+    RequestWakeup,
+    SendMediaTo,
+    SendTo,
+    SendToMany,
+    UpstreamConnected,
+    UpstreamLost,
+)
+from townhall.live.outbox import Outbox
+from townhall.live.room import EventRoom
+from townhall.wire import (
+    NEED_DATA,
+    Bye,
+    Connection,
+    ConnectionClosed,
+    EncodedMessage,
+    Hello,
+    MediaFrame,
+    RemoteProtocolError,
+    Role,
+    Settings,
+    Side,
+    State,
+)
+
+__all__ = ["Action", "Dispatcher"]
+
+Action = ConnectUpstream | RequestWakeup | CloseConnection
+"""What only the shell can do: connect, arm a timer, close a transport (after writing
+what ``drain`` still gives for it)."""
+
+_DONE = (State.CLOSED, State.ERROR)
+
+
+class Dispatcher:
+    def __init__(
+        self, room: EventRoom, *, outbox: Outbox | None = None, settings: Settings | None = None
+    ) -> None:
+        self.room = room
+        self.outbox = outbox if outbox is not None else Outbox()
+        self._settings = settings if settings is not None else Settings()
+        self._connections: dict[ConnId, Connection] = {}
+        self._actions: list[Action] = []
+
+    # -- the shell's calls ------------------------------------------------------------
+
+    def accept(self, conn: ConnId, now: float) -> None:
+        """A participant or a child server connected to us."""
+        self._connections[conn] = Connection(Side.SERVER, now=now, settings=self._settings)
+
+    def upstream_connected(self, conn: ConnId, now: float) -> None:
+        """The transport asked for by ``ConnectUpstream`` is up."""
+        self._connections[conn] = Connection(Side.CLIENT, now=now, settings=self._settings)
+        self.outbox.mark_link(conn)
+        self._run(UpstreamConnected(conn), now)
+
+    def upstream_failed(self, now: float) -> None:
+        """The transport asked for by ``ConnectUpstream`` could not be opened."""
+        self._run(UpstreamLost(), now)
+
+    def receive(self, conn: ConnId, data: bytes, now: float) -> None:
+        """Bytes read from ``conn`` (``b""``: EOF)."""
+        connection = self._connections.get(conn)
+        if connection is None:
+            return
+        connection.receive_data(data, now)
+        while self._connections.get(conn) is connection:
+            try:
+                event = connection.next_event()
+            except RemoteProtocolError as exc:
+                self._push(conn, connection.send(Bye.for_error(exc)))
+                self._finish(conn, f"protocol error: {exc}", now)
+                return
+            if event is NEED_DATA:
+                return
+            if isinstance(event, ConnectionClosed):
+                self._finish(conn, event.reason.value, now)
+                return
+            if isinstance(event, MediaFrame):
+                self._run(MediaReceived(conn, event), now)
+                continue
+            if isinstance(event, Hello) and event.role is Role.SERVER_LINK:
+                self.outbox.mark_link(conn)
+            self._run(MessageReceived(conn, event), now)
+
+    def lost(self, conn: ConnId, now: float) -> None:
+        """The transport of ``conn`` is closed (by either side); forget it."""
+        self.outbox.discard(conn)
+        if self._connections.pop(conn, None) is not None:
+            self._run(ConnectionLost(conn), now)
+
+    def handle(self, event: Event, now: float) -> None:
+        """Any other room event: ``AssignmentReceived``, ``TimerFired``, ``EventEnded``."""
+        self._run(event, now)
+
+    def timer(self, conn: ConnId) -> float | None:
+        """When ``handle_timer(conn, …)`` is next due (keepalive, timeouts)."""
+        connection = self._connections.get(conn)
+        return None if connection is None else connection.get_timer()
+
+    def handle_timer(self, conn: ConnId, now: float) -> None:
+        connection = self._connections.get(conn)
+        if connection is None:
+            return
+        data = connection.handle_timer(now)
+        if data:
+            self._push(conn, data)
+        if connection.state is State.CLOSED:
+            self._finish(conn, "timeout", now)
+
+    def ready(self) -> list[ConnId]:
+        """Connections with bytes to write: call ``drain`` for each, once per loop pass."""
+        return self.outbox.ready()
+
+    def drain(self, conn: ConnId) -> bytes:
+        return self.outbox.drain(conn)
+
+    def take_actions(self) -> list[Action]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    # -- carrying out commands ----------------------------------------------------------
+
+    def _run(self, event: Event, now: float) -> None:
+        pending: deque[Event] = deque([event])
+        while pending:
+            for conn in self._execute(self.room.handle(pending.popleft(), now)):
+                pending.append(ConnectionLost(conn))
+
+    def _execute(self, commands: list[Command]) -> list[ConnId]:
+        """Carry out ``commands``; the connections closed for being too slow."""
+        too_slow: list[ConnId] = []
+        for command in commands:
+            match command:
+                case SendToMany(conns=conns, item=item):
+                    for conn in conns:
+                        if not self._send(conn, item):
+                            too_slow.append(conn)
+                case SendMediaTo(conns=conns, frame=frame):
+                    for conn in conns:
+                        connection = self._connections.get(conn)
+                        if connection is not None and connection.state is State.OPEN:
+                            connection.send(frame)  # checks; the bytes are frame.data
+                            self.outbox.push_media(conn, frame)
+                case SendTo(conn=conn, item=item):
+                    if not self._send(conn, item):
+                        too_slow.append(conn)
+                case CloseConnection(conn=conn):
+                    if self._connections.pop(conn, None) is not None:
+                        self._actions.append(command)
+                case ConnectUpstream() | RequestWakeup():
+                    self._actions.append(command)
+        for conn in too_slow:
+            self.outbox.discard(conn)
+            self._actions.append(CloseConnection(conn, "too slow: its queue is full"))
+        return too_slow
+
+    def _send(self, conn: ConnId, item: EncodedMessage) -> bool:
+        connection = self._connections.get(conn)
+        if connection is None or connection.state in _DONE:
+            return True  # closing: nothing more reaches it
+        if self._push(conn, connection.send(item)):
+            return True
+        del self._connections[conn]
+        return False
+
+    def _push(self, conn: ConnId, data: bytes) -> bool:
+        return self.outbox.push(conn, data)
+
+    def _finish(self, conn: ConnId, reason: str, now: float) -> None:
+        """The connection ended on its own: close the transport, tell the room."""
+        if self._connections.pop(conn, None) is None:
+            return
+        self._actions.append(CloseConnection(conn, reason))
+        self._run(ConnectionLost(conn), now)

@@ -1,0 +1,954 @@
+"""``EventRoom``: the state of one event on one live server, main or child, and its relays.
+
+Events in, commands out (events.py): the room takes decoded messages, media
+frames, lost connections, wakeups and the Controller's assignment, and
+answers with what to send to whom, what to close, when to reconnect Up. It
+never sees bytes on the way in nor a socket, a clock or a random source: the
+time is ``handle``'s ``now`` (Unix seconds, also what tickets are checked
+against) and the reconnect jitter comes from the ``jitter`` callable it is
+given. One class serves every place in the tree:
+
+- Every server authenticates the participants connected to it
+  (admission.py), keeps a mirror of the event state (roster, mode, streams)
+  and a copy of the chat log, and relays Down to its participants and child
+  links what comes from above.
+- A child sends Up what its members do (``MemberJoined``, ``LinkRequest``, chat)
+  and what its own children send; the main server hands it to its ``Floor``,
+  whose answer goes Down through the very path a child's parent messages take.
+- Media goes from whoever may speak (checked once, at the speaker's server)
+  to every link but the one it came on and every local participant but the
+  sender: in a tree, every other participant gets it exactly once.
+- Chat goes Up to the main server, which numbers it, and comes Down to
+  everyone, sender included: one order for everybody, each message once.
+
+docs/live.md, "Event state and the cascade", has the whole story.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from townhall.live.admission import Refusal, check_link, check_participant, link_ticket, member_name
+from townhall.live.backoff import Backoff
+from townhall.live.chatlog import ChatLog, Entry
+from townhall.live.events import (
+    AssignmentReceived,
+    CloseConnection,
+    Command,
+    ConnectionLost,
+    ConnectUpstream,
+    ConnId,
+    Event,
+    EventEnded,
+    MediaReceived,
+    MessageReceived,
+    RequestWakeup,
+    SendMediaTo,
+    SendTo,
+    SendToMany,
+    ServerRole,
+    TimerFired,
+    UpstreamConnected,
+    UpstreamLost,
+)
+from townhall.live.floor import Down, Floor, Seat, roster_chunks
+from townhall.ticket import Role as TicketRole
+from townhall.wire import (
+    PROTOCOL_VERSION,
+    Auth,
+    AuthFailed,
+    AuthFailure,
+    AuthOk,
+    Banned,
+    Bye,
+    ByeReason,
+    ChatMark,
+    ChatPosted,
+    EncodedMessage,
+    Error,
+    ErrorCode,
+    Evict,
+    Hello,
+    LinkRequest,
+    Load,
+    LocalProtocolError,
+    MediaFrame,
+    Member,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    Ping,
+    Pong,
+    Refused,
+    RemoteProtocolError,
+    Resync,
+    Role,
+    RosterDone,
+    RosterReset,
+    RosterUpdate,
+    SendChat,
+    SpeakingMode,
+    StateSnapshot,
+    StreamClosed,
+    StreamInfo,
+    StreamOpened,
+    Synced,
+    Welcome,
+    encode_message,
+)
+from townhall.wire.messages import BANNED_CHUNK, FORWARDED_COMMANDS
+
+__all__ = ["UPSTREAM_TRANSITIONS", "EventRoom", "RoomSettings", "Upstream", "UpstreamInput"]
+
+_NOT_TITLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SPEAKERS_IN_LECTURE: Final = frozenset({TicketRole.MODERATOR, TicketRole.PRESENTER})
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSettings:
+    """What one server's room needs to know; every bound in one place."""
+
+    server_name: str
+    center_public_key: Ed25519PublicKey
+    capacity: int = 0  # participants on this server; 0: no set limit
+    chat_log_size: int = 10_000  # entries kept for history and replay
+    history_on_join: int = 100  # entries a joining participant is sent
+    replay_budget: int = 2 * 1024 * 1024  # bytes of chat at most in one join or resync
+    max_outgoing_chat: int = 1_000  # chat waiting for the main server's echo (child)
+    request_rate: float = 10.0  # chat and commands per second per participant
+    request_burst: int = 40
+    ticket_leeway: int = 60  # seconds of clock difference tolerated on tickets
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", self.server_name):
+            raise ValueError("a server name is 1-64 of A-Z a-z 0-9 . _ -, not starting with . _ -")
+        if self.capacity < 0 or self.chat_log_size < 1 or self.history_on_join < 0:
+            raise ValueError("capacity, chat_log_size and history_on_join out of range")
+        if self.request_rate <= 0 or self.request_burst < 1 or self.max_outgoing_chat < 1:
+            raise ValueError("request_rate, request_burst and max_outgoing_chat must be positive")
+
+
+class Upstream(enum.Enum):
+    """A child's link Up, as a state machine (``UPSTREAM_TRANSITIONS``)."""
+
+    NONE = "none"  # the main server, or nothing assigned yet
+    CONNECTING = "connecting"  # ConnectUpstream asked for; waiting for the transport
+    HANDSHAKE = "handshake"  # Hello and Auth; waiting for AuthOk
+    SYNCING = "syncing"  # members and Resync sent Up; waiting for Synced
+    UP = "up"
+    WAITING = "waiting"  # lost; a wakeup after the backoff tries again
+
+
+class UpstreamInput(enum.Enum):
+    ASSIGNED = "assigned"  # a parent was assigned, or changed
+    TRANSPORT_UP = "transport-up"
+    AUTH_OK = "auth-ok"
+    SYNCED = "synced"
+    LOST = "lost"  # the attempt failed, or the link closed, or it broke the protocol
+    WAKEUP = "wakeup"
+
+
+_U, _I = Upstream, UpstreamInput
+UPSTREAM_TRANSITIONS: Final[Mapping[tuple[Upstream, UpstreamInput], Upstream]] = MappingProxyType(
+    {
+        **{(state, _I.ASSIGNED): _U.CONNECTING for state in Upstream},
+        (_U.CONNECTING, _I.TRANSPORT_UP): _U.HANDSHAKE,
+        (_U.HANDSHAKE, _I.AUTH_OK): _U.SYNCING,
+        (_U.SYNCING, _I.SYNCED): _U.UP,
+        (_U.CONNECTING, _I.LOST): _U.WAITING,
+        (_U.HANDSHAKE, _I.LOST): _U.WAITING,
+        (_U.SYNCING, _I.LOST): _U.WAITING,
+        (_U.UP, _I.LOST): _U.WAITING,
+        (_U.WAITING, _I.WAKEUP): _U.CONNECTING,
+    }
+)
+"""Upstream state, input -> next state; an input not listed for a state changes nothing."""
+
+_LINK_OPEN: Final = frozenset({Upstream.SYNCING, Upstream.UP})
+
+
+@dataclass(slots=True)
+class _Peer:
+    """A connection to this server: a participant, or a child server's link."""
+
+    conn: ConnId
+    role: Role
+    open: bool = False
+    name: str = ""  # the member's name, or the child server's
+    # participants
+    credential_id: str = ""
+    ticket_role: TicketRole = TicketRole.PARTICIPANT
+    tokens: float = 0.0
+    stamp: float = 0.0
+    # child links
+    synced: bool = False  # Resync answered: live traffic flows
+    last_seq: int | None = None  # the last chat entry sent on this link
+    names: set[str] = field(default_factory=set)  # members reached through it
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where a member is, seen from here: a local connection or a child link."""
+
+    conn: ConnId
+    local: bool
+    joined: MemberJoined
+
+
+class EventRoom:
+    """One event on one live server; ``handle(event, now) -> commands``."""
+
+    def __init__(self, settings: RoomSettings, *, jitter: Callable[[], float]) -> None:
+        self._settings = settings
+        self._jitter = jitter
+        self._assignment: AssignmentReceived | None = None
+        self._ended = False
+        self._event_id = ""
+        self._title = ""
+        self._floor: Floor | None = None  # the main server's authority
+        self._peers: dict[ConnId, _Peer] = {}
+        self._links: dict[ConnId, _Peer] = {}  # open child links, a subset of _peers
+        self._links_cache: tuple[ConnId, ...] | None = None  # the synced ones
+        self._locals: dict[str, ConnId] = {}  # open participants here, by name
+        self._audience_cache: tuple[ConnId, ...] | None = None
+        self._routes: dict[str, _Route] = {}  # every member at or below this server
+        self._banned: set[str] = set()
+        # the mirror of the event state, as it came Down
+        self._roster: dict[str, Member] = {}
+        self._roster_before: dict[str, Member] | None = None  # during a RosterReset
+        self._mode = SpeakingMode.MODERATED
+        self._streams: dict[int, StreamInfo] = {}
+        self._log = ChatLog(settings.chat_log_size)
+        # the link Up (a child)
+        self._up_state = Upstream.NONE
+        self._up_conn: ConnId | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._expect: int | None = None  # the log number of the next ChatPosted from Up
+        self._outgoing: deque[ChatPosted] = deque()  # sent Up, not yet echoed Down
+        self._media_refused = 0
+        self._now = 0.0
+        self._out: list[Command] = []
+
+    # -- what the shell, the tests and the metrics may read ------------------------------
+
+    @property
+    def role(self) -> ServerRole | None:
+        return None if self._assignment is None else self._assignment.role
+
+    @property
+    def floor(self) -> Floor | None:
+        """The authoritative state; only on the main server."""
+        return self._floor
+
+    @property
+    def roster(self) -> Mapping[str, Member]:
+        """The roster as this server knows it (on a child: as it last came Down)."""
+        return MappingProxyType(self._roster)
+
+    @property
+    def mode(self) -> SpeakingMode:
+        return self._mode
+
+    @property
+    def streams(self) -> Mapping[int, StreamInfo]:
+        return MappingProxyType(self._streams)
+
+    @property
+    def chat_log(self) -> tuple[Entry, ...]:
+        return tuple(self._log)
+
+    @property
+    def local_members(self) -> frozenset[str]:
+        return frozenset(self._locals)
+
+    @property
+    def upstream(self) -> Upstream:
+        return self._up_state
+
+    @property
+    def outgoing_chat(self) -> int:
+        """Chat sent Up (or waiting to be) whose numbered echo has not come Down yet."""
+        return len(self._outgoing)
+
+    @property
+    def media_refused(self) -> int:
+        """Media frames dropped here because their sender could not speak."""
+        return self._media_refused
+
+    def load(self) -> Load:
+        return Load(participants=len(self._locals), capacity=self._settings.capacity)
+
+    # -- events in, commands out --------------------------------------------------------
+
+    def handle(self, event: Event, now: float) -> list[Command]:
+        """Apply one event at time ``now`` (Unix seconds); the commands to carry out, in order."""
+        self._now = now
+        out: list[Command] = []
+        self._out = out
+        match event:
+            case MediaReceived(conn=conn, frame=frame):
+                self._on_media(conn, frame)
+            case MessageReceived(conn=conn, message=message):
+                self._on_message(conn, message)
+            case ConnectionLost(conn=conn):
+                self._on_lost(conn)
+            case AssignmentReceived():
+                self._on_assignment(event)
+            case UpstreamConnected(conn=conn):
+                self._on_upstream_connected(conn)
+            case UpstreamLost():
+                if self._up_state is Upstream.CONNECTING:
+                    self._upstream_lost()
+            case TimerFired():
+                self._on_timer()
+            case EventEnded():
+                self._on_ended()
+            case _:
+                raise LocalProtocolError(f"not a room event: {event!r}")
+        self._out = []
+        return out
+
+    # -- output helpers -------------------------------------------------------------------
+
+    def _send(self, conn: ConnId, message: Message) -> None:
+        self._out.append(SendTo(conn, encode_message(message)))
+
+    def _send_many(self, conns: tuple[ConnId, ...], message: Message) -> None:
+        if conns:
+            self._out.append(SendToMany(conns, encode_message(message)))
+
+    def _audience(self) -> tuple[ConnId, ...]:
+        if self._audience_cache is None:
+            self._audience_cache = tuple(self._locals.values())
+        return self._audience_cache
+
+    def _synced_links(self) -> tuple[ConnId, ...]:
+        if self._links_cache is None:
+            self._links_cache = tuple(c for c, peer in self._links.items() if peer.synced)
+        return self._links_cache
+
+    def _everyone_below(self) -> tuple[ConnId, ...]:
+        return self._audience() + self._synced_links()
+
+    def _close(self, conn: ConnId, reason: ByeReason, message: str) -> None:
+        """Say Bye, close, and forget ``conn``: its members leave (the caller moved any first)."""
+        self._out.append(SendTo(conn, encode_message(Bye(reason=reason, message=message[:1024]))))
+        self._out.append(CloseConnection(conn, f"{reason.value}: {message}"))
+        peer = self._peers.pop(conn, None)
+        if peer is not None:
+            self._forget(peer)
+
+    def _refuse_auth(self, conn: ConnId, refusal: Refusal) -> None:
+        self._send(conn, AuthFailed(reason=refusal.reason, message=refusal.message[:1024]))
+        self._out.append(CloseConnection(conn, f"auth failed: {refusal.reason.value}"))
+        self._peers.pop(conn, None)
+
+    # -- connections --------------------------------------------------------------------
+
+    def _on_message(self, conn: ConnId, message: Message) -> None:
+        if self._up_conn is not None and conn == self._up_conn:
+            self._on_upstream_message(message)
+            return
+        peer = self._peers.get(conn)
+        if peer is None:
+            if isinstance(message, Hello):
+                self._peers[conn] = _Peer(conn, message.role)
+                version = min(message.version, PROTOCOL_VERSION)
+                self._send(conn, Welcome(version=version, server=self._settings.server_name))
+            return  # a connection the room closed: what it still says does not count
+        match message:
+            case Ping():
+                self._send(conn, message.pong(self.load()))
+            case Pong() | Error() | Bye():
+                pass  # a Bye is followed by ConnectionLost
+            case Auth(ticket=ticket) if not peer.open:
+                self._authenticate(peer, ticket)
+            case _ if not peer.open:
+                self._close(
+                    conn, ByeReason.PROTOCOL_ERROR, f"{type(message).__name__} before AuthOk"
+                )
+            case _ if peer.role is Role.PARTICIPANT:
+                self._from_participant(peer, message)
+            case _ if peer.role is Role.SERVER_LINK:
+                try:
+                    self._from_child(peer, message)
+                except RemoteProtocolError as exc:
+                    self._close(conn, ByeReason.PROTOCOL_ERROR, str(exc))
+            case _:
+                self._close(
+                    conn, ByeReason.PROTOCOL_ERROR, f"{type(message).__name__} not expected"
+                )
+
+    def _on_lost(self, conn: ConnId) -> None:
+        if self._up_conn is not None and conn == self._up_conn:
+            self._upstream_lost()
+            return
+        peer = self._peers.pop(conn, None)
+        if peer is not None:
+            self._forget(peer)
+
+    def _forget(self, peer: _Peer) -> None:
+        """``peer`` is gone: the members it held leave, unless they are already elsewhere."""
+        if not peer.open:
+            return
+        if peer.role is Role.PARTICIPANT:
+            if self._locals.get(peer.name) == peer.conn:
+                del self._locals[peer.name]
+                self._audience_cache = None
+            names = [peer.name]
+        else:
+            self._links.pop(peer.conn, None)
+            self._links_cache = None
+            names = sorted(peer.names)
+        for name in names:
+            route = self._routes.get(name)
+            if route is not None and route.conn == peer.conn:
+                del self._routes[name]
+                self._gone(name)
+                self._up_leave(name)
+
+    def _gone(self, name: str) -> None:
+        """``name`` no longer goes through here: its chat still waiting for an echo is dropped.
+
+        Sent before the member left, it comes back numbered like any other; not
+        sent yet (the link Up was down), the main server would refuse it anyway.
+        """
+        if any(posted.sender == name for posted in self._outgoing):
+            self._outgoing = deque(p for p in self._outgoing if p.sender != name)
+
+    # -- admission ----------------------------------------------------------------------
+
+    def _authenticate(self, peer: _Peer, ticket: bytes) -> None:
+        assignment = self._assignment
+        if assignment is None or self._ended:
+            self._refuse_auth(peer.conn, Refusal(AuthFailure.EVENT_NOT_LIVE, "no event here now"))
+        elif peer.role is Role.PARTICIPANT:
+            self._admit_participant(peer, ticket, assignment)
+        elif peer.role is Role.SERVER_LINK:
+            found = check_link(ticket, assignment.children)
+            if isinstance(found, Refusal):
+                self._refuse_auth(peer.conn, found)
+                return
+            for other in list(self._links.values()):
+                if other.name == found:
+                    self._close(other.conn, ByeReason.REPLACED, "the same server connected again")
+            peer.open, peer.name = True, found
+            self._links[peer.conn] = peer
+            self._send(peer.conn, AuthOk(name=found, event=self._event_id))
+        else:
+            refusal = Refusal(AuthFailure.NOT_ALLOWED, "a live server takes no controller link")
+            self._refuse_auth(peer.conn, refusal)
+
+    def _admit_participant(
+        self, peer: _Peer, ticket: bytes, assignment: AssignmentReceived
+    ) -> None:
+        settings = self._settings
+        checked = check_participant(
+            ticket,
+            center_public_key=settings.center_public_key,
+            event_id=assignment.event_id,
+            event_keys=assignment.event_keys,
+            credentials=assignment.credentials,
+            revoked=assignment.revoked,
+            now=self._now,
+            leeway=settings.ticket_leeway,
+        )
+        if isinstance(checked, Refusal):
+            self._refuse_auth(peer.conn, checked)
+            return
+        if checked.credential_id in self._banned:
+            self._refuse_auth(
+                peer.conn, Refusal(AuthFailure.NOT_ALLOWED, "removed from this event")
+            )
+            return
+        name = member_name(checked)
+        if (
+            settings.capacity
+            and len(self._locals) >= settings.capacity
+            and name not in self._locals
+        ):
+            self._refuse_auth(peer.conn, Refusal(AuthFailure.SERVER_FULL, "try another server"))
+            return
+        peer.open, peer.name = True, name
+        peer.credential_id, peer.ticket_role = checked.credential_id, checked.role
+        peer.tokens, peer.stamp = float(settings.request_burst), self._now
+        moderator = checked.role is TicketRole.MODERATOR
+        self._send(peer.conn, AuthOk(name=name, event=self._event_id, moderator=moderator))
+        self._send_state(peer.conn)
+        for entry in self._log.recent(
+            {name}, count=settings.history_on_join, budget=settings.replay_budget
+        ):
+            self._out.append(SendTo(peer.conn, entry.encoded))
+        joined = MemberJoined(
+            name=name,
+            credential_id=checked.credential_id,
+            role=checked.role.value,
+            server=settings.server_name,
+            joined_at=self._now,
+        )
+        self._join(joined, peer.conn, local=True)
+
+    def _join(self, joined: MemberJoined, conn: ConnId, *, local: bool) -> None:
+        """A member joined here or below: route it, replacing an older connection of the name.
+
+        The newest join of a name wins wherever the two meet: one live
+        connection per member (and so per credential) in the whole tree; a
+        child back from an outage repeats its old joins, and they lose to any
+        made meanwhile. (At the very same time, the one arriving wins.)
+        """
+        name = joined.name
+        route = self._routes.get(name)
+        if route is not None and route.conn != conn:
+            if route.joined.joined_at > joined.joined_at:
+                self._evict(_Route(conn, local, joined), ByeReason.REPLACED, "connected elsewhere")
+                return
+            del self._routes[name]
+            self._evict(route, ByeReason.REPLACED, "connected again elsewhere")
+        self._routes[name] = _Route(conn, local, joined)
+        if local:
+            self._locals[name] = conn
+            self._audience_cache = None
+        else:
+            self._peers[conn].names.add(name)
+        self._up_join(joined)
+
+    def _evict(self, route: _Route, reason: ByeReason, message: str) -> None:
+        """Close the member at ``route`` (here, or through a child link); no MemberLeft Up."""
+        name = route.joined.name
+        if route.local:
+            if self._locals.get(name) == route.conn:
+                del self._locals[name]
+                self._audience_cache = None
+            if route.conn in self._peers:
+                self._close(route.conn, reason, message)
+            return
+        link = self._peers.get(route.conn)
+        if link is not None and link.open:
+            link.names.discard(name)
+            self._send(route.conn, Evict(name=name, reason=reason, message=message))
+
+    # -- participants ---------------------------------------------------------------------
+
+    def _from_participant(self, peer: _Peer, message: Message) -> None:
+        settings = self._settings
+        elapsed = max(0.0, self._now - peer.stamp)
+        peer.tokens = min(
+            float(settings.request_burst), peer.tokens + elapsed * settings.request_rate
+        )
+        peer.stamp = self._now
+        if peer.tokens < 1:
+            self._send(peer.conn, Error(code=ErrorCode.RATE_LIMITED, message="too many requests"))
+            return
+        peer.tokens -= 1
+        if isinstance(message, SendChat):
+            if message.to is not None and message.to not in self._roster:
+                self._send(
+                    peer.conn,
+                    Error(code=ErrorCode.UNKNOWN_MEMBER, message=f"{message.to} is not here"),
+                )
+                return
+            posted = ChatPosted(sender=peer.name, text=message.text, to=message.to, seq=message.seq)
+            self._up_chat(posted)
+        elif type(message) in FORWARDED_COMMANDS:
+            self._up_request(peer.name, message)
+        else:  # wire lets nothing else through; a shell without it might
+            self._close(peer.conn, ByeReason.PROTOCOL_ERROR, f"{type(message).__name__}?")
+
+    def _send_state(self, conn: ConnId) -> None:
+        self._send(conn, self._snapshot())
+        for update in roster_chunks(self._roster.values()):
+            self._send(conn, update)
+
+    def _snapshot(self) -> StateSnapshot:
+        return StateSnapshot(
+            event=self._event_id,
+            title=self._title,
+            mode=self._mode,
+            attendance=len(self._roster),
+            streams=tuple(self._streams.values()),
+        )
+
+    def _may_speak(self, peer: _Peer) -> bool:
+        """The rule of Floor.can_speak, from the mirror and the credential held here."""
+        member = self._roster.get(peer.name)
+        if member is None or member.muted:
+            return False
+        if member.floor or self._mode is SpeakingMode.OPEN:
+            return True
+        return self._mode is SpeakingMode.LECTURE and peer.ticket_role in _SPEAKERS_IN_LECTURE
+
+    # -- media ------------------------------------------------------------------------------
+
+    def _on_media(self, conn: ConnId, frame: MediaFrame) -> None:
+        up = self._up_conn if self._up_state in _LINK_OPEN else None
+        if up is not None and conn == up:
+            self._relay(self._everyone_below(), frame)
+            return
+        peer = self._peers.get(conn)
+        if peer is None or not peer.open:
+            return
+        if peer.role is Role.PARTICIPANT:
+            info = self._streams.get(frame.stream_id)
+            if (
+                info is None
+                or info.owner != peer.name
+                or info.codec.channel is not frame.channel
+                or not self._may_speak(peer)
+            ):
+                self._media_refused += 1
+                return
+            targets = tuple(c for c in self._audience() if c != conn) + self._synced_links()
+        elif peer.synced:
+            targets = self._audience() + tuple(c for c in self._synced_links() if c != conn)
+        else:
+            return
+        self._relay(targets if up is None else (*targets, up), frame)
+
+    def _relay(self, targets: tuple[ConnId, ...], frame: MediaFrame) -> None:
+        if targets:
+            self._out.append(SendMediaTo(targets, frame))
+
+    # -- Up: toward the main server ---------------------------------------------------------
+
+    def _up_join(self, joined: MemberJoined) -> None:
+        if self._floor is not None:
+            seat = Seat(
+                joined.name,
+                joined.credential_id,
+                TicketRole(joined.role),
+                joined.server,
+                joined.joined_at,
+            )
+            self._down(self._floor.join(seat))
+        elif self._up_conn is not None and self._up_state in _LINK_OPEN:
+            self._send(self._up_conn, joined)
+        # else: every member is announced again once the link is back
+
+    def _up_leave(self, name: str) -> None:
+        if self._floor is not None:
+            self._down(self._floor.leave(name))
+        elif self._up_conn is not None and self._up_state in _LINK_OPEN:
+            self._send(self._up_conn, MemberLeft(name=name))
+
+    def _up_request(self, name: str, command: Message) -> None:
+        if self._floor is not None:
+            self._down(self._floor.request(name, command))
+        elif self._up_conn is not None and self._up_state in _LINK_OPEN:
+            self._send(self._up_conn, LinkRequest.of(name, command))
+        else:
+            self._refuse_member(name, ErrorCode.UNAVAILABLE, "the main server is out of reach")
+
+    def _up_chat(self, posted: ChatPosted) -> None:
+        floor = self._floor
+        if floor is not None:
+            if posted.sender not in floor.seats:
+                return  # the sender left while the message travelled
+            self._down_chat(self._log.last_seq + 1, posted, encode_message(posted))
+            if posted.to is not None and posted.to not in floor.seats:
+                # Left while it travelled. Logged all the same: the echo is how the
+                # sender's server knows it arrived, and the recipient sees it on return.
+                self._refuse_member(posted.sender, ErrorCode.UNKNOWN_MEMBER, f"{posted.to} left")
+            return
+        if len(self._outgoing) >= self._settings.max_outgoing_chat:
+            self._refuse_member(posted.sender, ErrorCode.UNAVAILABLE, "chat is held up; try later")
+            return
+        self._outgoing.append(posted)
+        if self._up_conn is not None and self._up_state is Upstream.UP:
+            self._send(self._up_conn, posted)
+        # SYNCING or down: sent after Synced, once the replay shows what the main already has
+
+    # -- Down: from the main server's Floor or from the parent --------------------------------
+
+    def _down(self, items: Iterable[Down]) -> None:
+        for item in items:
+            match item:
+                case RosterUpdate():
+                    roster = self._roster
+                    for name in item.left:
+                        roster.pop(name, None)
+                    for member in item.changed:
+                        roster[member.name] = member
+                    self._send_many(self._everyone_below(), item)
+                case StateSnapshot():
+                    self._mode, self._title = item.mode, item.title
+                    self._streams = {info.stream_id: info for info in item.streams}
+                    self._send_many(self._everyone_below(), item)
+                case StreamOpened(stream=info):
+                    self._streams[info.stream_id] = info
+                    self._send_many(self._everyone_below(), item)
+                case StreamClosed(stream_id=stream_id):
+                    self._streams.pop(stream_id, None)
+                    self._send_many(self._everyone_below(), item)
+                case Evict(name=name):
+                    route = self._routes.pop(name, None)
+                    if route is not None:
+                        self._gone(name)
+                        self._evict(route, item.reason, item.message)
+                case Refused(name=name, code=code, message=message):
+                    self._refuse_member(name, code, message)
+                case Banned(credential_ids=ids):
+                    self._banned.update(ids)
+                    self._down_links(item)
+                case RosterReset():
+                    self._roster_before, self._roster = self._roster, {}
+                    self._down_links(item)
+                case RosterDone():
+                    before, self._roster_before = self._roster_before or {}, None
+                    gone = [name for name in before if name not in self._roster]
+                    for update in roster_chunks((), gone):
+                        self._send_many(self._audience(), update)
+                    self._down_links(item)
+                case _:
+                    raise RemoteProtocolError(f"{type(item).__name__} does not come Down")
+
+    def _down_links(self, message: Message) -> None:
+        self._send_many(self._synced_links(), message)
+
+    def _down_chat(self, seq: int, posted: ChatPosted, encoded: EncodedMessage) -> None:
+        if seq <= self._log.last_seq:
+            return  # already here: a replay overlapping what came live
+        self._log.append(Entry(seq, posted, encoded))
+        if self._outgoing:
+            for index, waiting in enumerate(self._outgoing):
+                if waiting.sender == posted.sender and waiting == posted:
+                    del self._outgoing[index]
+                    break
+        if posted.to is None:
+            targets = list(self._audience())
+        else:
+            targets = [
+                conn
+                for conn in (self._locals.get(posted.sender), self._locals.get(posted.to))
+                if conn is not None
+            ]
+            if len(targets) == 2 and targets[0] == targets[1]:
+                targets.pop()
+        for conn, peer in self._links.items():
+            if not peer.synced:
+                continue
+            if posted.to is not None and not (
+                posted.sender in peer.names or posted.to in peer.names
+            ):
+                continue
+            if peer.last_seq is None or peer.last_seq + 1 != seq:
+                self._send(conn, ChatMark(seq=seq))
+            peer.last_seq = seq
+            targets.append(conn)
+        if targets:
+            self._out.append(SendToMany(tuple(targets), encoded))
+
+    def _refuse_member(self, name: str, code: ErrorCode, message: str) -> None:
+        route = self._routes.get(name)
+        if route is None:
+            return
+        if route.local:
+            self._send(route.conn, Error(code=code, message=message))
+        else:
+            self._send(route.conn, Refused(name=name, code=code, message=message))
+
+    # -- child links (this server as a parent) ---------------------------------------------
+
+    def _routes_through(self, name: str, conn: ConnId) -> bool:
+        route = self._routes.get(name)
+        return route is not None and route.conn == conn and not route.local
+
+    def _from_child(self, peer: _Peer, message: Message) -> None:
+        match message:
+            case ChatPosted():
+                if self._routes_through(message.sender, peer.conn):
+                    self._up_chat(message)
+                # else stale: the sender moved or left while it travelled
+            case MemberJoined() as joined:
+                self._join(joined, peer.conn, local=False)
+            case MemberLeft(name=name):
+                if self._routes_through(name, peer.conn):
+                    del self._routes[name]
+                    peer.names.discard(name)
+                    self._gone(name)
+                    self._up_leave(name)
+            case LinkRequest(name=name) as request:
+                command = request.command()  # already checked by wire
+                if self._routes_through(name, peer.conn):
+                    self._up_request(name, command)
+            case Resync(last_seq=last_seq):
+                self._resync(peer, last_seq)
+            case _:
+                pass  # RosterUpdate, StreamOpened, StreamClosed Up: not used by this cascade
+
+    def _resync(self, peer: _Peer, last_seq: int) -> None:
+        """Bring a child up to date: the state, the bans, the chat it missed, then Synced."""
+        conn = peer.conn
+        self._send(conn, RosterReset())
+        self._send_state(conn)
+        self._send(conn, RosterDone())
+        banned = sorted(self._banned)
+        for start in range(0, len(banned), BANNED_CHUNK):
+            self._send(conn, Banned(credential_ids=tuple(banned[start : start + BANNED_CHUNK])))
+        peer.last_seq = None
+        settings = self._settings
+        for entry in self._log.recent(
+            peer.names, after=last_seq, count=settings.chat_log_size, budget=settings.replay_budget
+        ):
+            if peer.last_seq is None or peer.last_seq + 1 != entry.seq:
+                self._send(conn, ChatMark(seq=entry.seq))
+            self._out.append(SendTo(conn, entry.encoded))
+            peer.last_seq = entry.seq
+        self._send(conn, Synced())
+        peer.synced = True
+        self._links_cache = None
+
+    # -- the link Up (this server as a child) -------------------------------------------------
+
+    def _step(self, given: UpstreamInput) -> bool:
+        following = UPSTREAM_TRANSITIONS.get((self._up_state, given))
+        if following is None:
+            return False
+        self._up_state = following
+        return True
+
+    def _on_upstream_connected(self, conn: ConnId) -> None:
+        if not self._step(UpstreamInput.TRANSPORT_UP):
+            self._out.append(CloseConnection(conn, "no link Up was asked for"))
+            return
+        self._up_conn = conn
+        name = self._settings.server_name
+        self._send(conn, Hello(role=Role.SERVER_LINK, version=PROTOCOL_VERSION, client=name))
+
+    def _on_upstream_message(self, message: Message) -> None:
+        up = self._up_conn
+        assignment = self._assignment
+        if up is None or assignment is None:
+            return
+        try:
+            match message:
+                case Welcome():
+                    secret = assignment.link_secret or ""
+                    self._send(up, Auth(ticket=link_ticket(self._settings.server_name, secret)))
+                case AuthOk(event=event):
+                    if event != self._event_id:
+                        raise RemoteProtocolError(f"the parent holds event {event}")
+                    self._step(UpstreamInput.AUTH_OK)
+                    for route in self._routes.values():
+                        self._send(up, route.joined)
+                    self._send(up, Resync(last_seq=self._log.last_seq))
+                case Ping():
+                    self._send(up, message.pong())
+                case (
+                    ChatMark()
+                    | Synced()
+                    | RosterReset()
+                    | RosterDone()
+                    | Evict()
+                    | Refused()
+                    | Banned()
+                ):
+                    self._from_parent(up, message)
+                case ChatPosted():
+                    if self._expect is None:
+                        raise RemoteProtocolError("chat Down before any ChatMark")
+                    seq, self._expect = self._expect, self._expect + 1
+                    self._down_chat(seq, message, encode_message(message))
+                case RosterUpdate() | StateSnapshot() | StreamOpened() | StreamClosed():
+                    self._down([message])
+                case Bye(reason=ByeReason.EVENT_ENDED):
+                    self._on_ended()  # the event ends down the whole tree
+                case _:
+                    pass  # Pong, Error; AuthFailed and other Byes end in ConnectionLost
+        except RemoteProtocolError as exc:
+            self._out.append(SendTo(up, encode_message(Bye.for_error(exc))))
+            self._out.append(CloseConnection(up, f"protocol error: {exc}"))
+            self._upstream_lost()
+
+    def _from_parent(self, up: ConnId, message: Message) -> None:
+        match message:
+            case ChatMark(seq=seq):
+                self._expect = seq
+            case Synced():
+                if self._step(UpstreamInput.SYNCED):
+                    self._failures = 0
+                    for posted in self._outgoing:
+                        self._send(up, posted)
+            case _:
+                self._down([message])
+
+    def _upstream_lost(self) -> None:
+        if not self._step(UpstreamInput.LOST):
+            return
+        self._up_conn = None
+        self._expect = None
+        delay = self._settings.backoff.delay(self._failures, self._jitter())
+        self._failures += 1
+        self._retry_at = self._now + delay
+        self._out.append(RequestWakeup(self._retry_at))
+
+    def _on_timer(self) -> None:
+        if self._up_state is not Upstream.WAITING or self._assignment is None:
+            return
+        if self._now < self._retry_at:
+            self._out.append(RequestWakeup(self._retry_at))
+            return
+        self._step(UpstreamInput.WAKEUP)
+        self._out.append(ConnectUpstream(self._assignment.parent or ""))
+
+    # -- the Controller's word ------------------------------------------------------------------
+
+    def _on_assignment(self, assignment: AssignmentReceived) -> None:
+        old = self._assignment
+        if old is not None and (old.event_id, old.role) != (assignment.event_id, assignment.role):
+            raise LocalProtocolError("a room holds one event in one role: make another room")
+        self._assignment = assignment
+        if old is None:
+            self._event_id = str(assignment.event_id)
+            self._title = _NOT_TITLE.sub(" ", assignment.title)[:256]
+            if assignment.role is ServerRole.MAIN:
+                self._floor = Floor(event=self._event_id, title=self._title)
+            else:
+                self._connect_up(assignment)
+            return
+        for conn in list(self._locals.values()):
+            if self._peers[conn].credential_id in assignment.revoked:
+                self._close(conn, ByeReason.REMOVED, "the credential was revoked")
+        for peer in list(self._links.values()):
+            if peer.name not in assignment.children:
+                self._close(peer.conn, ByeReason.SHUTDOWN, "no longer a child of this server")
+        if assignment.role is ServerRole.CHILD and assignment.parent != old.parent:
+            if self._up_conn is not None:
+                self._out.append(
+                    SendTo(self._up_conn, encode_message(Bye(reason=ByeReason.NORMAL)))
+                )
+                self._out.append(CloseConnection(self._up_conn, "the parent changed"))
+                self._up_conn = None
+            self._failures = 0
+            self._connect_up(assignment)
+
+    def _connect_up(self, assignment: AssignmentReceived) -> None:
+        self._step(UpstreamInput.ASSIGNED)
+        self._expect = None
+        self._out.append(ConnectUpstream(assignment.parent or ""))
+
+    def _on_ended(self) -> None:
+        self._ended = True
+        # Everyone goes at once: no one is told of each departure.
+        self._locals.clear()
+        self._links.clear()
+        self._routes.clear()
+        self._audience_cache = self._links_cache = None
+        for conn in list(self._peers):
+            self._close(conn, ByeReason.EVENT_ENDED, "the event has ended")
+        if self._up_conn is not None:
+            self._out.append(
+                SendTo(self._up_conn, encode_message(Bye(reason=ByeReason.EVENT_ENDED)))
+            )
+            self._out.append(CloseConnection(self._up_conn, "the event has ended"))
+            self._up_conn = None
+        self._up_state = Upstream.NONE

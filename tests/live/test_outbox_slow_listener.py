@@ -1,0 +1,150 @@
+"""Bounded send queues: a slow listener loses media, never chat, and holds up nobody."""
+
+from __future__ import annotations
+
+from tests.live.live_support import Center, Network, audio_frames, tree
+from townhall.live import Outbox
+from townhall.wire import (
+    ByeReason,
+    Channel,
+    Codec,
+    GiveFloor,
+    MediaFrame,
+    SetSpeakingMode,
+    SpeakingMode,
+)
+
+
+def frame(
+    seq: int,
+    *,
+    channel: Channel = Channel.AUDIO,
+    size: int = 100,
+    keyframe: bool = False,
+    stream_id: int = 1,
+) -> MediaFrame:
+    return MediaFrame.build(
+        channel,
+        stream_id=stream_id,
+        seq=seq,
+        timestamp_us=seq,
+        payload=b"m" * size,
+        keyframe=keyframe,
+    )
+
+
+def test_drain_gives_everything_queued_as_one_write() -> None:
+    outbox = Outbox(media_limit=10_000, limit=20_000)
+    assert outbox.push("c", b"control")
+    assert outbox.push_media("c", frame(1))
+    assert outbox.push("c", b"chat")
+    assert outbox.ready() == ["c"]
+    data = outbox.drain("c")
+    assert data == b"control" + frame(1).data + b"chat"
+    assert outbox.drain("c") == b"" and outbox.ready() == [] and outbox.pending("c") == 0
+
+
+def test_media_over_the_media_limit_is_dropped_and_counted_but_control_is_kept() -> None:
+    outbox = Outbox(media_limit=1_000, limit=5_000)
+    kept = sum(outbox.push_media("c", frame(n)) for n in range(20))
+    assert kept == 1_000 // len(frame(0).data)
+    assert outbox.stats("c").dropped_frames == 20 - kept
+    assert outbox.push("c", b"x" * 2_000)
+    assert outbox.pending("c") <= 5_000
+
+
+def test_after_a_dropped_video_frame_the_stream_waits_for_a_keyframe() -> None:
+    outbox = Outbox(media_limit=1_000, limit=5_000)
+    assert outbox.push_media("c", frame(1, channel=Channel.VIDEO, size=800, keyframe=True))
+    assert not outbox.push_media("c", frame(2, channel=Channel.VIDEO, size=800))  # too big now
+    outbox.drain("c")
+    assert not outbox.push_media("c", frame(3, channel=Channel.VIDEO, size=10))  # a delta: useless
+    assert outbox.push_media("c", frame(4, channel=Channel.AUDIO, stream_id=2, size=10))
+    assert outbox.push_media("c", frame(5, channel=Channel.VIDEO, size=10, keyframe=True))
+    assert outbox.push_media("c", frame(6, channel=Channel.VIDEO, size=10))
+
+
+def test_control_overflow_first_throws_queued_media_away_then_says_too_slow() -> None:
+    outbox = Outbox(media_limit=3_000, limit=4_000)
+    for n in range(20):
+        outbox.push_media("c", frame(n))
+    assert outbox.pending("c") > 2_000
+    assert outbox.push("c", b"y" * 3_500)  # fits once the media is gone
+    assert outbox.pending("c") == 3_500
+    assert not outbox.push("c", b"z" * 1_000)  # control alone over the limit
+    assert outbox.pending("c") == 3_500
+
+
+def test_queues_are_per_connection() -> None:
+    outbox = Outbox(media_limit=1_000, limit=2_000)
+    for n in range(50):
+        outbox.push_media("slow", frame(n))
+        outbox.push_media("fast", frame(n))
+        outbox.drain("fast")
+    assert outbox.stats("fast").dropped_frames == 0
+    assert outbox.stats("slow").dropped_frames > 0
+    outbox.discard("slow")
+    assert outbox.pending("slow") == 0
+
+
+def test_a_slow_listener_loses_media_keeps_chat_and_holds_up_nobody(issuer: Center) -> None:
+    media_limit, limit = 4_096, 64 * 1024
+    net, main, a, b = tree(issuer, outbox_limits=(media_limit, limit))
+    ana = net.participant(main, "ana")
+    bo = net.participant(a, "bo")
+    cy = net.participant(b, "cy")
+    di = net.participant(b, "di")
+    ana.open_stream()
+    ana.send(GiveFloor(name="ana"))
+    net.pump()
+    net.pipe_of(di).paused = True  # di's network stalls: child-b's queue for her fills
+
+    for n in range(200):
+        ana.speak(size=200)
+        if n % 20 == 0:
+            bo.chat(f"chat {n}")
+        net.pump()
+
+    assert len(audio_frames(bo)) == len(audio_frames(cy)) == 200  # the others got everything
+    stats = b.dispatcher.outbox.stats(net.pipe_of(di).conn)
+    assert stats.dropped_frames > 150
+    assert stats.peak_bytes <= limit and b.dispatcher.outbox.pending(net.pipe_of(di).conn) <= limit
+
+    net.pipe_of(di).paused = False
+    net.pump()
+    assert [t for _, t in di.public_chat()] == [f"chat {n}" for n in range(0, 200, 20)]
+    assert 0 < len(audio_frames(di)) < 50
+    assert di.is_open
+
+
+def test_a_listener_too_slow_even_for_chat_is_closed_and_the_rest_go_on(issuer: Center) -> None:
+    net, main, a, b = tree(issuer, outbox_limits=(1_024, 16 * 1024))
+    ana = net.participant(main, "ana")
+    bo = net.participant(a, "bo")
+    di = net.participant(b, "di")
+    net.pipe_of(di).paused = True
+    for n in range(20):
+        ana.chat(f"{n:04d} " + "x" * 1_000)
+        net.pump()
+    # closed without a word (its queue was thrown away), and forgotten everywhere
+    assert di.closed is not None and di.closed.reason is ByeReason.CONNECTION_LOST
+    assert all(pipe.client is not di for pipe in net.pipes)
+    assert "di" not in b.room.local_members and "di" not in ana.roster
+    assert len(bo.chats) == len(ana.chats) == 20 and bo.is_open
+
+
+def test_a_relayed_frame_is_the_very_bytes_its_sender_built(issuer: Center) -> None:
+    net = Network(issuer)
+    main = net.add_server("main")
+    from townhall.live import ServerRole
+
+    net.assign(main, issuer.assignment(ServerRole.MAIN))
+    clients = [net.participant(main, name) for name in ("ana", "bo", "cy", "di")]
+    clients[0].send(SetSpeakingMode(mode=SpeakingMode.OPEN))
+    clients[1].open_stream(Codec.OPUS)
+    net.pump()
+    clients[1].speak()
+    net.pump()
+    received = [audio_frames(c) for c in clients]
+    assert [len(r) for r in received] == [1, 0, 1, 1]
+    assert received[0][0].data == received[2][0].data == received[3][0].data
