@@ -20,6 +20,8 @@ from townhall.wire import (
     encode_message,
 )
 
+LIST_LAG = 30.0  # RoomSettings.list_lag, the default every test room uses
+
 
 @pytest.fixture
 def net(issuer: Center) -> Network:
@@ -71,8 +73,20 @@ def test_garbage_is_refused(net: Network) -> None:
 
 def test_a_credential_not_on_the_list_is_refused(net: Network, issuer: Center) -> None:
     stranger = Credential.new(username="eve", display_name="Eve", role=TicketRole.MODERATOR)
-    client = connect(net, issuer.sealed(stranger, net.now))
+    issued = net.now - LIST_LAG - 1  # the Controller's list was read after this
+    client = connect(net, issuer.sealed(stranger, issued))
     assert refused(client) is AuthFailure.BAD_TICKET
+
+
+def test_a_credential_issued_after_the_list_was_read_is_let_in_until_revoked(
+    net: Network, issuer: Center
+) -> None:
+    fresh = issuer.credential("fresh")
+    client = connect(net, issuer.sealed(fresh, net.now))
+    assert isinstance(client.auth, AuthOk)
+    revoked = frozenset({fresh.credential_id})
+    net.assign(net.servers["main.test:9443"], issuer.assignment(ServerRole.MAIN, revoked=revoked))
+    assert client.closed is not None and client.closed.reason is ByeReason.REMOVED
 
 
 def test_a_revoked_credential_is_refused_and_one_in_use_is_closed(
@@ -91,7 +105,7 @@ def test_a_revoked_credential_is_refused_and_one_in_use_is_closed(
 
 def test_a_late_registration_is_let_in_after_the_update(net: Network, issuer: Center) -> None:
     late = issuer.credential("late")
-    ticket = issuer.sealed(late, net.now)
+    ticket = issuer.sealed(late, net.now - LIST_LAG - 1)
     assert refused(connect(net, ticket)) is AuthFailure.BAD_TICKET
     net.assign(net.servers["main.test:9443"], issuer.assignment(ServerRole.MAIN))
     assert isinstance(connect(net, ticket).auth, AuthOk)

@@ -20,7 +20,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from townhall.ticket import Credential, TicketError, verify_sealed_credential
+from townhall.ticket import Credential, TicketError, sealed_issued_at, verify_sealed_credential
 from townhall.wire import AuthFailure
 
 __all__ = [
@@ -64,12 +64,17 @@ def check_participant(
     revoked: Collection[str],
     now: float,
     leeway: int,
+    listed_before: float = 0.0,
 ) -> Credential | Refusal:
     """The credential inside ``sealed`` if it may join, else why not.
 
     Refuses a bad signature, another event, an expired (or not yet valid)
     ticket, a credential not on the Controller's list (or whose secret does
-    not match it), and a revoked one.
+    not match it), and a revoked one. A credential issued at or after
+    ``listed_before`` (Unix seconds) that is not on the list is let in: the
+    list was read before the Center made it, so a user who joins right after
+    getting a ticket is not turned away until the Controller's next pass,
+    which lists it (or revokes it, and the room then closes the member).
     """
     try:
         credential = verify_sealed_credential(
@@ -83,7 +88,10 @@ def check_participant(
     except TicketError as error:
         return Refusal(_TICKET_FAILURES.get(error.code, AuthFailure.BAD_TICKET), error.message)
     expected = credentials.get(credential.credential_id)
-    if expected is None or not hmac.compare_digest(expected, credential.secret_sha256):
+    if expected is None:
+        if not listed_before or sealed_issued_at(sealed) < listed_before:
+            return Refusal(AuthFailure.BAD_TICKET, "this credential is not on the event's list")
+    elif not hmac.compare_digest(expected, credential.secret_sha256):
         return Refusal(AuthFailure.BAD_TICKET, "this credential is not on the event's list")
     if credential.credential_id in revoked:
         return Refusal(AuthFailure.NOT_ALLOWED, "this credential has been revoked")

@@ -1,6 +1,7 @@
 """The chat log: entries numbered by the main server, the newest ``limit`` of them kept.
 
-The main server numbers every chat message it accepts, 1, 2, 3…, in the
+The main server numbers every chat message it accepts, 1, 2, 3… (or on from
+the base its room was given: see ``RoomSettings.chat_seq_base``), in the
 order it accepts them: that order is the one every participant sees. Every
 server keeps a copy of the entries that reach it (a child sees public chat
 and the private chat of its own members), to give a joining participant the
@@ -32,11 +33,12 @@ class Entry:
 
 
 class ChatLog:
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("the chat log keeps at least one entry")
+    def __init__(self, limit: int, *, last_seq: int = 0) -> None:
+        """``last_seq``: the number before the first entry (the main server's base)."""
+        if limit < 1 or last_seq < 0:
+            raise ValueError("the chat log keeps at least one entry, numbered from 1 up")
         self._entries: deque[Entry] = deque(maxlen=limit)
-        self._last_seq = 0
+        self._last_seq = last_seq
 
     @property
     def last_seq(self) -> int:

@@ -47,6 +47,7 @@ from townhall.live.room import EventRoom
 from townhall.wire import (
     NEED_DATA,
     Bye,
+    ByeReason,
     Connection,
     ConnectionClosed,
     EncodedMessage,
@@ -128,6 +129,18 @@ class Dispatcher:
     def handle(self, event: Event, now: float) -> None:
         """Any other room event: ``AssignmentReceived``, ``TimerFired``, ``EventEnded``."""
         self._run(event, now)
+
+    def shutdown(self, message: str = "the server is shutting down") -> None:
+        """Say ``Bye shutdown`` on every connection and close them all (the server stops).
+
+        The room is not told: it goes with the server. Participants then look
+        for another server, and a child link Up or Down reconnects with backoff.
+        """
+        for conn, connection in list(self._connections.items()):
+            if connection.state is not State.CLOSED:
+                self._push(conn, connection.send(Bye(reason=ByeReason.SHUTDOWN, message=message)))
+            self._actions.append(CloseConnection(conn, "shutdown"))
+        self._connections.clear()
 
     def timer(self, conn: ConnId) -> float | None:
         """When ``handle_timer(conn, …)`` is next due (keepalive, timeouts)."""

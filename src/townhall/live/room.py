@@ -127,6 +127,16 @@ class RoomSettings:
     request_burst: int = 40
     ticket_leeway: int = 60  # seconds of clock difference tolerated on tickets
     backoff: Backoff = field(default_factory=Backoff)
+    # The main server numbers its chat from chat_seq_base + 1. A shell gives a
+    # base above any number an earlier run of this event's main server used
+    # (the asyncio shell: the Unix time in microseconds), so that children
+    # holding the old numbers take a restarted main server's chat as new.
+    chat_seq_base: int = 0
+    # A credential issued less than this many seconds before an assignment
+    # arrived, or later, may be missing from its list (the Controller read the
+    # list before the Center made it): it is let in, and the next assignment
+    # lists it or revokes it. Covers the Controller's pass and clock skew.
+    list_lag: float = 30.0
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", self.server_name):
@@ -135,6 +145,8 @@ class RoomSettings:
             raise ValueError("capacity, chat_log_size and history_on_join out of range")
         if self.request_rate <= 0 or self.request_burst < 1 or self.max_outgoing_chat < 1:
             raise ValueError("request_rate, request_burst and max_outgoing_chat must be positive")
+        if not 0 <= self.chat_seq_base < 2**63:
+            raise ValueError("chat_seq_base out of range")
 
 
 class Upstream(enum.Enum):
@@ -211,6 +223,7 @@ class EventRoom:
         self._settings = settings
         self._jitter = jitter
         self._assignment: AssignmentReceived | None = None
+        self._listed_before = 0.0  # see RoomSettings.list_lag
         self._ended = False
         self._event_id = ""
         self._title = ""
@@ -274,6 +287,11 @@ class EventRoom:
     @property
     def upstream(self) -> Upstream:
         return self._up_state
+
+    @property
+    def children(self) -> tuple[str, ...]:
+        """The child servers linked here and synced (their Resync answered), by name."""
+        return tuple(sorted(peer.name for peer in self._links.values() if peer.synced))
 
     @property
     def outgoing_chat(self) -> int:
@@ -462,6 +480,7 @@ class EventRoom:
             revoked=assignment.revoked,
             now=self._now,
             leeway=settings.ticket_leeway,
+            listed_before=self._listed_before,
         )
         if isinstance(checked, Refusal):
             self._refuse_auth(peer.conn, checked)
@@ -907,11 +926,15 @@ class EventRoom:
         if old is not None and (old.event_id, old.role) != (assignment.event_id, assignment.role):
             raise LocalProtocolError("a room holds one event in one role: make another room")
         self._assignment = assignment
+        self._listed_before = self._now - self._settings.list_lag
         if old is None:
             self._event_id = str(assignment.event_id)
             self._title = _NOT_TITLE.sub(" ", assignment.title)[:256]
             if assignment.role is ServerRole.MAIN:
                 self._floor = Floor(event=self._event_id, title=self._title)
+                self._log = ChatLog(
+                    self._settings.chat_log_size, last_seq=self._settings.chat_seq_base
+                )
             else:
                 self._connect_up(assignment)
             return

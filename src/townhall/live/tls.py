@@ -1,0 +1,143 @@
+"""TLS for the live protocol: contexts (TLS 1.2 or newer, ALPN ``townhall/1``), a lean session.
+
+A live server's listening port takes ``server_ssl_context`` (its certificate,
+and the CA whose client certificates it accepts from child servers; a
+participant presents none), and its link Up, like any client of the protocol,
+``upstream_ssl_context`` (the CA that signs the servers it connects to, and
+its own certificate for mutual TLS). Both offer ALPN ``townhall/1`` only; the
+shell refuses a connection that did not agree on it (``TLSSession.alpn_ok``,
+or ``alpn_ok`` for an asyncio SSL transport's ``ssl_object``).
+``TLSSession`` runs TLS over a plain transport with memory BIOs: the live
+server's own lean replacement for asyncio's SSL transport on its hot path.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Final
+
+__all__ = ["ALPN", "TLSSession", "alpn_ok", "server_ssl_context", "upstream_ssl_context"]
+
+ALPN: Final = "townhall/1"
+
+StrPath = str | Path
+
+
+def server_ssl_context(
+    cert_file: StrPath, key_file: StrPath, ca_file: StrPath | None = None
+) -> ssl.SSLContext:
+    """The listening side: our certificate; with ``ca_file``, client certificates it signed
+    are verified when a peer presents one (child servers), and none is required."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    context.load_cert_chain(cert_file, key_file)
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    context.set_alpn_protocols([ALPN])
+    return context
+
+
+def upstream_ssl_context(
+    ca_file: StrPath, cert_file: StrPath | None = None, key_file: StrPath | None = None
+) -> ssl.SSLContext:
+    """The connecting side: the server's certificate must chain to ``ca_file`` and name
+    the host dialled; ``cert_file``/``key_file`` are presented for mutual TLS."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    context.load_verify_locations(cafile=ca_file)
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    context.set_alpn_protocols([ALPN])
+    return context
+
+
+def alpn_ok(ssl_object: object) -> bool:
+    """Whether a TLS connection agreed on ``townhall/1`` (``ssl_object`` from the transport)."""
+    return isinstance(ssl_object, ssl.SSLObject) and ssl_object.selected_alpn_protocol() == ALPN
+
+
+class TLSSession:
+    """TLS over a plain transport with memory BIOs: what asyncio's SSL transport does, leaner.
+
+    The live server writes one combined record batch per connection per loop
+    pass; through asyncio's SSL transport each write crosses some ten Python
+    frames, here two C calls (``encrypt``). The shell feeds what it reads to
+    ``handshake`` until ``secure``, then to ``decrypt``; it writes what these
+    return. ``ssl.SSLError`` (``CertificateError`` included) means the peer
+    failed: abort the transport.
+    """
+
+    __slots__ = ("_in", "_out", "secure", "ssl")
+
+    def __init__(
+        self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
+    ) -> None:
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self.ssl = context.wrap_bio(
+            self._in, self._out, server_side=server_side, server_hostname=server_hostname
+        )
+        self.secure = False
+
+    def handshake(self, data: bytes) -> bytes:
+        """Feed handshake bytes (none to start a client's); the bytes to send."""
+        if data:
+            self._in.write(data)
+        try:
+            self.ssl.do_handshake()
+        except ssl.SSLWantReadError:
+            return self._out.read()
+        self.secure = True
+        return self._out.read()
+
+    def decrypt(self, data: bytes) -> tuple[bytes, bool]:
+        """Feed bytes read; the plaintext, and whether the peer closed TLS (close_notify).
+
+        Anything TLS itself must answer (a key update, say) waits in ``pending()``.
+        """
+        if data:
+            self._in.write(data)
+        chunks: list[bytes] = []
+        closed = False
+        try:
+            while chunk := self.ssl.read(_READ_SIZE):
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            closed = True
+        if not chunks:
+            return b"", closed
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), closed
+
+    def encrypt(self, data: bytes) -> bytes:
+        """The records that carry ``data``."""
+        written = self.ssl.write(data)
+        if written < len(data):  # not with memory BIOs, but never lose a byte
+            view = memoryview(data)[written:]
+            while view:
+                view = view[self.ssl.write(view) :]
+        return self._out.read()
+
+    def pending(self) -> bytes:
+        return self._out.read() if self._out.pending else b""
+
+    def close_notify(self) -> bytes:
+        """The close_notify alert to send before closing the transport (b"" if none)."""
+        if not self.secure:
+            return b""
+        try:
+            self.ssl.unwrap()
+        except (ssl.SSLError, ValueError):
+            pass  # unwrap waits for the peer's alert: ours is written all the same
+        return self._out.read()
+
+    def alpn_ok(self) -> bool:
+        return self.secure and self.ssl.selected_alpn_protocol() == ALPN
+
+
+_READ_SIZE: Final = 256 * 1024
