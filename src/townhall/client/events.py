@@ -1,0 +1,250 @@
+"""What a ``Participant`` reports: typed events, past tense, each with its JSON form.
+
+The session turns the server's wire messages into these (and adds its own:
+joined, lost, rejoining, left), so a program, the ``townhall join --json``
+output and the tests read one vocabulary that survives a rejoin on another
+server. Floor and hands are derived from the roster (the wire carries them as
+``Member`` flags). ``event_json`` gives every event as one JSON object whose
+``type`` names it; media payloads are given as their size, not their bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from townhall.wire import ByeReason, Codec, ErrorCode, Member, SpeakingMode, StreamInfo
+
+__all__ = [
+    "ChatReceived",
+    "ClientEvent",
+    "ConnectionLost",
+    "FloorChanged",
+    "HandsChanged",
+    "Joined",
+    "Left",
+    "MediaReceived",
+    "Rejoining",
+    "RequestRefused",
+    "RosterChanged",
+    "StateChanged",
+    "StreamEnded",
+    "StreamStarted",
+    "event_json",
+    "member_json",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """Authenticated on ``server`` as ``name``; ``rejoin`` after a lost server."""
+
+    server: str
+    name: str
+    event: str | None
+    moderator: bool
+    rejoin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The event-wide state (``StateSnapshot``)."""
+
+    event: str
+    title: str
+    mode: SpeakingMode
+    attendance: int
+    streams: tuple[StreamInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RosterChanged:
+    changed: tuple[Member, ...]
+    left: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FloorChanged:
+    holder: str | None  # None: nobody holds the floor
+
+
+@dataclass(frozen=True, slots=True)
+class HandsChanged:
+    raised: tuple[str, ...]  # sorted by name: the wire does not give the queue's order
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReceived:
+    sender: str
+    text: str
+    to: str | None
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStarted:
+    stream_id: int
+    owner: str
+    codec: Codec
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded:
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaReceived:
+    """One audio or video frame; ``owner`` and ``codec`` from its stream, when announced."""
+
+    stream_id: int
+    owner: str | None
+    codec: Codec | None
+    seq: int
+    timestamp_us: int
+    keyframe: bool
+    payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefused:
+    """The server refused one request (wire ``Error``); the connection stays."""
+
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLost:
+    """The server went away without ending our membership; a rejoin follows."""
+
+    server: str
+    reason: ByeReason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejoining:
+    attempt: int
+    delay: float  # seconds before this attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """The end: the last event. ``reason`` is the Bye's (``removed``, ``event-ended``,
+    ``normal`` when we left) or ``connection-lost`` / ``auth-failed`` when joining
+    again failed."""
+
+    reason: ByeReason
+    message: str
+    by_peer: bool
+
+
+ClientEvent = (
+    Joined
+    | StateChanged
+    | RosterChanged
+    | FloorChanged
+    | HandsChanged
+    | ChatReceived
+    | StreamStarted
+    | StreamEnded
+    | MediaReceived
+    | RequestRefused
+    | ConnectionLost
+    | Rejoining
+    | Left
+)
+
+
+def member_json(member: Member) -> dict[str, Any]:
+    return {
+        "name": member.name,
+        "moderator": member.moderator,
+        "hand_raised": member.hand_raised,
+        "floor": member.floor,
+        "muted": member.muted,
+    }
+
+
+def _stream_json(info: StreamInfo) -> dict[str, Any]:
+    return {"stream_id": info.stream_id, "owner": info.owner, "codec": info.codec.value}
+
+
+def event_json(event: ClientEvent) -> dict[str, Any]:
+    """``event`` as a JSON-ready object: ``{"type": ..., fields...}``."""
+    match event:
+        case Joined():
+            return {
+                "type": "joined",
+                "server": event.server,
+                "name": event.name,
+                "event": event.event,
+                "moderator": event.moderator,
+                "rejoin": event.rejoin,
+            }
+        case StateChanged():
+            return {
+                "type": "state",
+                "event": event.event,
+                "title": event.title,
+                "mode": event.mode.value,
+                "attendance": event.attendance,
+                "streams": [_stream_json(info) for info in event.streams],
+            }
+        case RosterChanged():
+            return {
+                "type": "roster",
+                "changed": [member_json(member) for member in event.changed],
+                "left": list(event.left),
+            }
+        case FloorChanged():
+            return {"type": "floor", "holder": event.holder}
+        case HandsChanged():
+            return {"type": "hands", "raised": list(event.raised)}
+        case ChatReceived():
+            return {
+                "type": "chat",
+                "sender": event.sender,
+                "text": event.text,
+                "to": event.to,
+                "seq": event.seq,
+            }
+        case StreamStarted():
+            return {
+                "type": "stream-opened",
+                "stream_id": event.stream_id,
+                "owner": event.owner,
+                "codec": event.codec.value,
+            }
+        case StreamEnded():
+            return {"type": "stream-closed", "stream_id": event.stream_id}
+        case MediaReceived():
+            return {
+                "type": "media",
+                "stream_id": event.stream_id,
+                "owner": event.owner,
+                "codec": None if event.codec is None else event.codec.value,
+                "seq": event.seq,
+                "timestamp_us": event.timestamp_us,
+                "keyframe": event.keyframe,
+                "bytes": len(event.payload),
+            }
+        case RequestRefused():
+            return {"type": "error", "code": event.code.value, "message": event.message}
+        case ConnectionLost():
+            return {
+                "type": "connection-lost",
+                "server": event.server,
+                "reason": event.reason.value,
+                "message": event.message,
+            }
+        case Rejoining():
+            return {"type": "rejoining", "attempt": event.attempt, "delay": round(event.delay, 3)}
+        case Left():
+            return {
+                "type": "left",
+                "reason": event.reason.value,
+                "message": event.message,
+                "by_peer": event.by_peer,
+            }
