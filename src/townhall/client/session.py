@@ -160,7 +160,9 @@ class Participant:
     """One participant's session; ``join`` it, read its events, give commands, ``leave``.
 
     ``zone`` overrides the preferred zone of server selection; ``server``
-    forces one server of the ticket by name. ``on_event``, when given, takes
+    forces one server of the ticket by name for the first join (a rejoin
+    after losing it runs selection over them all: staying in the event
+    matters more than staying on that server). ``on_event``, when given, takes
     every event instead of the iterator; it runs inside the connection's
     callbacks, so it must be quick and must not raise. ``refresh_ticket``, when given,
     is called for a fresh ticket when a rejoin finds the ticket expired
@@ -397,7 +399,7 @@ class Participant:
             ranking, links = await select(
                 self._ticket,
                 zone=self._zone,
-                only=self._only,
+                only=None if rejoin else self._only,
                 probe_timeout=settings.probe_timeout,
                 pings=settings.pings,
                 settings=settings.wire,
