@@ -1,4 +1,4 @@
-"""The REST API under ``/api/v1``: events, registrations, the current user, tokens.
+"""The REST API under ``/api/v1``: events, registrations, join tickets, the current user, tokens.
 
 Every answer is JSON; every error is ``{"error": {"code", "message"}}`` with a
 4xx status that says whose fault it is (``app`` installs the handlers). Path
@@ -8,19 +8,21 @@ input reaches the database unchecked, so bad input never becomes a 5xx.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from townhall.center import accounts, events, mailer
+from townhall import ticket
+from townhall.center import accounts, events, live, mailer
 from townhall.center.auth import AuthError, Viewer, check_api_write, context_of, identify
 from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch, RegistrationIn
-from townhall.center.tables import Event, MailJob, Registration, User, utc
+from townhall.center.tables import Event, MailJob, Registration, User, now_utc, utc
 
 MAX_ID = 2**31 - 1
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -96,6 +98,28 @@ class EventOut(BaseModel):
     my_registration: str | None = Field(default=None, description="registered, revoked or none")
 
 
+class LiveServerOut(BaseModel):
+    name: str
+    role: str = Field(description="main or child")
+    parent: str | None
+    zone: str
+    address: str
+    connected: bool = Field(description="has a control link to the Controller now")
+    upstream: str = Field(description="none (main), connecting, handshake, syncing, up, waiting")
+    participants: int
+
+
+class LiveOut(BaseModel):
+    state: str = Field(description="scheduled, preparing, ready, degraded or ended")
+    servers: list[LiveServerOut]
+
+
+class EventDetail(EventOut):
+    """One event, with the state of its server tree (the catalog leaves that out)."""
+
+    live: LiveOut
+
+
 class EventList(BaseModel):
     items: list[EventOut]
     has_more: bool = Field(description="true when another page follows (ask with offset)")
@@ -130,6 +154,26 @@ class DialInOut(BaseModel):
     audio_mode: str
 
 
+# Control characters, lone surrogates and bidirectional overrides: a name is shown to others.
+_NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def _guest_name(value: str) -> str:
+    value = value.strip()
+    if _NOT_IN_NAMES.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+class TicketIn(BaseModel):
+    """Optional: what a guest (not signed in) wants to be called; others keep their own name."""
+
+    model_config = ConfigDict(extra="forbid")
+    display_name: Annotated[
+        str, Field(max_length=live.GUEST_NAME_MAX), AfterValidator(_guest_name)
+    ] = ""
+
+
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
@@ -153,7 +197,27 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def _event_out(session: Session, event: Event, user: User) -> EventOut:
+def live_out(session: Session, event: Event) -> LiveOut:
+    state, servers = live.live_state(session, event.id)
+    return LiveOut(
+        state=state,
+        servers=[
+            LiveServerOut(
+                name=server.name,
+                role=server.role,
+                parent=server.parent,
+                zone=server.zone,
+                address=server.address,
+                connected=server.connected,
+                upstream=server.upstream,
+                participants=server.participants,
+            )
+            for server in servers
+        ],
+    )
+
+
+def _event_out(session: Session, event: Event, user: User) -> EventDetail:
     body = events.event_json(event)
     if events.can_manage(event, user):
         body["invitees"] = [
@@ -161,7 +225,47 @@ def _event_out(session: Session, event: Event, user: User) -> EventOut:
         ]
     registration = events.registration_of(session, event, user)
     body["my_registration"] = registration.status if registration else None
-    return EventOut.model_validate(body)
+    body["live"] = live_out(session, event)
+    return EventDetail.model_validate(body)
+
+
+def ticket_response(data: bytes, event: Event) -> Response:
+    """A join ticket as a download that no cache keeps (docs/tickets.md)."""
+    return Response(
+        data,
+        media_type=ticket.MEDIA_TYPE,
+        headers={
+            "content-disposition": (
+                f'attachment; filename="event-{event.id}{ticket.FILE_EXTENSION}"'
+            ),
+            "cache-control": "no-store",
+        },
+    )
+
+
+def join_ticket(
+    request: Request, session: Session, event: Event, user: User | None, guest_name: str = ""
+) -> Response:
+    """Check who may join (``live.join_role``, then the event's state), issue, commit, answer."""
+    ctx = context_of(request)
+    role = live.join_role(session, event, user)
+    now = now_utc()
+    live.check_joinable(event, now)
+    cookies = live.captured_cookies(
+        "; ".join(request.headers.getlist("cookie")), ctx.settings.center.sso.capture_cookies
+    )
+    data = live.issue_join_ticket(
+        session,
+        ctx.settings,
+        event,
+        user,
+        role,
+        now=now,
+        guest_name=guest_name,
+        cookies=cookies,
+    )
+    session.commit()
+    return ticket_response(data, event)
 
 
 def _registration_out(registration: Registration) -> RegistrationOut:
@@ -254,8 +358,8 @@ def list_events(
     return EventList(items=items, has_more=more, limit=limit, offset=offset)
 
 
-@router.post("/events", status_code=201, response_model=EventOut, responses=ERRORS)
-def create_event(request: Request, session: DB, user: Me, body: EventIn) -> EventOut:
+@router.post("/events", status_code=201, response_model=EventDetail, responses=ERRORS)
+def create_event(request: Request, session: DB, user: Me, body: EventIn) -> EventDetail:
     ctx = context_of(request)
     event = events.create_event(
         session, user, body, ctx.links, ctx.sender, ctx.settings.center.default_timezone
@@ -264,15 +368,15 @@ def create_event(request: Request, session: DB, user: Me, body: EventIn) -> Even
     return _event_out(session, event, user)
 
 
-@router.get("/events/{event_id}", response_model=EventOut, responses=ERRORS)
-def get_event(session: DB, user: Me, event_id: EventId) -> EventOut:
+@router.get("/events/{event_id}", response_model=EventDetail, responses=ERRORS)
+def get_event(session: DB, user: Me, event_id: EventId) -> EventDetail:
     return _event_out(session, events.get_visible(session, event_id, user), user)
 
 
-@router.patch("/events/{event_id}", response_model=EventOut, responses=ERRORS)
+@router.patch("/events/{event_id}", response_model=EventDetail, responses=ERRORS)
 def update_event(
     request: Request, session: DB, user: Me, event_id: EventId, body: EventPatch
-) -> EventOut:
+) -> EventDetail:
     ctx = context_of(request)
     event = events.get_managed(session, event_id, user)
     events.update_event(session, event, body, ctx.links, ctx.sender)
@@ -280,8 +384,8 @@ def update_event(
     return _event_out(session, event, user)
 
 
-@router.delete("/events/{event_id}", response_model=EventOut, responses=ERRORS)
-def cancel_event(request: Request, session: DB, user: Me, event_id: EventId) -> EventOut:
+@router.delete("/events/{event_id}", response_model=EventDetail, responses=ERRORS)
+def cancel_event(request: Request, session: DB, user: Me, event_id: EventId) -> EventDetail:
     """Cancel the event: it stays in the catalog as cancelled and invitees get a CANCEL."""
     ctx = context_of(request)
     event = events.get_managed(session, event_id, user)
@@ -332,6 +436,39 @@ def revoke_registration(
     )
     session.commit()
     return _registration_out(registration)
+
+
+@router.post(
+    "/events/{event_id}/ticket",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {ticket.MEDIA_TYPE: {}},
+            "description": "the join ticket file (docs/tickets.md)",
+        },
+        **ERRORS,
+    },
+)
+def get_ticket(
+    request: Request, session: DB, event_id: EventId, body: TicketIn | None = None
+) -> Response:
+    """A join ticket for the caller; for a public event, also for a guest not signed in.
+
+    The organizer, admins and moderators join as moderators, presenters as
+    presenters, registered users (and, for a public event, anyone) as
+    participants. Each call makes a new temporary credential.
+    """
+    viewer = identify(request, session)
+    if viewer.user is not None:
+        check_api_write(request, viewer)
+    event = session.get(Event, event_id)
+    if event is None:
+        if viewer.user is None:
+            # Nothing is said to a stranger about which events exist.
+            raise EventError(401, "not_signed_in", "sign in to join this event")
+        raise EventError(404, "event_not_found", f"no event {event_id}")
+    guest_name = body.display_name if body is not None and viewer.user is None else ""
+    return join_ticket(request, session, event, viewer.user, guest_name)
 
 
 @router.get("/events/{event_id}/mail", response_model=list[MailOut], responses=ERRORS)

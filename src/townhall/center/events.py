@@ -18,12 +18,21 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from townhall.center import invitations, mailer
 from townhall.center.accounts import user_by_email, user_by_name, valid_email
-from townhall.center.tables import Event, EventRole, Registration, User, naive_utc, now_utc, utc
+from townhall.center.tables import (
+    Event,
+    EventRole,
+    Registration,
+    TicketCredential,
+    User,
+    naive_utc,
+    now_utc,
+    utc,
+)
 
 Kind = Literal["meeting", "lecture", "webinar"]
 Visibility = Literal["public", "private"]
@@ -545,6 +554,7 @@ def update_event(
         _mail(session, event, removed, "cancel", links, sender)
         for registration in removed:
             registration.status, registration.revoked_at = "revoked", now_utc()
+            revoke_credentials(session, registration)
     if calendar_changed:
         fresh_ids = {r.id for r in fresh}
         others = [r for r in active_registrations(session, event) if r.id not in fresh_ids]
@@ -623,8 +633,32 @@ def revoke_registration(
     if registration.status != "revoked":
         _mail(session, event, [registration], "cancel", links, sender)
         registration.status, registration.revoked_at = "revoked", now_utc()
+        revoke_credentials(session, registration)
         session.flush()
     return registration
+
+
+def revoke_credentials(session: Session, registration: Registration) -> None:
+    """Revoke the join-ticket credentials of a registration's user for its event.
+
+    The user is the registration's account, or the account with its email (the
+    rule of ``registration_of``). The Controller hands the revoked ids to the
+    live servers (``live.due_events``), which then refuse them.
+    """
+    by_email = select(User.id).where(User.email == registration.email)
+    owners: list[ColumnElement[bool]] = [TicketCredential.user_id.in_(by_email)]
+    if registration.user_id is not None:
+        owners.append(TicketCredential.user_id == registration.user_id)
+    session.execute(
+        update(TicketCredential)
+        .where(
+            TicketCredential.event_id == registration.event_id,
+            TicketCredential.revoked_at.is_(None),
+            or_(*owners),
+        )
+        .values(revoked_at=now_utc())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def registrations(session: Session, event: Event) -> list[Registration]:

@@ -9,7 +9,8 @@ forms into their models and results into pages. It knows nothing of SMTP or
 iCalendar beyond calling ``mailer`` and ``calendar``, and nothing of server
 trees beyond the Manager's in-process calls (``manager.registry.list_trees``,
 ``event_tree_id``, ``choose_tree``; docs/manager.md) behind the event page's
-tree choice.
+tree choice, and nothing of live servers beyond ``center.live`` (the Join button's
+ticket, the Live section's tree state).
 
 Every form posts a double-submit CSRF token (``auth.check_csrf``). Password
 sign-in opens a portal session; an SSO user never gets one (``auth``). The
@@ -41,8 +42,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from townhall.center import accounts, calendar, events, mailer
-from townhall.center.api import DB, MAX_ID, EventId, ItemId, dialin_code
+from townhall.center import accounts, calendar, events, live, mailer
+from townhall.center.api import DB, MAX_ID, EventId, ItemId, dialin_code, join_ticket
 from townhall.center.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -54,7 +55,7 @@ from townhall.center.auth import (
     identify,
 )
 from townhall.center.events import EventError, EventIn, EventPatch, RegistrationIn
-from townhall.center.tables import Event, MailJob, Registration, User, utc
+from townhall.center.tables import Event, MailJob, Registration, User, now_utc, utc
 from townhall.manager import registry as manager_registry
 
 log = logging.getLogger("townhall.center.pages")
@@ -681,10 +682,23 @@ def _event_page(
                 .limit(500)
             )
         )
+    # Join: only for whoever may, while the event runs or is ahead, with live servers.
+    may_join = guest is None and user is not None and live.may_join(session, event, user, now_utc())
+    has_tree = False
+    if may_join:
+        try:
+            has_tree = bool(live.ticket_servers(session, event.id))
+        except EventError:
+            has_tree = False
+    live_state, live_servers = live.live_state(session, event.id)
     context = {
         "event": event,
         "zone": zone,
         "event_zone": _zoneinfo(event.timezone).key,
+        "may_join": may_join,
+        "has_tree": has_tree,
+        "live_state": live_state,
+        "live_servers": live_servers,
         "moderators": [r.user for r in event.roles if r.role == "moderator"],
         "presenters": [r.user for r in event.roles if r.role == "presenter"],
         "manager": manager,
@@ -746,6 +760,19 @@ def choose_tree(
         return _event_page(request, session, event, user, errors=[error.message], status=422)
     session.commit()
     return redirect(f"/events/{event.id}?done=tree")
+
+
+@router.post("/events/{event_id}/ticket")
+def join(
+    request: Request, session: DB, viewer: Who, event_id: EventId, csrf: Csrf = ""
+) -> Response:
+    """The Join button: the same join ticket as ``POST /api/v1/events/{id}/ticket``."""
+    check_csrf(request, csrf)
+    user = viewer.user
+    if user is None:
+        return to_login(request, f"/events/{event_id}")
+    event = events.get_visible(session, event_id, user)
+    return join_ticket(request, session, event, user)
 
 
 @router.post("/events/{event_id}/register")

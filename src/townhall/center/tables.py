@@ -1,4 +1,4 @@
-"""The Center's tables: users, tokens, browser sessions, events, registrations, mail.
+"""The Center's tables: users, tokens, sessions, events, registrations, mail, live events.
 
 Times are stored as naive UTC (SQLite has no time zones); ``utc()`` and
 ``naive_utc()`` convert at the edges. Changes to this file need an Alembic
@@ -185,3 +185,51 @@ class MailJob(Base):
     delivered_to: Mapped[str] = mapped_column(String(300), default="")  # smtp host or outbox file
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class TicketCredential(Base):
+    """A temporary credential handed out in a join ticket (one row per ticket request).
+
+    The secret itself is never stored: the live servers get ``secret_sha256``
+    through the Controller (``live.due_events``). ``user_id`` is empty for a
+    guest of a public event.
+    """
+
+    __tablename__ = "center_credentials"
+    __table_args__ = (Index("ix_center_credentials_event_user", "event_id", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("center_events.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("center_users.id"))
+    username: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))  # participant | presenter | moderator
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class EventKey(Base):
+    """An event's AES-256 key (``ticket.generate_event_key``); the newest seals new tickets."""
+
+    __tablename__ = "center_event_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("center_events.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+
+
+class LiveState(Base):
+    """What the Controller last reported of an event's server tree (``live.record_live_state``)."""
+
+    __tablename__ = "center_live_states"
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("center_events.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(16))
+    servers: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of ServerState
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
