@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.manager.manager_support import make_tree, register, signed_in
-from tests.support import Center, make_settings
+from tests.support import Center, make_settings, start_center
 from townhall import ticket
 from townhall.center import accounts
 from townhall.center.live import (
@@ -39,8 +39,11 @@ PROXY_COOKIE = "_oauth2_proxy"
 
 @pytest.fixture
 def center_settings(tmp_path: Path, database_url: str) -> Settings:
+    # The tests' calls come from 127.0.0.1, here the trusted proxy (no header: no SSO).
     return make_settings(
-        tmp_path / "data", database_url, sso={"capture_cookies": [PROXY_COOKIE, "theme", "lang"]}
+        tmp_path / "data",
+        database_url,
+        sso={"capture_cookies": [PROXY_COOKIE, "theme", "lang"], "trusted_proxies": ["127.0.0.1"]},
     )
 
 
@@ -327,3 +330,23 @@ def test_the_signing_key_is_made_once_with_mode_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == [path.name]
     assert center_signing_key(settings).public_key().public_bytes_raw() in raw
+
+
+def test_cookies_from_a_caller_that_is_not_a_trusted_proxy_are_not_captured(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = make_settings(
+        tmp_path / "other", database_url, sso={"capture_cookies": [PROXY_COOKIE]}
+    )
+    server, center = start_center(settings)
+    with server as url:
+        center.url = url
+        center.add_user("ada", role="admin")
+        center.add_user("olga", role="organizer")
+        default_tree(center)
+        event = schedule(center)
+        with center.client("olga") as olga:
+            response = olga.post(
+                f"{API}/events/{event['id']}/ticket", headers={"Cookie": f"{PROXY_COOKIE}=planted"}
+            )
+        assert dict(open_ticket(center, response).cookies) == {}

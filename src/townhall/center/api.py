@@ -251,9 +251,10 @@ def join_ticket(
     role = live.join_role(session, event, user)
     now = now_utc()
     live.check_joinable(event, now)
-    cookies = live.captured_cookies(
-        "; ".join(request.headers.getlist("cookie")), ctx.settings.center.sso.capture_cookies
-    )
+    # Only a trusted proxy's cookies: anyone else could plant a cookie that the
+    # participant application would then replay to the Center.
+    peer = request.client.host if request.client else None
+    cookies = live.ticket_cookies(ctx.sso.captured_cookies(peer, request.scope["headers"]))
     data = live.issue_join_ticket(
         session,
         ctx.settings,

@@ -347,24 +347,17 @@ def may_join(session: Session, event: Event, user: User | None, now: datetime) -
     return True
 
 
-def captured_cookies(cookie_header: str, names: Sequence[str]) -> dict[str, str]:
-    """The request's cookies named in ``sso.capture_cookies``, exactly as the browser sent them.
-
-    The raw header is read rather than a parsed form, so the application
-    replays the same bytes. A value a ticket may not carry (RFC 6265) is left
-    out rather than refusing the ticket; the first of repeated names wins.
-    """
-    wanted = set(names)
+def ticket_cookies(captured: Mapping[str, str]) -> dict[str, str]:
+    """Of the proxy cookies captured from a trusted proxy (``SsoVerifier.captured_cookies``),
+    those a ticket can carry: a name or value the format refuses is left out rather than
+    refusing the ticket, and at most ``ticket.MAX_COOKIES`` are kept."""
     found: dict[str, str] = {}
-    for part in cookie_header.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if not sep or name not in wanted or name in found:
-            continue
+    for name, value in captured.items():
+        if len(found) == ticket.MAX_COOKIES:
+            break
         if _COOKIE_NAME.fullmatch(name) and len(value) <= ticket.MAX_COOKIE_VALUE:
             if _COOKIE_VALUE.fullmatch(value):
                 found[name] = value
-        if len(found) == ticket.MAX_COOKIES:
-            break
     return found
 
 
