@@ -1,12 +1,14 @@
-"""The live server (the spec's Communications Server): event state and the cascade, sans-IO.
+"""The live server (the spec's Communications Server): event state and the cascade.
 
-The modules here hold no sockets, TLS, asyncio, clocks or randomness (a test
+The core modules hold no sockets, TLS, asyncio, clocks or randomness (a test
 enforces it): time comes in as ``now``, jitter from a callable the caller
 gives, bytes through ``Dispatcher``. The asyncio shell that accepts
-connections and moves bytes is a thin loop around them. docs/live.md,
-"Event state and the cascade", is the guide.
+connections and moves bytes is a thin loop around them: ``server``
+(``LiveServer``), with ``tls`` (contexts, and TLS over memory buffers) and
+``routing`` (a new connection's handshake until its Auth names the room,
+sans-IO too). docs/live.md, "Event state and the cascade", is the guide.
 
-Modules, each importing only those above it (and ``townhall.wire``,
+Core modules, each importing only those above it (and ``townhall.wire``,
 ``townhall.ticket``):
 
 - ``events``: what goes into a room (``MessageReceived``, ``MediaReceived``,
