@@ -128,11 +128,19 @@ class ManagerSettings(_Section):
 
 
 class ControllerSettings(_Section):
-    """The Controller's address, handed by the Manager to enrolled servers."""
+    """The Controller: its address (handed by the Manager to enrolled servers) and pace."""
 
     listen: str = "127.0.0.1:8443"
     # How long before an event's start its server tree is formed.
     lead_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # How long after an event's scheduled end its tree is torn down.
+    grace_minutes: int = Field(default=15, ge=0, le=24 * 60)
+    # How often the Controller reads the due events, trees and credentials.
+    tick_seconds: float = Field(default=2, ge=0.05, le=300)
+    # How often a live server reports its events when nothing changed.
+    report_seconds: float = Field(default=5, ge=0.05, le=600)
+    # Pings on an idle control link; a link silent for three times this is dropped.
+    keepalive_seconds: float = Field(default=10, ge=0.05, le=600)
 
     @field_validator("listen")
     @classmethod

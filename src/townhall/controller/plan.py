@@ -1,0 +1,542 @@
+"""The Controller's decisions, as a sans-IO core: events and links in, commands out.
+
+``Planner`` is told what the database says at each tick (the due events and
+their resolved trees), which live servers hold a control link, and what each
+reports; it answers with commands: send this assignment to this server, end
+this event there, store or forget the link secrets, record the tree's live
+state. It never touches a socket, a clock, a database or a random source:
+time comes in ``tick``, fresh link secrets from the ``new_secret`` callable it
+is given, and ``service`` carries out what it asks, in order. It knows the
+Center's due events only by their shape (``DueEventLike``) and the Manager's
+trees only as ``EventTree`` values. docs/controller.md, "How the Controller
+decides", walks through the states.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from townhall.live.events import AssignmentReceived, ServerRole
+
+__all__ = [
+    "Command",
+    "DueEventLike",
+    "EventTree",
+    "ForgetEvent",
+    "LiveState",
+    "Planner",
+    "RecordLiveState",
+    "ReportedEvent",
+    "SaveAssignments",
+    "SendAssignment",
+    "SendEnd",
+    "ServerReport",
+    "StoredAssignment",
+    "TreeServer",
+]
+
+
+class LiveState(enum.Enum):
+    """An event's tree, as the Center shows it (``live.state``)."""
+
+    SCHEDULED = "scheduled"  # not due yet: the Controller has not reported
+    PREPARING = "preparing"  # assignments sent, the tree not all linked yet
+    READY = "ready"  # the main holds the event, every child is linked Up
+    DEGRADED = "degraded"  # a server without control link, a child not up once ready, no tree
+    ENDED = "ended"  # torn down: over (end + grace) or cancelled
+
+
+# -- inputs ------------------------------------------------------------------------------
+
+
+class DueEventLike(Protocol):
+    """What the Planner reads of ``townhall.center.live.DueEvent``."""
+
+    @property
+    def event_id(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def ends_at(self) -> datetime: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def credentials(self) -> Mapping[str, str]: ...
+    @property
+    def revoked(self) -> frozenset[str]: ...
+    @property
+    def event_keys(self) -> tuple[bytes, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TreeServer:
+    """A server's place in an event's tree, with what the Center shows of it."""
+
+    name: str
+    parent: str | None  # None: the main server
+    address: str  # host:port ([v6]:port) where participants and children reach it
+    zone: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventTree:
+    """An event's resolved tree: the main server first, every parent before its children."""
+
+    servers: tuple[TreeServer, ...]
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for index, server in enumerate(self.servers):
+            if (server.parent is None) != (index == 0) or (
+                server.parent is not None and server.parent not in seen
+            ):
+                raise ValueError("the main server first, every parent before its children")
+            if server.name in seen:
+                raise ValueError(f"{server.name} is twice in the tree")
+            seen.add(server.name)
+
+    @property
+    def main(self) -> TreeServer | None:
+        return self.servers[0] if self.servers else None
+
+    def children_of(self, name: str) -> tuple[str, ...]:
+        return tuple(s.name for s in self.servers if s.parent == name)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedEvent:
+    """One event as a live server reports holding it."""
+
+    event_id: int
+    role: str  # "main" | "child"
+    upstream: str  # "none" | "connecting" | "handshake" | "syncing" | "up" | "waiting"
+    participants: int
+    children: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StoredAssignment:
+    """What the Controller keeps of an assignment, one row per (event, server).
+
+    The link secret is what a child presents Up; keeping it makes a restarted
+    Controller send the very same assignments, so existing links stay valid.
+    """
+
+    event_id: int
+    server: str
+    role: str  # "main" | "child"
+    parent: str | None
+    link_secret: str | None
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendAssignment:
+    """Send ``assignment`` to ``server`` over its control link."""
+
+    server: str
+    assignment: AssignmentReceived
+
+
+@dataclass(frozen=True, slots=True)
+class SendEnd:
+    """Tell ``server`` to close its room of ``event_id``."""
+
+    server: str
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaveAssignments:
+    """Replace what is stored of ``event_id`` by ``rows`` (before sending what they hold)."""
+
+    event_id: int
+    rows: tuple[StoredAssignment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetEvent:
+    """Delete what is stored of ``event_id``: it is over."""
+
+    event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServerReport:
+    """One server of an event's tree, as the Center shows it (``center.live.ServerState``)."""
+
+    name: str
+    role: str  # "main" | "child"
+    parent: str | None
+    zone: str
+    address: str
+    connected: bool  # holds a control link to the Controller now
+    upstream: str  # "none" for the main, else the child's link Up as it reported it
+    participants: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLiveState:
+    """Store the event's tree state for the Center (``center.live.record_live_state``)."""
+
+    event_id: int
+    state: LiveState
+    servers: tuple[ServerReport, ...]
+
+
+Command = SendAssignment | SendEnd | SaveAssignments | ForgetEvent | RecordLiveState
+
+
+# -- the core ------------------------------------------------------------------------------
+
+
+def link_digest(secret: str) -> str:
+    """What a parent holds of its child's link secret (``live.admission.check_link``)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(eq=False, slots=True)
+class _Content:
+    title: str
+    credentials: Mapping[str, str]
+    revoked: frozenset[str]
+    event_keys: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, due: DueEventLike) -> _Content:
+        return cls(due.title, dict(due.credentials), frozenset(due.revoked), tuple(due.event_keys))
+
+    def same(self, due: DueEventLike) -> bool:
+        return (
+            self.title == due.title
+            and self.event_keys == tuple(due.event_keys)
+            and self.revoked == due.revoked
+            and self.credentials == due.credentials
+        )
+
+
+@dataclass(eq=False, slots=True)
+class _Event:
+    event_id: int
+    rows: tuple[StoredAssignment, ...] = ()
+    tree: EventTree | None = None
+    content: _Content | None = None
+    assignments: dict[str, AssignmentReceived] = field(default_factory=dict)
+    was_ready: bool = False
+    restored: bool = False  # assigned by a previous process
+    recorded: tuple[LiveState, tuple[ServerReport, ...]] | None = None
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        return {row.server: row.link_secret for row in self.rows if row.link_secret is not None}
+
+
+class Planner:
+    """Decides each due event's assignments and state; see the module docstring.
+
+    ``restored`` are the rows the service stored before a restart: their link
+    secrets are used again, and their events are ended if they are no longer
+    due. Until the first ``tick`` the Planner knows no due event, so it ends
+    nothing a server reports (it may be about to assign it). For ``settle``
+    after the first tick a restored event is recorded only once ready: its
+    servers are still coming back, and the Center keeps showing the state the
+    previous Controller recorded rather than a passing ``degraded``.
+    """
+
+    def __init__(
+        self,
+        *,
+        grace: timedelta,
+        new_secret: Callable[[], str],
+        restored: Iterable[StoredAssignment] = (),
+        settle: timedelta = timedelta(0),
+    ) -> None:
+        self._grace = grace
+        self._new_secret = new_secret
+        self._settle = settle
+        self._settled_at: datetime | None = None  # the first tick plus ``settle``
+        self._now: datetime | None = None
+        self._events: dict[int, _Event] = {}
+        for row in sorted(restored):
+            event = self._events.setdefault(row.event_id, _Event(row.event_id, restored=True))
+            event.rows += (row,)
+        self._closed: set[int] = set()  # ended by this process; recorded once
+        self._connected: set[str] = set()
+        self._sent: dict[str, dict[int, AssignmentReceived]] = {}  # over the current links
+        self._ending: dict[str, set[int]] = {}  # Ends sent over the current links
+        self._reports: dict[str, dict[int, ReportedEvent]] = {}
+        self._ticked = False
+        self._out: list[Command] = []
+
+    # -- what the service and the tests may read -------------------------------------------
+
+    @property
+    def connected(self) -> frozenset[str]:
+        return frozenset(self._connected)
+
+    def state_of(self, event_id: int) -> LiveState:
+        if event_id in self._closed:
+            return LiveState.ENDED
+        event = self._events.get(event_id)
+        if event is None or event.recorded is None:
+            return LiveState.SCHEDULED
+        return event.recorded[0]
+
+    def assignments_for(self, server: str) -> dict[int, AssignmentReceived]:
+        return {
+            event.event_id: event.assignments[server]
+            for event in self._events.values()
+            if server in event.assignments
+        }
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def tick(
+        self,
+        now: datetime,
+        due: Sequence[DueEventLike],
+        trees: Mapping[int, EventTree | None],
+    ) -> list[Command]:
+        """The database's view at ``now`` (naive UTC): every due event and its tree.
+
+        ``trees`` maps an event id to its tree, or to None when it has none; an
+        event missing from ``due`` is over (its end plus grace has passed, or
+        it was deleted) and is torn down.
+        """
+        first, self._ticked = not self._ticked, True
+        self._now = now
+        if first:
+            self._settled_at = now + self._settle
+        seen: set[int] = set()
+        for event in due:
+            seen.add(event.event_id)
+            if event.cancelled or now >= event.ends_at + self._grace:
+                self._end(event.event_id)
+                continue
+            self._closed.discard(event.event_id)
+            self._plan(event, trees.get(event.event_id))
+        for event_id in [e for e in self._events if e not in seen]:
+            self._end(event_id)
+        self._closed &= seen  # the rest has left the due list for good
+        if first:
+            for name in sorted(self._connected):
+                self._reconcile(name)
+        self._update_states()
+        return self._take()
+
+    def server_connected(self, name: str) -> list[Command]:
+        """``name`` holds a control link now (a newer one replaces the old one)."""
+        self._connected.add(name)
+        self._sent[name] = {}
+        self._ending[name] = set()
+        self._reports.pop(name, None)
+        for event in self._events.values():
+            if name in event.assignments:
+                self._send(name, event.assignments[name])
+        self._update_states()
+        return self._take()
+
+    def server_lost(self, name: str) -> list[Command]:
+        """``name``'s control link is gone."""
+        self._connected.discard(name)
+        self._sent.pop(name, None)
+        self._ending.pop(name, None)
+        self._reports.pop(name, None)
+        self._update_states()
+        return self._take()
+
+    def status_received(self, name: str, events: Sequence[ReportedEvent]) -> list[Command]:
+        """``name`` reports every event it holds; an event not its own is ended there."""
+        if name not in self._connected:
+            return []
+        self._reports[name] = {report.event_id: report for report in events}
+        if self._ticked:
+            self._reconcile(name)
+        self._update_states()
+        return self._take()
+
+    def _reconcile(self, name: str) -> None:
+        """End, once per link, each event ``name`` reports that is not assigned to it."""
+        ending = self._ending[name]
+        for event_id in self._reports.get(name, {}):
+            event = self._events.get(event_id)
+            if (event is None or name not in event.assignments) and event_id not in ending:
+                self._out.append(SendEnd(name, event_id))
+                ending.add(event_id)
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def _plan(self, due: DueEventLike, tree: EventTree | None) -> None:
+        event = self._events.setdefault(due.event_id, _Event(due.event_id))
+        if tree is not None and not tree.servers:
+            tree = None
+        if event.content is not None and event.content.same(due) and event.tree == tree:
+            assignments = event.assignments
+        else:
+            if event.content is None or not event.content.same(due):
+                event.content = _Content.of(due)
+            event.tree = tree
+            assignments = self._assignments(event, event.content, tree)
+        for server in [s for s in event.assignments if s not in assignments]:
+            self._end_on(server, event.event_id)
+        old = event.assignments
+        event.assignments = assignments
+        for server, assignment in assignments.items():
+            previous = old.get(server)
+            if previous is not None and previous.role is not assignment.role:
+                # A room holds one event in one role: the old one goes first.
+                self._end_on(server, event.event_id)
+            self._send(server, assignment)
+
+    def _assignments(
+        self, event: _Event, content: _Content, tree: EventTree | None
+    ) -> dict[str, AssignmentReceived]:
+        if tree is None:
+            if event.rows:
+                event.rows = ()
+                self._out.append(SaveAssignments(event.event_id, ()))
+            return {}
+        secrets = event.secrets
+        rows: list[StoredAssignment] = []
+        for server in tree.servers:
+            secret = None
+            if server.parent is not None:
+                secret = secrets.get(server.name) or self._new_secret()
+            role = "main" if server.parent is None else "child"
+            rows.append(StoredAssignment(event.event_id, server.name, role, server.parent, secret))
+        stored = tuple(sorted(rows))
+        if stored != event.rows:
+            event.rows = stored
+            # Stored before anything that holds the new secrets is sent.
+            self._out.append(SaveAssignments(event.event_id, stored))
+        secrets = event.secrets
+        address = {server.name: server.address for server in tree.servers}
+        out: dict[str, AssignmentReceived] = {}
+        for server in tree.servers:
+            children = {
+                child: link_digest(secrets[child]) for child in tree.children_of(server.name)
+            }
+            main = server.parent is None
+            out[server.name] = AssignmentReceived(
+                event_id=event.event_id,
+                title=content.title,
+                role=ServerRole.MAIN if main else ServerRole.CHILD,
+                credentials=content.credentials,
+                event_keys=content.event_keys,
+                revoked=content.revoked,
+                parent=None if main else address[server.parent or ""],
+                link_secret=None if main else secrets[server.name],
+                children=children,
+            )
+        # Unchanged assignments keep their identity, so nothing is sent again.
+        for name, assignment in list(out.items()):
+            previous = event.assignments.get(name)
+            if previous is not None and previous == assignment:
+                out[name] = previous
+        return out
+
+    def _send(self, server: str, assignment: AssignmentReceived) -> None:
+        sent = self._sent.get(server)
+        if sent is None or sent.get(assignment.event_id) is assignment:
+            return
+        sent[assignment.event_id] = assignment
+        self._ending[server].discard(assignment.event_id)
+        self._out.append(SendAssignment(server, assignment))
+
+    def _end_on(self, server: str, event_id: int) -> None:
+        sent = self._sent.get(server)
+        if sent is None:
+            return  # not linked: it is told when it reports the event after reconnecting
+        sent.pop(event_id, None)
+        self._ending[server].add(event_id)
+        self._out.append(SendEnd(server, event_id))
+
+    def _end(self, event_id: int) -> None:
+        event = self._events.pop(event_id, None)
+        if event is not None:
+            servers = set(event.assignments) | {row.server for row in event.rows}
+            for server in sorted(servers):
+                self._end_on(server, event_id)
+            if event.rows:
+                self._out.append(ForgetEvent(event_id))
+        if event_id not in self._closed:
+            self._closed.add(event_id)
+            reports = event.recorded[1] if event is not None and event.recorded else ()
+            ended = tuple(
+                ServerReport(
+                    r.name,
+                    r.role,
+                    r.parent,
+                    r.zone,
+                    r.address,
+                    r.name in self._connected,
+                    "none",
+                    0,
+                )
+                for r in reports
+            )
+            self._out.append(RecordLiveState(event_id, LiveState.ENDED, ended))
+
+    # -- states -----------------------------------------------------------------------------------
+
+    def _update_states(self) -> None:
+        settling = (
+            self._now is not None and self._settled_at is not None and self._now < self._settled_at
+        )
+        for event in self._events.values():
+            if event.content is None:
+                continue  # restored, not seen due yet
+            recorded = self._state(event)
+            if recorded[0] is LiveState.READY:
+                event.restored = False  # settled: whatever goes wrong now is shown
+            elif settling and event.restored:
+                continue
+            if recorded != event.recorded:
+                event.recorded = recorded
+                self._out.append(RecordLiveState(event.event_id, *recorded))
+
+    def _state(self, event: _Event) -> tuple[LiveState, tuple[ServerReport, ...]]:
+        tree = event.tree
+        if tree is None:
+            return LiveState.DEGRADED, ()
+        reports: list[ServerReport] = []
+        linked = all_well = True
+        for server in tree.servers:
+            connected = server.name in self._connected
+            report = self._reports.get(server.name, {}).get(event.event_id)
+            main = server.parent is None
+            role = "main" if main else "child"
+            well = report is not None and report.role == role and (main or report.upstream == "up")
+            linked = linked and connected
+            all_well = all_well and well
+            reports.append(
+                ServerReport(
+                    name=server.name,
+                    role=role,
+                    parent=server.parent,
+                    zone=server.zone,
+                    address=server.address,
+                    connected=connected,
+                    upstream=report.upstream if report is not None else "none",
+                    participants=report.participants if report is not None else 0,
+                )
+            )
+        if linked and all_well:
+            event.was_ready = True
+            state = LiveState.READY
+        elif not linked or event.was_ready:
+            state = LiveState.DEGRADED
+        else:
+            state = LiveState.PREPARING
+        return state, tuple(reports)
+
+    def _take(self) -> list[Command]:
+        out, self._out = self._out, []
+        return out

@@ -1,0 +1,48 @@
+"""The Controller's table: what it assigned, one row per (event, server), with link secrets.
+
+It hangs on the Controller's own ``MetaData`` and refers to no other
+component's table: an event is the Center's integer id, a server the
+Manager's server name. Kept so that a restarted Controller (or a standby
+taking over) sends the very same assignments: a child's link secret must not
+change under a link that is up. Times are naive UTC. Changes need an Alembic
+revision in ``migrations/versions`` (branch ``controller``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Integer, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class Assignment(Base):
+    """A server's place in an event's tree as the Controller assigned it."""
+
+    __tablename__ = "controller_assignments"
+
+    event_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    server: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(8))  # main | child
+    parent: Mapped[str | None] = mapped_column(String(64))
+    # What the child presents Up (its parent holds the SHA-256). A bearer secret for
+    # one event's link: whoever reads this table can link to that event's parent.
+    link_secret: Mapped[str | None] = mapped_column(String(128))
+    assigned_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)

@@ -1,0 +1,335 @@
+"""The Controller service over real mutual TLS and a real database, with real agents.
+
+The live servers here are stand-ins that only hold what they were assigned
+and report it (the real ``LiveServer`` is in test_controller_live_tree.py);
+the Controller, its agents, the link, TLS and the database are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tests.controller.controller_support import World, eventually
+from townhall.center import live
+from townhall.controller import link
+from townhall.controller.agent import ControllerAgent, agent_ssl_context
+from townhall.controller.identity import LiveIdentity, issue_local_identity
+from townhall.controller.service import ControllerService
+from townhall.live.backoff import Backoff
+from townhall.live.events import AssignmentReceived, ServerRole
+from townhall.pki import DevCA
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    event_id: int
+    role: str
+    upstream: str
+    participants: int = 0
+    children: tuple[str, ...] = ()
+
+
+@dataclass
+class StandIn:
+    """A live server reduced to what the agent uses: it holds its assignments."""
+
+    upstream: str = "up"
+    rooms: dict[int, AssignmentReceived] = field(default_factory=dict)
+    keys: list[Ed25519PublicKey] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+
+    def assign(self, assignment: AssignmentReceived, center_public_key: Ed25519PublicKey) -> None:
+        self.rooms[assignment.event_id] = assignment
+        self.keys.append(center_public_key)
+
+    def end(self, event_id: int) -> None:
+        self.rooms.pop(event_id, None)
+        self.ended.append(event_id)
+
+    def status(self) -> list[Held]:
+        return [
+            Held(e, a.role.value, "none" if a.role is ServerRole.MAIN else self.upstream)
+            for e, a in self.rooms.items()
+        ]
+
+    def load(self) -> tuple[int, int]:
+        return 0, 100
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str) -> Iterator[World]:
+    world = World(tmp_path / "data", database_url)
+    world.server("main")
+    world.server("child-a", 9444)
+    world.server("child-b", 9445, zone="dmz")
+    world.default_tree([("main", None), ("child-a", "main"), ("child-b", "main")])
+    yield world
+    world.close()
+
+
+@asynccontextmanager
+async def controller(world: World, port: int = 0) -> AsyncIterator[ControllerService]:
+    service = world.controller(port)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.close()
+
+
+@asynccontextmanager
+async def agent(
+    world: World, service: ControllerService, name: str, server: StandIn
+) -> AsyncIterator[ControllerAgent]:
+    identity = issue_local_identity(world.settings, name, ["127.0.0.1"])
+    running = ControllerAgent(
+        f"127.0.0.1:{service.port}",
+        identity.link_ssl(),
+        server,
+        report_seconds=0.2,
+        backoff=Backoff(initial=0.05, maximum=0.2),
+    )
+    task = asyncio.ensure_future(running.run())
+    try:
+        yield running
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def raw_link(
+    service: ControllerService, identity: LiveIdentity
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(
+        "127.0.0.1", service.port, ssl=identity.link_ssl(), server_hostname="127.0.0.1"
+    )
+
+
+async def read_to_end(reader: asyncio.StreamReader) -> bytes:
+    data = b""
+    try:
+        while chunk := await reader.read(65536):
+            data += chunk
+    except (ConnectionError, ssl.SSLError):
+        pass
+    return data
+
+
+async def test_a_due_event_is_assigned_over_the_tree_and_becomes_ready(world: World) -> None:
+    event_id = world.schedule()
+    world.ticket(event_id)
+    main, a, b = StandIn(), StandIn(upstream="connecting"), StandIn()
+    async with controller(world) as service:
+        async with (
+            agent(world, service, "main", main),
+            agent(world, service, "child-a", a),
+            agent(world, service, "child-b", b),
+        ):
+            await eventually(lambda: event_id in a.rooms and event_id in b.rooms, "assigned")
+            await eventually(lambda: event_id in main.rooms, "the main assigned")
+            assignment = main.rooms[event_id]
+            assert assignment.role is ServerRole.MAIN
+            assert len(assignment.credentials) == 1 and assignment.event_keys
+            assert set(assignment.children) == {"child-a", "child-b"}
+            assert a.rooms[event_id].parent == "127.0.0.1:9443"
+            assert main.keys[0] == live.center_public_key(world.settings)
+
+            # child-a is not linked Up yet: preparing, with every server shown.
+            await eventually(
+                lambda: world.live_state(event_id)[0] == "preparing", "preparing recorded"
+            )
+            state, servers = world.live_state(event_id)
+            assert {s.name: (s.role, s.zone, s.connected) for s in servers} == {
+                "main": ("main", "internal", True),
+                "child-a": ("child", "internal", True),
+                "child-b": ("child", "dmz", True),
+            }
+            a.upstream = "up"
+            await eventually(lambda: world.live_state(event_id)[0] == "ready", "ready")
+
+            # A late registration reaches every server at the next tick.
+            world.ticket(event_id)
+            await eventually(
+                lambda: all(len(s.rooms[event_id].credentials) == 2 for s in (main, a, b)),
+                "the new credential everywhere",
+            )
+            # A revoked one too.
+            world.revoke_all(event_id)
+            await eventually(
+                lambda: all(len(s.rooms[event_id].revoked) == 2 for s in (main, a, b)),
+                "revoked everywhere",
+            )
+            assert not main.rooms[event_id].credentials
+
+            # A cancelled event is torn down everywhere.
+            world.cancel(event_id)
+            await eventually(
+                lambda: all(event_id in s.ended for s in (main, a, b)), "ended everywhere"
+            )
+            await eventually(lambda: world.live_state(event_id)[0] == "ended", "ended recorded")
+            await eventually(lambda: world.stored() == [], "forgotten")
+
+
+async def test_a_server_that_drops_degrades_the_tree_and_gets_everything_again(
+    world: World,
+) -> None:
+    event_id = world.schedule()
+    main, a, b = StandIn(), StandIn(), StandIn()
+    async with controller(world) as service:
+        async with agent(world, service, "main", main), agent(world, service, "child-a", a):
+            async with agent(world, service, "child-b", b):
+                await eventually(lambda: world.live_state(event_id)[0] == "ready", "ready")
+                first = b.rooms[event_id]
+            await eventually(lambda: world.live_state(event_id)[0] == "degraded", "degraded")
+            servers = {s.name: s.connected for s in world.live_state(event_id)[1]}
+            assert servers == {"main": True, "child-a": True, "child-b": False}
+
+            again = StandIn()
+            async with agent(world, service, "child-b", again):
+                await eventually(lambda: event_id in again.rooms, "assigned again")
+                assert again.rooms[event_id] == first
+                await eventually(lambda: world.live_state(event_id)[0] == "ready", "ready again")
+
+
+async def test_a_restarted_controller_sends_the_same_assignments_and_the_tree_stays_ready(
+    world: World,
+) -> None:
+    event_id = world.schedule()
+    main, a, b = StandIn(), StandIn(), StandIn()
+    async with controller(world) as first:
+        port = first.port
+        async with (
+            agent(world, first, "main", main),
+            agent(world, first, "child-a", a),
+            agent(world, first, "child-b", b),
+        ):
+            await eventually(lambda: world.live_state(event_id)[0] == "ready", "ready")
+            before = {n: s.rooms[event_id] for n, s in (("main", main), ("a", a), ("b", b))}
+            rows = world.stored()
+            assert len(rows) == 3
+            await first.close()
+            # The agents keep retrying; a new Controller on the same port takes over.
+            for server in (main, a, b):
+                server.rooms.clear()
+            async with controller(world, port) as second:
+                await eventually(lambda: second.linked == {"main", "child-a", "child-b"}, "back")
+                await eventually(
+                    lambda: all(event_id in s.rooms for s in (main, a, b)), "assigned again"
+                )
+                after = {n: s.rooms[event_id] for n, s in (("main", main), ("a", a), ("b", b))}
+                assert after == before
+                assert world.stored() == rows
+                await eventually(lambda: world.live_state(event_id)[0] == "ready", "ready")
+
+
+async def test_an_event_a_server_holds_but_is_not_its_own_is_ended_there(world: World) -> None:
+    stale = StandIn()
+    stale.rooms[4242] = AssignmentReceived(
+        event_id=4242,
+        title="gone",
+        role=ServerRole.MAIN,
+        credentials={},
+        event_keys=(b"k" * 32,),
+    )
+    async with controller(world) as service, agent(world, service, "main", stale):
+        await eventually(lambda: 4242 in stale.ended, "the stale room ended")
+
+
+async def test_a_certificate_from_another_ca_is_refused(world: World, tmp_path: Path) -> None:
+    other = DevCA.ensure(tmp_path / "other-ca")
+    issued = other.issue("main", ["127.0.0.1"], client=True)
+    trusted = issue_local_identity(world.settings, "main", ["127.0.0.1"])
+    context = agent_ssl_context(str(trusted.ca_file), str(issued.cert_file), str(issued.key_file))
+    async with controller(world) as service:
+        received = b""
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", service.port, ssl=context, server_hostname="127.0.0.1"
+            )
+        except (ConnectionError, ssl.SSLError):
+            pass  # refused in the handshake (TLS 1.2)
+        else:
+            # TLS 1.3: the client's handshake ends first, and the refusal comes as an alert.
+            writer.write(link.encode_frame(link.Hello(version=1)))
+            received = await read_to_end(reader)
+            writer.close()
+        assert received == b""
+        assert service.linked == frozenset()
+
+
+async def test_an_unregistered_server_is_refused_with_a_clear_message(world: World) -> None:
+    ghost = StandIn()
+    async with controller(world) as service, agent(world, service, "ghost", ghost) as running:
+        await eventually(lambda: running.refusal is not None, "refused")
+        assert running.refusal is not None
+        assert running.refusal.code is link.ByeCode.UNKNOWN_SERVER
+        assert "ghost" in running.refusal.message
+        assert "registered" in running.refusal.message
+        assert not running.linked and service.linked == frozenset()
+
+
+async def test_garbage_on_one_link_closes_that_link_only(world: World) -> None:
+    event_id = world.schedule()
+    main = StandIn()
+    async with controller(world) as service, agent(world, service, "main", main):
+        await eventually(lambda: event_id in main.rooms, "main assigned")
+        identity = issue_local_identity(world.settings, "child-a", ["127.0.0.1"])
+        reader, writer = await raw_link(service, identity)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"\xff" * 64)
+        received = await read_to_end(reader)
+        writer.close()
+        core = link.LinkConnection(link.Side.AGENT)
+        core.send(link.Hello(version=1))
+        messages = core.receive_data(received)
+        assert isinstance(messages[0], link.Bye)
+        assert messages[0].code is link.ByeCode.PROTOCOL_ERROR
+        # The other link carries on: a late registration still reaches it.
+        assert service.linked == {"main"}
+        world.ticket(event_id)
+        await eventually(lambda: len(main.rooms[event_id].credentials) == 1, "still served")
+
+
+async def test_a_second_link_of_the_same_server_replaces_the_first(world: World) -> None:
+    event_id = world.schedule()
+    old, new = StandIn(), StandIn()
+    async with controller(world) as service, agent(world, service, "main", old) as first:
+        await eventually(lambda: event_id in old.rooms, "assigned")
+        async with agent(world, service, "main", new):
+            await eventually(lambda: event_id in new.rooms, "assigned to the newer link")
+            await eventually(
+                lambda: first.refusal is not None and first.refusal.code is link.ByeCode.REPLACED,
+                "the older one told",
+            )
+            assert service.linked == {"main"}
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not os.environ.get("TOWNHALL_TEST_POSTGRES_URL"),
+    reason="the active Controller's lock is PostgreSQL's",
+)
+async def test_a_standby_controller_takes_over_when_the_active_one_stops(world: World) -> None:
+    event_id = world.schedule()
+    async with controller(world) as active:
+        await active.ticked()
+        standby = world.controller()
+        starting = asyncio.ensure_future(standby.start())
+        await eventually(lambda: world.live_state(event_id)[0] != "scheduled", "the active ticks")
+        assert not starting.done()  # it waits for the lock the active one holds
+        await active.close()
+        await starting
+    try:
+        main = StandIn()
+        async with agent(world, standby, "main", main):
+            await eventually(lambda: event_id in main.rooms, "assigned by the new active one")
+    finally:
+        await standby.close()
