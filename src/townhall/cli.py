@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
+from townhall import onebox
 from townhall.config import Settings, default_data_dir, load_settings, parse_listen
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Townhall: live online events.")
@@ -344,7 +345,20 @@ def _ensure_admin(settings: Settings) -> tuple[str, str | None]:
 
 
 @app.command()
-def up(data: DataOption = None, config: ConfigOption = None) -> None:
+def up(
+    data: DataOption = None,
+    config: ConfigOption = None,
+    live_port: Annotated[
+        int,
+        typer.Option(
+            "--live-port",
+            min=1,
+            max=65533,
+            help="port of the main live server; its two children take the next two "
+            "(used when the servers are first registered)",
+        ),
+    ] = onebox.DEFAULT_LIVE_PORT,
+) -> None:
     """Set up and run the whole system on this machine with embedded defaults."""
     from townhall.pki import DevCA
 
@@ -372,7 +386,73 @@ def up(data: DataOption = None, config: ConfigOption = None) -> None:
             f"  Sign in as {admin}; its password was printed at first start and kept in "
             f"{settings.data / 'admin-password.txt'} (reset: townhall users passwd {admin})"
         )
-    _serve_center(settings, config)
+    demo_ticket, addresses = _prepare_live(settings, admin, live_port)
+    typer.echo(f"  Controller      {settings.controller.listen}")
+    for server in onebox.LOCAL_SERVERS:
+        where = f"zone {server.zone}" + (f", child of {server.parent}" if server.parent else "")
+        typer.echo(f"  Live server     {server.name} on {addresses[server.name]} ({where})")
+    typer.echo(f"  Logs            {settings.data / 'logs'}")
+    typer.echo(f"  Demo event      join it: townhall join {demo_ticket} --say hello")
+    children = {"controller": onebox.live_command(settings, config, "controller")}
+    for server in onebox.LOCAL_SERVERS:
+        children[server.name] = onebox.live_command(settings, config, "live", "--name", server.name)
+    with onebox.running(children, settings.data / "logs"):
+        _serve_center(settings, config)
+
+
+def _prepare_live(settings: Settings, admin: str, live_port: int) -> tuple[Path, dict[str, str]]:
+    """The one-machine tree, the servers' identities, the demo event and its ticket;
+    the ticket's path and each server's registered address."""
+    from datetime import UTC, datetime
+
+    from townhall.center import live
+    from townhall.center.tables import Event, User
+    from townhall.controller.identity import issue_local_identity
+    from townhall.manager import registry
+
+    with _sessions(settings)() as session:
+        onebox.ensure_live_servers(session, first_port=live_port)
+        addresses = {}
+        for server in onebox.LOCAL_SERVERS:
+            registered = registry.server_by_name(session, server.name)
+            assert registered is not None
+            addresses[server.name] = f"{registered.host}:{registered.port}"
+        event_id = onebox.ensure_demo_event(session, settings, admin)
+        session.commit()
+        event = session.get(Event, event_id)
+        user = session.scalar(select(User).where(User.username == admin))
+        assert event is not None and user is not None
+        data = live.issue_join_ticket(
+            session,
+            settings,
+            event,
+            user,
+            live.join_role(session, event, user),
+            now=datetime.now(UTC).replace(tzinfo=None),
+        )
+        session.commit()
+    for server in onebox.LOCAL_SERVERS:
+        issue_local_identity(settings, server.name, ["127.0.0.1", "localhost"])
+    path = settings.data / onebox.DEMO_TICKET
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    return path, addresses
+
+
+def _register_components() -> None:
+    from townhall.client.command import register as register_participant
+    from townhall.controller.command import register as register_controller
+    from townhall.desktop.commands import register as register_desktop
+    from townhall.proxyauth import register as register_proxy_auth
+
+    register_controller(app)
+    register_participant(app)
+    register_desktop(app)
+    register_proxy_auth(app)
+
+
+_register_components()
 
 
 def main() -> None:

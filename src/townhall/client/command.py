@@ -367,7 +367,11 @@ def join(
     zone: Annotated[Zone | None, typer.Option("--zone", help="prefer servers of this zone")] = None,
     server: Annotated[
         str | None,
-        typer.Option("--server", metavar="NAME", help="join this server of the ticket first (a rejoin may pick another)"),
+        typer.Option(
+            "--server",
+            metavar="NAME",
+            help="join this server of the ticket first (a rejoin may pick another)",
+        ),
     ] = None,
     probe_only: Annotated[
         bool, typer.Option("--probe", help="only rank the ticket's servers and print it")
