@@ -1,0 +1,51 @@
+"""Smoke test of bench/fanout.py: the tiniest workload once, against Townhall only.
+
+One speaker and four listeners over TLS for half a second: frames reach the
+listeners and the table prints. No figure is checked against a target (the
+machine's load decides those); the full benchmark is `bench/fanout.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_fanout_bench_delivers_frames_and_prints_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "fanout.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "fanout.py"),
+            "--systems=townhall",
+            "--workloads=1x1000",
+            "--transports=tls",
+            "--scale=0.004",
+            "--runs=1",
+            "--seconds=0.5",
+            "--warmup=0.2",
+            "--grace=0.5",
+            "--no-limits",
+            f"--json={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "== Fan-out benchmark" in done.stdout
+    assert "1x1000    tls   townhall" in done.stdout
+    report = json.loads(out.read_text())
+    (row,) = report["results"]
+    assert (row["system"], row["workload"], row["transport"]) == ("townhall", "1x1000", "tls")
+    assert row["connections"] == 5  # one speaker, four listeners
+    assert row["failed_joins"] == 0
+    (run,) = report["runs"]
+    assert run["frames_sent"] > 0
+    assert run["delivered"] > 0
+    assert run["window_deliveries"] > 0
