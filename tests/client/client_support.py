@@ -234,6 +234,7 @@ class RoomServer:
     def pump(self) -> None:
         for _ in range(1000):
             moved = False
+            self.dispatcher.end_pass(time.time())
             for conn in self.dispatcher.ready():
                 transport = self.transports.get(conn)  # type: ignore[call-overload]
                 data = self.dispatcher.drain(conn)

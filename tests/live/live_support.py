@@ -325,6 +325,8 @@ class Network:
 
     def pump(self, limit: int = 10_000) -> None:
         for _ in range(limit):
+            for server in list(self.servers.values()):  # a pass ends: then the writes
+                server.dispatcher.end_pass(self.now)
             moved = self._actions()
             for pipe in list(self.pipes):
                 moved |= self._transfer(pipe)

@@ -35,6 +35,7 @@ from townhall.live.events import (
     Event,
     MediaReceived,
     MessageReceived,
+    PassEnded,
     RequestWakeup,
     SendMediaTo,
     SendTo,
@@ -129,6 +130,11 @@ class Dispatcher:
     def handle(self, event: Event, now: float) -> None:
         """Any other room event: ``AssignmentReceived``, ``TimerFired``, ``EventEnded``."""
         self._run(event, now)
+
+    def end_pass(self, now: float) -> None:
+        """The shell read what it had this pass and is about to write: the room sends what
+        it holds back for once a pass (``PassEnded``). Call it before ``ready``/``drain``."""
+        self._run(PassEnded(), now)
 
     def shutdown(self, message: str = "the server is shutting down") -> None:
         """Say ``Bye shutdown`` on every connection and close them all (the server stops).

@@ -29,6 +29,7 @@ __all__ = [
     "EventEnded",
     "MediaReceived",
     "MessageReceived",
+    "PassEnded",
     "RequestWakeup",
     "SendMediaTo",
     "SendTo",
@@ -129,6 +130,16 @@ class TimerFired:
 
 
 @dataclass(frozen=True, slots=True)
+class PassEnded:
+    """The shell is done with this pass over its input, and is about to write.
+
+    What the room holds back to send once per pass goes out now: roster
+    changes for its participants, merged by name, so that a burst of joins
+    costs one update per participant per pass instead of one per join.
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class EventEnded:
     """The event is over: everyone is told so and every connection closes."""
 
@@ -141,6 +152,7 @@ Event = (
     | UpstreamConnected
     | UpstreamLost
     | TimerFired
+    | PassEnded
     | EventEnded
 )
 

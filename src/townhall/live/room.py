@@ -50,6 +50,7 @@ from townhall.live.events import (
     EventEnded,
     MediaReceived,
     MessageReceived,
+    PassEnded,
     RequestWakeup,
     SendMediaTo,
     SendTo,
@@ -223,6 +224,7 @@ class EventRoom:
         self._settings = settings
         self._jitter = jitter
         self._assignment: AssignmentReceived | None = None
+        self._roster_pending: dict[str, Member | None] = {}  # None: left; sent on PassEnded
         self._listed_before = 0.0  # see RoomSettings.list_lag
         self._ended = False
         self._event_id = ""
@@ -329,6 +331,8 @@ class EventRoom:
                     self._upstream_lost()
             case TimerFired():
                 self._on_timer()
+            case PassEnded():
+                self._flush_roster()
             case EventEnded():
                 self._on_ended()
             case _:
@@ -697,7 +701,10 @@ class EventRoom:
                         roster.pop(name, None)
                     for member in item.changed:
                         roster[member.name] = member
-                    self._send_many(self._everyone_below(), item)
+                    # Links get it now, in order with RosterReset and RosterDone;
+                    # participants once per pass (PassEnded), merged by name.
+                    self._send_many(self._synced_links(), item)
+                    self._hold_roster(item.changed, item.left)
                 case StateSnapshot():
                     self._mode, self._title = item.mode, item.title
                     self._streams = {info.stream_id: info for info in item.streams}
@@ -724,11 +731,31 @@ class EventRoom:
                 case RosterDone():
                     before, self._roster_before = self._roster_before or {}, None
                     gone = [name for name in before if name not in self._roster]
-                    for update in roster_chunks((), gone):
-                        self._send_many(self._audience(), update)
+                    self._hold_roster((), gone)
                     self._down_links(item)
                 case _:
                     raise RemoteProtocolError(f"{type(item).__name__} does not come Down")
+
+    def _hold_roster(self, changed: Iterable[Member], left: Iterable[str]) -> None:
+        if not self._locals:
+            return  # a joining participant gets the whole roster anyway
+        pending = self._roster_pending
+        for name in left:
+            pending[name] = None
+        for member in changed:
+            pending[member.name] = member
+
+    def _flush_roster(self) -> None:
+        """Send participants the roster changes held this pass, the latest per member."""
+        pending = self._roster_pending
+        if not pending:
+            return
+        changed = [member for member in pending.values() if member is not None]
+        left = [name for name, member in pending.items() if member is None]
+        pending.clear()
+        audience = self._audience()
+        for update in roster_chunks(changed, left):
+            self._send_many(audience, update)
 
     def _down_links(self, message: Message) -> None:
         self._send_many(self._synced_links(), message)
@@ -961,6 +988,7 @@ class EventRoom:
 
     def _on_ended(self) -> None:
         self._ended = True
+        self._roster_pending.clear()
         # Everyone goes at once: no one is told of each departure.
         self._locals.clear()
         self._links.clear()

@@ -451,6 +451,7 @@ class LiveServer:
             rooms, self._dirty = self._dirty, set()
             for room in rooms:
                 try:
+                    room.dispatcher.end_pass(time.time())
                     self._carry_out(room)
                     dispatcher = room.dispatcher
                     for conn in cast("list[_Conn]", dispatcher.ready()):
