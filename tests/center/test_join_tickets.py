@@ -29,9 +29,9 @@ from townhall.center.live import (
     due_events,
     signing_key_path,
 )
-from townhall.center.tables import now_utc
 from townhall.config import Settings
 from townhall.pki import DevCA
+from townhall.store.conventions import now_utc
 
 API = "/api/v1"
 PROXY_COOKIE = "_oauth2_proxy"

@@ -20,7 +20,7 @@ from townhall.center.live import (
     live_state,
     record_live_state,
 )
-from townhall.center.tables import naive_utc
+from townhall.store.conventions import naive_utc
 
 API = "/api/v1"
 MAIN = ServerState(

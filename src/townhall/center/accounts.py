@@ -23,7 +23,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from townhall.center.tables import ApiToken, User, WebSession, now_utc
+from townhall.center.tables import ApiToken, User, WebSession
+from townhall.store.conventions import now_utc
 
 ROLES = ("admin", "organizer", "member")
 TOKEN_PREFIX = "th_"  # noqa: S105 - a prefix that makes leaked tokens easy to scan for

@@ -22,7 +22,8 @@ from townhall import ticket
 from townhall.center import accounts, events, live, mailer
 from townhall.center.auth import AuthError, Viewer, check_api_write, context_of, identify
 from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch, RegistrationIn
-from townhall.center.tables import Event, MailJob, Registration, User, now_utc, utc
+from townhall.center.tables import Event, MailJob, Registration, User
+from townhall.store.conventions import now_utc, utc
 
 MAX_ID = 2**31 - 1
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -17,7 +17,8 @@ from typing import Literal
 
 import icalendar
 
-from townhall.center.tables import Event, utc
+from townhall.center.tables import Event
+from townhall.store.conventions import utc
 
 Method = Literal["REQUEST", "CANCEL", "PUBLISH"]
 PRODID = "-//Townhall//Townhall 0.1//EN"

@@ -23,16 +23,8 @@ from sqlalchemy.orm import Session
 
 from townhall.center import invitations, mailer
 from townhall.center.accounts import user_by_email, user_by_name, valid_email
-from townhall.center.tables import (
-    Event,
-    EventRole,
-    Registration,
-    TicketCredential,
-    User,
-    naive_utc,
-    now_utc,
-    utc,
-)
+from townhall.center.tables import Event, EventRole, Registration, TicketCredential, User
+from townhall.store.conventions import naive_utc, now_utc, utc
 
 Kind = Literal["meeting", "lecture", "webinar"]
 Visibility = Literal["public", "private"]

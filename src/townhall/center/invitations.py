@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 
 from townhall.center.calendar import event_ics
-from townhall.center.tables import Event, utc
+from townhall.center.tables import Event
+from townhall.store.conventions import utc
 
 Purpose = Literal["invite", "update", "cancel"]
 

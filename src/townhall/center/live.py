@@ -37,19 +37,11 @@ from sqlalchemy.orm import Session
 from townhall import ticket
 from townhall.center import events
 from townhall.center.events import EventError
-from townhall.center.tables import (
-    Event,
-    EventKey,
-    LiveState,
-    TicketCredential,
-    User,
-    naive_utc,
-    now_utc,
-    utc,
-)
+from townhall.center.tables import Event, EventKey, LiveState, TicketCredential, User
 from townhall.config import Settings
 from townhall.manager import registry
 from townhall.pki import DevCA
+from townhall.store.conventions import naive_utc, now_utc, utc
 
 LIVE_STATES = ("scheduled", "preparing", "ready", "degraded", "ended")
 SERVER_ROLES = ("main", "child")

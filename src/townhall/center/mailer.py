@@ -34,8 +34,9 @@ import aiosmtplib
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from townhall.center.tables import Event, MailJob, now_utc
+from townhall.center.tables import Event, MailJob
 from townhall.config import MailSettings
+from townhall.store.conventions import now_utc
 
 log = logging.getLogger("townhall.center.mailer")
 

@@ -55,8 +55,9 @@ from townhall.center.auth import (
     identify,
 )
 from townhall.center.events import EventError, EventIn, EventPatch, RegistrationIn
-from townhall.center.tables import Event, MailJob, Registration, User, now_utc, utc
+from townhall.center.tables import Event, MailJob, Registration, User
 from townhall.manager import registry as manager_registry
+from townhall.store.conventions import now_utc, utc
 
 log = logging.getLogger("townhall.center.pages")
 

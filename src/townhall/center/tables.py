@@ -7,7 +7,7 @@ revision in ``migrations/versions``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
@@ -16,34 +16,15 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+from townhall.store.conventions import component_metadata, now_utc
 
-
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def utc(value: datetime) -> datetime:
-    """A stored naive-UTC time as an aware one."""
-    return value.replace(tzinfo=UTC)
-
-
-def naive_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None)
+metadata = component_metadata()
 
 
 class Base(DeclarativeBase):

@@ -10,23 +10,14 @@ revision in ``migrations/versions`` (branch ``controller``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, MetaData, String
+from sqlalchemy import DateTime, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+from townhall.store.conventions import component_metadata, now_utc
 
-
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+metadata = component_metadata()
 
 
 class Base(DeclarativeBase):

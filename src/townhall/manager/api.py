@@ -31,8 +31,9 @@ from townhall.manager.registry import (
     TreeIn,
     TreeReplace,
 )
-from townhall.manager.tables import Server, Tree, utc
+from townhall.manager.tables import Server, Tree
 from townhall.pki import DevCA
+from townhall.store.conventions import utc
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 

@@ -30,8 +30,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from townhall.manager.tables import EventTree, Server, Tree, TreeNode, now_utc
+from townhall.manager.tables import EventTree, Server, Tree, TreeNode
 from townhall.pki import DevCA
+from townhall.store.conventions import now_utc
 
 MAX_ID = 2**31 - 1
 MAX_NODES = 1000

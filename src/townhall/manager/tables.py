@@ -11,7 +11,7 @@ naive UTC, as in the Center. Changes here need an Alembic revision in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     Boolean,
@@ -20,30 +20,15 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
-    MetaData,
     String,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+from townhall.store.conventions import component_metadata, now_utc
 
-
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def utc(value: datetime) -> datetime:
-    """A stored naive-UTC time as an aware one."""
-    return value.replace(tzinfo=UTC)
+metadata = component_metadata()
 
 
 class Base(DeclarativeBase):

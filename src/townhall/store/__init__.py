@@ -4,7 +4,8 @@ It knows no component's tables: each component declares its tables on its own
 ``MetaData`` and ships its own Alembic version folder, which ``migrate``
 applies. SQLite (the embedded default) and PostgreSQL are both supported.
 
-Modules: ``engine`` (engines and session factories), ``migrate`` (Alembic).
+Modules: ``engine`` (engines and session factories), ``migrate`` (Alembic),
+``conventions`` (the naming convention every component's tables share, UTC times).
 """
 
 from townhall.store.engine import make_engine, make_session_factory
