@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -96,3 +97,10 @@ def start_center(settings: Settings, *, run_workers: bool = True) -> tuple[Runni
     server = RunningServer(app)
     sessions = app.state.center.sessions
     return server, Center(url="", settings=settings, sessions=sessions)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port on ``host`` that nothing listened on a moment ago (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

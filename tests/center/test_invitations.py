@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -19,7 +18,7 @@ import icalendar
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.support import Center, make_settings, start_center
+from tests.support import Center, free_port, make_settings, start_center
 
 
 class Inbox:
@@ -37,12 +36,6 @@ class Inbox:
             time.sleep(0.05)
         assert len(self.messages) >= count, f"{len(self.messages)} of {count} messages arrived"
         return list(self.messages)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 import stat
 import threading
 import uuid
@@ -26,6 +25,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support import free_port
 from townhall.center import mailer
 from townhall.center.invitations import invitation_message
 from townhall.center.mailer import MailWorker, parse_smtp_url
@@ -70,12 +70,6 @@ class Inbox:
             Received(envelope.mail_from, list(envelope.rcpt_tos), message, session.ssl is not None)  # type: ignore[arg-type]
         )
         return "250 2.0.0 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SmtpServer:

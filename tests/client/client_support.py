@@ -341,15 +341,6 @@ async def wait_for(condition: object, *, within: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def sine_wav(
     path: Path,
     *,

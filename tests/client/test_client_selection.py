@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.client.client_support import Issuer, RoomServer, closed_port
+from tests.client.client_support import Issuer, RoomServer
+from tests.support import free_port
 from townhall.client.selection import Probe, probe, rank, select
 from townhall.pki import DevCA
 from townhall.ticket import ServerEntry, Zone
@@ -94,7 +95,7 @@ async def test_probing_skips_unreachable_and_unverifiable_servers_and_ranks_the_
     try:
         servers = [
             impostor.entry(),  # signed by another CA than the ticket's
-            ServerEntry(name="gone", host="127.0.0.1", port=closed_port(), zone=Zone.INTERNAL),
+            ServerEntry(name="gone", host="127.0.0.1", port=free_port(), zone=Zone.INTERNAL),
             pinned.entry(pins=[main.pin]),  # a pin of another key
             dmz.entry(),
             main.entry(),

@@ -230,9 +230,9 @@ async def test_when_its_server_dies_a_participant_rejoins_elsewhere_without_repe
 
 
 async def test_nothing_reachable_is_a_join_failure_that_says_why(issuer: Issuer) -> None:
-    from tests.client.client_support import closed_port
+    from tests.support import free_port
 
-    gone = ServerEntry(name="gone", host="127.0.0.1", port=closed_port(), zone=Zone.INTERNAL)
+    gone = ServerEntry(name="gone", host="127.0.0.1", port=free_port(), zone=Zone.INTERNAL)
     with pytest.raises(JoinFailed) as failed:
         await Participant(issuer.ticket(issuer.credential("ana"), [gone]), settings=FAST).join()
     assert failed.value.reason == "unreachable" and "gone" in str(failed.value)

@@ -11,9 +11,9 @@ recording what it receives (``Watcher``). Nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +24,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from tests.support import Center
+from tests.support import Center, free_port
 from townhall.client.events import ChatReceived, ClientEvent, Left, MediaReceived
 from townhall.client.session import ClientSettings, Participant
 from townhall.controller.identity import issue_local_identity
 from townhall.ticket import TicketContents, open_ticket
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +186,23 @@ class Watcher:
 
     def left(self) -> Left | None:
         return next((e for e in self.events if isinstance(e, Left)), None)
+
+
+async def chat_settled(people: dict[str, Watcher], sender: str) -> None:
+    """Wait until everything said before now has reached everyone it will reach.
+
+    ``sender`` posts a fresh public marker; chat has one order for everybody
+    (the main server numbers it), so once each watcher has the marker, each
+    has had its chance at every earlier message: a leak or a duplicate would
+    have arrived by then. No sleeping and hoping.
+    """
+    marker = f"marker {next(_markers)}"
+    people[sender].participant.say(marker)
+    for watcher in people.values():
+        await watcher.wait_for(lambda w=watcher: (sender, marker) in w.chat(), marker, timeout=30)
+
+
+_markers = itertools.count(1)
 
 
 def dominant_frequency(pcm: np.ndarray, rate: int) -> float:

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.e2e_support import LiveSystem, Watcher, free_port, running_system, ticket_for
+from tests.e2e.e2e_support import (
+    LiveSystem,
+    Watcher,
+    chat_settled,
+    free_port,
+    running_system,
+    ticket_for,
+)
 from tests.e2e.test_live_event_e2e import schedule_now
 from tests.support import Center
 from townhall.client.events import ConnectionLost, Joined
@@ -40,7 +47,7 @@ async def everyone_once(people: dict[str, Watcher], texts: list[str]) -> None:
         await watcher.wait_for(
             lambda w=watcher: all(count(w, t) >= 1 for t in texts), f"{texts}", timeout=30
         )
-    await asyncio.sleep(0.5)  # a duplicate would arrive right behind
+    await chat_settled(people, next(iter(people)))  # a duplicate would have come by now
     for name, watcher in people.items():
         for text in texts:
             assert count(watcher, text) == 1, f"{name} got {text!r} {count(watcher, text)} times"

@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from tests.support import Center
+from tests.support import Center, free_port
 from townhall.center.app import create_app
 from townhall.config import Settings
 from townhall.desktop.session import find_login_form
@@ -95,12 +95,6 @@ def apache_skip_reason() -> str | None:
     if shutil.which("ip") is None:
         return "the Apache rig needs iproute2's ip command for its network namespace"
     return None
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -17,8 +17,9 @@ leaving), the session runs selection again and joins elsewhere, with backoff
 and a bounded number of tries, re-opens the streams it was sending (callers
 keep using the first stream id), and drops chat the new server replays that
 it already reported, by ``(sender, seq)``. Its own chat numbers start at the
-Unix time of the session, so a user who starts the client again does not
-reuse the ``(sender, seq)`` of a message the others have already seen.
+Unix time of the session in milliseconds (modulo 2**32), so a user who starts
+the client again, even within the same second, does not reuse the
+``(sender, seq)`` of a message the others have already seen.
 docs/client.md is the guide.
 """
 
@@ -193,7 +194,7 @@ class Participant:
         self._leaving = False
         self._left: Left | None = None
         self._done = asyncio.Event()
-        self._chat_seq = int(time.time()) & _U32
+        self._chat_seq = (time.time_ns() // 1_000_000) & _U32
         self._seen: set[tuple[str, int]] = set()
         self._seen_order: deque[tuple[str, int]] = deque()
         self._roster: dict[str, Member] = {}
