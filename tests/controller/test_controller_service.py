@@ -333,3 +333,22 @@ async def test_a_standby_controller_takes_over_when_the_active_one_stops(world: 
             await eventually(lambda: event_id in main.rooms, "assigned by the new active one")
     finally:
         await standby.close()
+
+
+async def test_an_idle_link_stays_up_for_many_keepalives(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing is due, so the Controller has nothing to send, and the agent's reports
+    # keep the Controller from pinging: the agent must ping, not drop the quiet link.
+    world = World(tmp_path / "data", database_url, keepalive_seconds=0.5)  # agent reports: 0.2 s
+    world.server("main")
+    caplog.set_level("INFO", logger="townhall.controller")
+    try:
+        async with controller(world) as service, agent(world, service, "main", StandIn()) as ag:
+            await ag.wait_linked()
+            await asyncio.sleep(2.5)  # five keepalives; three of silence would drop the link
+            links = [r for r in caplog.records if "is linked" in r.getMessage()]
+            assert len(links) == 1, [r.getMessage() for r in caplog.records]
+            assert "main" in service.linked
+    finally:
+        world.close()

@@ -234,14 +234,25 @@ class ControllerAgent:
         core: link.LinkConnection,
         keepalive: float,
     ) -> None:
+        # The Controller has nothing to say while no event changes, and it only pings
+        # a link it has not heard from; so this side pings a quiet Controller itself,
+        # and gives up only after three keepalives without a word back.
+        loop = asyncio.get_running_loop()
+        heard_at = loop.time()
+        nonce = 0
         while True:
             try:
-                async with asyncio.timeout(3 * keepalive):
+                async with asyncio.timeout(keepalive):
                     data = await reader.read(READ_SIZE)
             except TimeoutError:
+                if loop.time() - heard_at < 3 * keepalive:
+                    nonce += 1
+                    writer.write(core.send(link.Ping(nonce=nonce)))
+                    continue
                 with contextlib.suppress(link.LinkError):
                     writer.write(core.send(link.Bye(code=link.ByeCode.TIMEOUT)))
                 raise
+            heard_at = loop.time()
             for message in core.receive_data(data):
                 self._handle(message, writer, core)
             if core.closed:
