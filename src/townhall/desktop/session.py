@@ -277,20 +277,21 @@ class CenterSession:
     # --- the proxy's sign-in ---------------------------------------------------------------
 
     def sign_in(self, form: LoginForm) -> None:
-        if urlsplit(form.action).scheme != "https" and urlsplit(self.url).scheme == "https":
+        # A townhall: link from any web page can name any Center: the password goes
+        # only over TLS, and never in a URL (proxy and server logs keep those).
+        if urlsplit(form.action).scheme != "https":
             raise DesktopError(f"{self.url}: the sign-in form would send the password unencrypted")
+        if form.method == "get":
+            raise DesktopError(f"{self.url}: the sign-in form would put the password in its URL")
         username = self.username or _ask_username(self.url)
         password = self._password(self.url, username)
         if not password:
             raise DesktopError("no password given")
         data = form.filled(username, password)
         try:
-            if form.method == "get":
-                response = self.client.get(form.action, params=dict(data))
-            else:
-                response = self.client.post(
-                    form.action, data=dict(data), headers={"Accept": "text/html"}
-                )
+            response = self.client.post(
+                form.action, data=dict(data), headers={"Accept": "text/html"}
+            )
         except httpx.HTTPError as error:
             raise DesktopError(f"cannot reach {self.url}: {error}") from error
         if login_form_of(response) is not None:
