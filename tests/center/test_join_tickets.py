@@ -350,3 +350,19 @@ def test_cookies_from_a_caller_that_is_not_a_trusted_proxy_are_not_captured(
                 f"{API}/events/{event['id']}/ticket", headers={"Cookie": f"{PROXY_COOKIE}=planted"}
             )
         assert dict(open_ticket(center, response).cookies) == {}
+
+
+def test_an_event_gives_out_a_bounded_number_of_tickets(
+    center: Center, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anonymous requests to a public event each make a credential that travels to every
+    # live server; past the bound the Center refuses rather than grow the list forever.
+    monkeypatch.setattr("townhall.center.live.MAX_EVENT_CREDENTIALS", 3)
+    default_tree(center)
+    event = schedule(center, visibility="public")
+    url = f"{center.url}{API}/events/{event['id']}/ticket"
+    for _ in range(3):
+        assert httpx.post(url).status_code == 200
+    refused = httpx.post(url)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "too_many_tickets"

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,11 @@ TICKET_OVERTIME = timedelta(hours=1)
 MIN_TICKET_SECONDS = ticket.DEFAULT_LIFETIME
 MAX_TICKET_SECONDS = ticket.MAX_LIFETIME
 GUEST_NAME_MAX = 100
+# Credentials one event may hand out. Each ticket request makes one, and every
+# one travels in the Controller's assignment to each server of the tree: this
+# keeps that message well inside the control link's frame (16 MiB, about 90
+# bytes a credential), however many anonymous requests a public event gets.
+MAX_EVENT_CREDENTIALS = 100_000
 GUEST_PREFIX = "guest-"
 _GUEST_ALPHABET = string.ascii_lowercase + string.digits
 # RFC 6265 §4.1.1, as townhall.ticket checks them: anything else is left out of the ticket.
@@ -398,9 +403,18 @@ def issue_join_ticket(
 
     The credential row is added to the session (the caller commits, then
     answers the bytes). Raises EventError 409 ``no_tree`` when the event has
-    no server tree.
+    no server tree, and ``too_many_tickets`` past ``MAX_EVENT_CREDENTIALS``.
     """
     servers = ticket_servers(session, event.id)
+    issued = session.scalar(
+        select(func.count()).select_from(TicketCredential).where(
+            TicketCredential.event_id == event.id
+        )
+    )
+    if (issued or 0) >= MAX_EVENT_CREDENTIALS:
+        raise EventError(
+            409, "too_many_tickets", f"this event has given out {MAX_EVENT_CREDENTIALS} tickets"
+        )
     if user is None:
         username, display_name = guest_username(), guest_name.strip() or "Guest"
     else:
