@@ -403,12 +403,12 @@ def up(
 def _prepare_live(settings: Settings, admin: str, live_port: int) -> tuple[Path, dict[str, str]]:
     """The one-machine tree, the servers' identities, the demo event and its ticket;
     the ticket's path and each server's registered address."""
-    from datetime import UTC, datetime
 
     from townhall.center import live
     from townhall.center.tables import Event, User
     from townhall.controller.identity import issue_local_identity
     from townhall.manager import registry
+    from townhall.store.conventions import now_utc
 
     with _sessions(settings)() as session:
         onebox.ensure_live_servers(session, first_port=live_port)
@@ -428,7 +428,7 @@ def _prepare_live(settings: Settings, admin: str, live_port: int) -> tuple[Path,
             event,
             user,
             live.join_role(session, event, user),
-            now=datetime.now(UTC).replace(tzinfo=None),
+            now=now_utc(),
         )
         session.commit()
     for server in onebox.LOCAL_SERVERS:

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from townhall.config import Settings
+from townhall.store.conventions import now_utc
 
 DEMO_TITLE = "Welcome to Townhall"
 DEMO_HOURS = 12
@@ -84,7 +85,7 @@ def ensure_demo_event(session: Session, settings: Settings, organizer_name: str)
     from townhall.center.events import Links
     from townhall.center.tables import Event, User
 
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = now_utc()
     existing = session.scalar(
         select(Event.id)
         .where(Event.title == DEMO_TITLE, Event.status == "scheduled")

@@ -28,7 +28,6 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from townhall.client import ChatReceived, ClientEvent, ClientSettings, Participant
-from townhall.client.link import ALPN
 from townhall.live import (
     AssignmentReceived,
     CloseConnection,
@@ -52,6 +51,7 @@ from townhall.ticket import (
     spki_sha256,
 )
 from townhall.ticket import Role as TicketRole
+from townhall.wire import ALPN
 
 EVENT_ID = 42
 LINK_SECRET = "s" * 24

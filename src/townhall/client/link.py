@@ -22,6 +22,7 @@ from typing import Final, TypeVar, cast
 
 from townhall.ticket import ServerEntry, spki_sha256
 from townhall.wire import (
+    ALPN,
     NEED_DATA,
     PROTOCOL_VERSION,
     Auth,
@@ -58,7 +59,6 @@ __all__ = [
     "tls_context",
 ]
 
-ALPN: Final = "townhall/1"
 CLIENT_NAME: Final = "townhall-python/0.1"
 
 _T = TypeVar("_T")

@@ -52,6 +52,7 @@ from townhall.client.events import (
 )
 from townhall.client.link import CLIENT_NAME, AuthRefused, Link, LinkClosed
 from townhall.client.selection import PINGS, PROBE_TIMEOUT, Probe, Ranking, close_links, select
+from townhall.live.backoff import Backoff
 from townhall.ticket import TicketContents, Zone
 from townhall.wire import (
     AuthFailure,
@@ -129,8 +130,16 @@ class ClientSettings:
     def __post_init__(self) -> None:
         if self.probe_timeout <= 0 or self.join_timeout <= 0 or self.stream_timeout <= 0:
             raise ValueError("timeouts must be positive")
-        if self.rejoin_tries < 0 or self.rejoin_delay < 0 or self.max_queued_media < 1:
-            raise ValueError("rejoin_tries, rejoin_delay and max_queued_media out of range")
+        if self.rejoin_tries < 0 or self.max_queued_media < 1:
+            raise ValueError("rejoin_tries and max_queued_media out of range")
+        if not 0 < self.rejoin_delay <= self.rejoin_max_delay:
+            raise ValueError("need 0 < rejoin_delay <= rejoin_max_delay")
+
+    @property
+    def rejoin_backoff(self) -> Backoff:
+        """Waits before rejoin tries: ``rejoin_delay`` doubling to ``rejoin_max_delay``,
+        each shortened by up to half at random (``townhall.live.backoff``)."""
+        return Backoff(initial=self.rejoin_delay, maximum=self.rejoin_max_delay)
 
 
 class ClientError(Exception):
@@ -431,7 +440,7 @@ class Participant:
                 except (LinkClosed, TimeoutError) as error:
                     del unused[probe.server.name]
                     link.abort()
-                    failures.append(f"{probe.server.name}: {error or 'no answer to Auth'}")
+                    failures.append(f"{probe.server.name}: {str(error) or 'no answer to Auth'}")
                     continue
                 return self._adopt(link, probe, ok, rejoin=rejoin)
         finally:
@@ -462,8 +471,7 @@ class Participant:
         settings = self._settings
         last = "no try was allowed"
         for attempt in range(1, settings.rejoin_tries + 1):
-            base = min(settings.rejoin_max_delay, settings.rejoin_delay * 2 ** (attempt - 1))
-            delay = base * (1 - random.random() / 2)
+            delay = settings.rejoin_backoff.delay(attempt - 1, random.random())
             self._emit(Rejoining(attempt, delay))
             await asyncio.sleep(delay)
             try:

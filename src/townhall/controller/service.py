@@ -21,11 +21,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import secrets
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -50,7 +51,9 @@ from townhall.controller.plan import (
     StoredAssignment,
     TreeServer,
 )
+from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
+from townhall.store.conventions import now_utc
 
 __all__ = ["ControllerService", "PeerRefused", "server_ssl_context"]
 
@@ -59,6 +62,7 @@ log = logging.getLogger("townhall.controller")
 SLOW_LINK_BYTES: Final = 4 * link.MAX_FRAME
 READ_SIZE: Final = 256 * 1024
 DB_ATTEMPTS: Final = 3
+DB_BACKOFF: Final = Backoff(initial=0.2, maximum=10)
 # After a restart, how long the servers get to link again before a tree is shown degraded.
 SETTLE: Final = timedelta(seconds=15)
 # pg_advisory_lock key of the active Controller: b"THCTRL01" as a signed 64-bit integer.
@@ -96,10 +100,6 @@ def server_ssl_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLCo
 def address_of(host: str, port: int) -> str:
     """``host:port``, with an IPv6 address in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _common_name(ssl_object: Any) -> str | None:
@@ -403,15 +403,24 @@ class ControllerService:
                 await self._write_with_retries(command)
 
     async def _write_with_retries(self, command: Command) -> None:
-        for attempt in range(1, DB_ATTEMPTS + 1):
+        # New link secrets must be stored before the assignments holding them go out
+        # (they wait behind this in the queue): a restarted Controller would otherwise
+        # hand out other secrets and break the children's links. So SaveAssignments
+        # is retried until the database takes it; other writes give up after a few.
+        must_land = isinstance(command, SaveAssignments)
+        failures = 0
+        while True:
             try:
                 await asyncio.to_thread(self._write, command)
                 return
             except OperationalError as error:
-                if attempt == DB_ATTEMPTS:
+                failures += 1
+                if failures >= DB_ATTEMPTS and not must_land:
                     log.error("could not store %s: %s", type(command).__name__, error)
                     return
-                await asyncio.sleep(0.2 * attempt)
+                if failures >= DB_ATTEMPTS:
+                    log.error("could not store %s yet, trying again: %s", "assignments", error)
+                await asyncio.sleep(DB_BACKOFF.delay(failures - 1, random.random()))
             except (SQLAlchemyError, ValueError) as error:
                 # An event deleted meanwhile, say: logged, and the next change writes again.
                 log.warning("could not store %s: %s", type(command).__name__, error)
@@ -436,7 +445,7 @@ class ControllerService:
 
     async def _ticker(self) -> None:
         while True:
-            now = _now()
+            now = now_utc()
             try:
                 due, trees = await asyncio.to_thread(self._read, now)
             except (SQLAlchemyError, OSError) as error:

@@ -478,6 +478,8 @@ class LiveServer:
                     self._close(conn)
                     self._count_gone(room, conn)
                     dispatcher.lost(conn, time.time())
+                    # the room may hold a roster change for it until the next pass
+                    self._wake(room)
                 elif isinstance(action, RequestWakeup):
                     self._schedule_wakeup(room, action.at)
                 elif isinstance(action, ConnectUpstream):

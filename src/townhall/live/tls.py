@@ -5,8 +5,7 @@ and the CA whose client certificates it accepts from child servers; a
 participant presents none), and its link Up, like any client of the protocol,
 ``upstream_ssl_context`` (the CA that signs the servers it connects to, and
 its own certificate for mutual TLS). Both offer ALPN ``townhall/1`` only; the
-shell refuses a connection that did not agree on it (``TLSSession.alpn_ok``,
-or ``alpn_ok`` for an asyncio SSL transport's ``ssl_object``).
+shell refuses a connection that did not agree on it (``TLSSession.alpn_ok``).
 ``TLSSession`` runs TLS over a plain transport with memory BIOs: the live
 server's own lean replacement for asyncio's SSL transport on its hot path.
 """
@@ -17,9 +16,10 @@ import ssl
 from pathlib import Path
 from typing import Final
 
-__all__ = ["ALPN", "TLSSession", "alpn_ok", "server_ssl_context", "upstream_ssl_context"]
+from townhall.wire import ALPN
 
-ALPN: Final = "townhall/1"
+__all__ = ["ALPN", "TLSSession", "server_ssl_context", "upstream_ssl_context"]
+
 
 StrPath = str | Path
 
@@ -53,11 +53,6 @@ def upstream_ssl_context(
         context.load_cert_chain(cert_file, key_file)
     context.set_alpn_protocols([ALPN])
     return context
-
-
-def alpn_ok(ssl_object: object) -> bool:
-    """Whether a TLS connection agreed on ``townhall/1`` (``ssl_object`` from the transport)."""
-    return isinstance(ssl_object, ssl.SSLObject) and ssl_object.selected_alpn_protocol() == ALPN
 
 
 class TLSSession:

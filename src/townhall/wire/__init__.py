@@ -23,6 +23,7 @@ from townhall.wire.connection import NEED_DATA, Connection, ConnectionClosed, Ev
 from townhall.wire.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from townhall.wire.frames import MAX_PAYLOAD, Channel, MediaFrame, seq_delta
 from townhall.wire.messages import (
+    ALPN,
     PROTOCOL_VERSION,
     Auth,
     AuthFailed,
@@ -75,6 +76,7 @@ from townhall.wire.messages import (
 from townhall.wire.states import Side, State
 
 __all__ = [
+    "ALPN",
     "MAX_PAYLOAD",
     "NEED_DATA",
     "PROTOCOL_VERSION",

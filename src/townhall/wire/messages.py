@@ -99,6 +99,7 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
+ALPN: Final = "townhall/1"  # what a TLS client and server agree on for this protocol
 CHAT_TEXT_MAX_BYTES: Final = 4096
 
 # No C0 or C1 controls anywhere; in names and labels also no bidirectional
