@@ -131,52 +131,69 @@ def raw(*fields: object) -> bytes:
     return msgspec.msgpack.encode(list(fields))
 
 
+# What the protocol promises about a payload that breaks a rule: it is refused
+# as the peer's fault, naming the field at fault where one field is. The text a
+# decoder library writes is not part of the promise, so only our own rules
+# (Message.check) are matched by their words.
 @pytest.mark.parametrize(
-    ("message_type", "payload", "complaint"),
+    ("message_type", "payload", "field"),
     [
-        (Hello, raw("guest", 1, "x"), "Invalid enum value 'guest'"),
-        (Hello, raw("participant", 0, "x"), r"Expected `int` >= 1"),
-        (Hello, raw("participant", 1.0, "x"), "Expected `int`, got `float`"),
-        (Hello, raw("participant", True, "x"), "Expected `int`, got `bool`"),
-        (Hello, raw("participant", 1), "at least length 3"),
-        (Hello, raw("participant", 1, "x", "extra"), "at most length 3"),
-        (Hello, raw("participant", 1, ""), "length >= 1"),
-        (Hello, raw("participant", 1, "x" * 65), "length <= 64"),
-        (Hello, msgspec.msgpack.encode({"role": "participant"}), "Expected `array`"),
-        (Hello, raw("participant", 1, "x") + b"\x00", "trailing"),
-        (Hello, raw("participant", 1, "x")[:-1], "truncated"),
-        (Hello, b"\x93\xabparticipant\x01\xa2\xc3\x28", "utf-8"),
-        (Auth, raw(b""), "length >= 1"),
-        (Auth, raw(b"x" * 8193), "length <= 8192"),
-        (Auth, raw("a string, not bytes"), "Expected `bytes`"),
-        (AuthOk, raw("alice\n", None, False), "matching regex"),
-        (AuthOk, raw("\u202eecila", None, False), "matching regex"),
-        (AuthOk, raw("alice", "ev 1", False), "matching regex"),
-        (Ping, raw(-1), ">= 0"),
-        (Ping, b"\x91\xcf" + b"\xff" * 8 + b"", None),  # 2**64 - 1 is fine
-        (Pong, raw(1, [1]), "at least length 2"),
-        (Bye, raw("normal", "bell\x07"), "matching regex"),
-        (Bye, raw("normal", "x" * 1025), "length <= 1024"),
-        (RosterUpdate, raw([["a"]] * 101, []), "length <= 100"),
-        (RosterUpdate, raw([["a"], ["a"]], []), "a name appears twice"),
-        (RosterUpdate, raw([["a"]], ["a"]), "a name appears twice"),
-        (RosterUpdate, b"\x92\xdd\xff\xff\xff\xff\x90", "length <= 100"),
-        (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "opus"], [1, "b", "vp8"]]), "twice"),
-        (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "h264"]]), "Invalid enum value"),
-        (SendChat, raw("", None, 0), "length >= 1"),
-        (SendChat, raw("é" * 2049, None, 0), "over 4096 bytes"),
-        (SendChat, raw("null\x00byte", None, 0), "matching regex"),
-        (ChatPosted, raw("alice", "hi", None, 2**32), "<= 4294967295"),
+        (Hello, raw("guest", 1, "x"), "role"),
+        (Hello, raw("participant", 0, "x"), "version"),
+        (Hello, raw("participant", 1.0, "x"), "version"),
+        (Hello, raw("participant", True, "x"), "version"),
+        (Hello, raw("participant", 1), None),  # a field missing
+        (Hello, raw("participant", 1, "x", "extra"), None),
+        (Hello, raw("participant", 1, ""), "client"),
+        (Hello, raw("participant", 1, "x" * 65), "client"),
+        (Hello, msgspec.msgpack.encode({"role": "participant"}), None),
+        (Hello, raw("participant", 1, "x") + b"\x00", None),  # trailing bytes
+        (Hello, raw("participant", 1, "x")[:-1], None),  # truncated
+        (Hello, b"\x93\xabparticipant\x01\xa2\xc3\x28", None),  # invalid UTF-8
+        (Auth, raw(b""), "ticket"),
+        (Auth, raw(b"x" * 8193), "ticket"),
+        (Auth, raw("a string, not bytes"), "ticket"),
+        (AuthOk, raw("alice\n", None, False), "name"),
+        (AuthOk, raw("\u202eecila", None, False), "name"),
+        (AuthOk, raw("alice", "ev 1", False), "event"),
+        (Ping, raw(-1), "nonce"),
+        (Pong, raw(1, [1]), "load"),
+        (Bye, raw("normal", "bell\x07"), "message"),
+        (Bye, raw("normal", "x" * 1025), "message"),
+        (RosterUpdate, raw([["a"]] * 101, []), "changed"),
+        (RosterUpdate, b"\x92\xdd\xff\xff\xff\xff\x90", "changed"),
+        (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "h264"]]), "streams"),
+        (SendChat, raw("", None, 0), "text"),
+        (SendChat, raw("null\x00byte", None, 0), "text"),
+        (ChatPosted, raw("alice", "hi", None, 2**32), "seq"),
     ],
 )
 def test_a_payload_that_breaks_a_rule_is_refused_as_the_peers_fault(
-    message_type: type[Message], payload: bytes, complaint: str | None
+    message_type: type[Message], payload: bytes, field: str | None
 ) -> None:
-    if complaint is None:
+    with pytest.raises(RemoteProtocolError, match=f"^bad {message_type.__name__}") as refused:
         decode_message(message_type, payload)
-        return
-    with pytest.raises(RemoteProtocolError, match=complaint):
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("message_type", "payload", "rule"),
+    [
+        (RosterUpdate, raw([["a"], ["a"]], []), "a name appears twice"),
+        (RosterUpdate, raw([["a"]], ["a"]), "a name appears twice"),
+        (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "opus"], [1, "b", "vp8"]]), "twice"),
+        (SendChat, raw("é" * 2049, None, 0), "over 4096 bytes"),
+    ],
+)
+def test_a_payload_that_breaks_a_rule_across_fields_says_which_rule(
+    message_type: type[Message], payload: bytes, rule: str
+) -> None:
+    with pytest.raises(RemoteProtocolError, match=rule):
         decode_message(message_type, payload)
+
+
+def test_the_largest_u64_is_a_valid_nonce() -> None:
+    assert decode_message(Ping, b"\x91\xcf" + b"\xff" * 8) == Ping(nonce=2**64 - 1)
 
 
 @pytest.mark.parametrize(

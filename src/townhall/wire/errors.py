@@ -22,4 +22,13 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer sent something the protocol forbids; the connection is over."""
+    """The peer sent something the protocol forbids; the connection is over.
+
+    ``field`` names the message field at fault when one field is (None when the
+    payload as a whole is malformed), so that callers and tests rely on what
+    the protocol promises rather than on a decoder library's wording.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

@@ -599,9 +599,26 @@ def decode_message(message_type: type[Message], payload: bytes) -> Message:
         message: Message = _DECODERS[message_type].decode(payload)
         message.check()
     except (msgspec.MsgspecError, ValueError) as exc:
-        # ValueError: msgspec reports invalid UTF-8 as UnicodeDecodeError.
-        raise RemoteProtocolError(f"bad {message_type.__name__}: {exc}") from None
+        # ValueError: some msgspec releases report invalid UTF-8 as UnicodeDecodeError.
+        field = _field_at_fault(message_type, exc)
+        where = f"{message_type.__name__}.{field}" if field else message_type.__name__
+        raise RemoteProtocolError(f"bad {where}: {exc}", field=field) from None
     return message
+
+
+# msgspec ends a validation error with the path it failed at: "- at `$[2]`" or
+# "- at `$[4][0][2]`"; the first index is the message's field.
+_ERROR_PATH = re.compile(r"at `\$\[(\d+)\]")
+
+
+def _field_at_fault(message_type: type[Message], exc: Exception) -> str | None:
+    """The name of the top-level field a decoding error points at, if it points at one."""
+    found = _ERROR_PATH.search(str(exc))
+    if found is None:
+        return None
+    names = message_type.__struct_fields__
+    index = int(found.group(1))
+    return names[index] if index < len(names) else None
 
 
 @dataclass(frozen=True, slots=True)
