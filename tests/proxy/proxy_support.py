@@ -318,6 +318,9 @@ def _start_slapd(daemons: Daemons, work: Path, hosts: Sequence[str]) -> int:
         f"include {schema}/inetorgperson.schema\n"
         f"pidfile {folder}/slapd.pid\nargsfile {folder}/slapd.args\n"
         "modulepath /usr/lib/ldap\nmoduleload back_mdb\n"
+        # Searches outside the suffix are referred elsewhere: the sign-in
+        # service must never follow (tests/proxy/test_proxy_auth_service.py).
+        "referral ldap://127.0.0.1:1/\n"
         f'database mdb\nmaxsize 10485760\nsuffix "{SUFFIX}"\n'
         f'rootdn "cn=admin,{SUFFIX}"\ndirectory {folder}/db\n'
         "access to attrs=userPassword by anonymous auth by * none\n"
