@@ -21,6 +21,7 @@ import base64
 import hashlib
 import os
 import random
+import re
 import shutil
 import socket
 import ssl
@@ -261,6 +262,16 @@ class Rig:
         form = find_login_form(page.text, str(page.url))
         assert form is not None, page.text[:500]
         return client.post(form.action, data=dict(form.filled(username, PASSWORDS[username])))
+
+    def sign_out(self, client: httpx.Client) -> httpx.Response:
+        """Sign out at the proxy as a user would: nginx's button (a POST), Apache's link."""
+        page = client.get("/sso/logout")
+        if str(client.base_url).rstrip("/") != self.nginx_url:
+            return page
+        assert page.status_code == 200, page.text[:500]
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None, page.text[:500]
+        return client.post("/sso/logout", data={"csrf": token.group(1)})
 
 
 class Daemons:

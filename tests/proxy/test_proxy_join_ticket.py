@@ -97,7 +97,7 @@ async def test_signing_out_at_the_proxy_ends_the_tickets_session(rig: Rig, nginx
         verify = ssl.create_default_context(cafile=rig.ca_file)
         async with CenterClient(contents, verify=verify) as center:
             assert (await center.event_info())["id"] == event_id
-        browser.get("/sso/logout")
+        rig.sign_out(browser)
     async with CenterClient(contents, verify=verify) as center:
         with pytest.raises(SignedOutAtProxy):
             await center.event_info()
