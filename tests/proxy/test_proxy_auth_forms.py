@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from tests.proxy.proxy_support import COOKIE, PASSWORDS, Rig
 from townhall.desktop.session import find_login_form, login_form_of
@@ -37,12 +38,16 @@ def _attackers_own_form(rig: Rig, nginx: str) -> dict[str, str]:
         return dict(form.filled("mike", PASSWORDS["mike"]))
 
 
-def test_a_sign_in_form_posted_from_another_site_signs_nobody_in(rig: Rig, nginx: str) -> None:
+@pytest.mark.parametrize("origin", [EVIL, "null"])
+def test_a_sign_in_form_posted_from_another_site_signs_nobody_in(
+    rig: Rig, nginx: str, origin: str
+) -> None:
     fields = _attackers_own_form(rig, nginx)
     with rig.client(nginx, follow_redirects=False) as victim:
         # The victim's browser posts it (cross-site, so no cookie of the
-        # service's path goes with it, and Origin names the attacker's site).
-        posted = victim.post("/sso/login", data=fields, headers={"Origin": EVIL})
+        # service's path goes with it, and Origin names the attacker's site,
+        # or "null" from a sandboxed frame).
+        posted = victim.post("/sso/login", data=fields, headers={"Origin": origin})
         assert posted.status_code == 403
         assert "did not come from this site" in posted.text
         assert COOKIE not in victim.cookies
@@ -61,6 +66,17 @@ def test_a_sign_in_form_with_another_browsers_token_is_refused(rig: Rig, nginx: 
         # Without any token at all, the same.
         bare = victim.post("/sso/login", data={"username": "mike", "password": PASSWORDS["mike"]})
         assert bare.status_code == 403
+        assert _signed_in_as(victim) is None
+        # Even the victim's own token, posted from another site, is refused.
+        page = victim.get("/sso/login")
+        own = find_login_form(page.text, str(page.url))
+        assert own is not None
+        foreign = victim.post(
+            "/sso/login",
+            data=dict(own.filled("mike", PASSWORDS["mike"])),
+            headers={"Origin": EVIL},
+        )
+        assert foreign.status_code == 403
         assert _signed_in_as(victim) is None
 
 
