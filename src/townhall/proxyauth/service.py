@@ -443,17 +443,19 @@ class ProxyAuth:
 
     async def logout_form(self, request: Request) -> Response:
         """The sign-out button: a GET never signs out (a link or image on any site could)."""
-        token = request.cookies.get(self.config.cookie_name, "")
         if self._identity(request) is None:
             again = html.escape(f"{self.config.prefix}/login?rd={quote('/')}")
             return _page(
                 "Sign out", f'<p>You are not signed in. <a href="{again}">Sign in</a>.</p>', 200
             )
-        body = "<p>Sign out of Townhall on this browser?</p>" + _SIGN_OUT_FORM.format(
+        return self._sign_out_page(request, "<p>Sign out of Townhall on this browser?</p>", 200)
+
+    def _sign_out_page(self, request: Request, message: str, status: int) -> Response:
+        body = message + _SIGN_OUT_FORM.format(
             action=html.escape(f"{self.config.prefix}/logout"),
-            csrf=self._token("sign-out", token),
+            csrf=self._token("sign-out", request.cookies.get(self.config.cookie_name, "")),
         )
-        return _page("Sign out", body, 200)
+        return _page("Sign out", body, status)
 
     async def logout(self, request: Request) -> Response:
         token = request.cookies.get(self.config.cookie_name, "")
@@ -468,9 +470,12 @@ class ProxyAuth:
                     "sign-out of %s refused: posted from another site or without the token",
                     identity.username,
                 )
-                response = await self.logout_form(request)
-                response.status_code = 403
-                return response
+                return self._sign_out_page(
+                    request,
+                    '<p class="error" role="alert">This sign-out did not come from this '
+                    "site: you are still signed in. Sign out here if you meant to.</p>",
+                    403,
+                )
             self.sessions.close(token)
             log.info("%s signed out", identity.username)
         again = html.escape(f"{self.config.prefix}/login?rd={quote('/')}")
