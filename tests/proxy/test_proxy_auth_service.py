@@ -2,7 +2,8 @@
 
 The directory is asked through ldap3 against the rig's real slapd (good,
 wrong and empty passwords, names that are not plain user names, filter
-syntax in a user name, a StartTLS the directory cannot do), and the
+syntax in a user name; StartTLS verified against the rig's CA and name, and
+refused otherwise; referrals not followed), and the
 return-path rule on the shapes that would make the sign-in page an open
 redirect.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.proxy.proxy_support import PASSWORDS, SUFFIX, Rig
+from tests.proxy.proxy_support import LDAP_OTHER_NAME, PASSWORDS, SUFFIX, Rig
 from townhall.proxyauth.ldap import LdapConnection, LdapError, LdapServer, equality_filter
 from townhall.proxyauth.service import (
     Identity,
@@ -68,13 +69,32 @@ def test_an_unreachable_directory_is_an_error_not_a_wrong_password(rig: Rig) -> 
         check_password(config, "olga", PASSWORDS["olga"])
 
 
-def test_a_starttls_the_directory_cannot_do_is_an_error_never_clear_text(rig: Rig) -> None:
-    # The rig's slapd has no certificate: StartTLS is refused, and the password
-    # is never sent in clear instead.
+def test_starttls_verifies_the_directory_and_then_checks_the_password(rig: Rig) -> None:
     config = ProxyAuthConfig(
-        ldap=LdapServer(rig.ldap_url, starttls=True, timeout=5), base_dn=f"ou=people,{SUFFIX}"
+        ldap=LdapServer(rig.ldap_url, starttls=True, ca_file=rig.ca_file),
+        base_dn=f"ou=people,{SUFFIX}",
     )
-    with pytest.raises(LdapError, match="StartTLS|TLS"):
+    identity = check_password(config, "olga", PASSWORDS["olga"])
+    assert identity is not None and identity.username == "olga"
+    assert check_password(config, "olga", "wrong") is None
+
+
+@pytest.mark.parametrize("case", ["unknown CA", "other name"])
+def test_a_directory_tls_cannot_vouch_for_gets_no_password(rig: Rig, case: str) -> None:
+    # A directory whose certificate is not from the configured CA, or does not
+    # name the host asked for: an error, and the password is never sent (not
+    # even in clear after a failed StartTLS).
+    url = rig.ldap_url
+    ca_file = rig.ca_file
+    if case == "unknown CA":
+        ca_file = ""  # the system's CAs, which never signed the rig's certificate
+    else:
+        url = url.replace("127.0.0.1", LDAP_OTHER_NAME)
+    config = ProxyAuthConfig(
+        ldap=LdapServer(url, starttls=True, ca_file=ca_file, timeout=5),
+        base_dn=f"ou=people,{SUFFIX}",
+    )
+    with pytest.raises(LdapError, match="TLS"):
         check_password(config, "olga", PASSWORDS["olga"])
 
 

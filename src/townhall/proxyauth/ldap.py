@@ -128,10 +128,10 @@ class LdapConnection:
             try:
                 started = self._connection.start_tls()
             except (LDAPException, OSError) as error:
-                self._connection.unbind()
+                self.close()
                 raise LdapError(f"TLS with the directory failed: {error}") from error
             if not started:
-                self._connection.unbind()
+                self.close()
                 raise LdapError(f"StartTLS refused: {self._describe()}")
 
     def __enter__(self) -> LdapConnection:
