@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -43,6 +44,47 @@ def test_users_and_tokens_from_the_command_line(tmp_path: Path) -> None:
     token = run(data, "tokens", "create", "olga")
     assert token.returncode == 0 and token.stdout.strip().startswith("th_")
     assert run(data, "tokens", "create", "nobody").returncode == 1
+
+
+def shared_with_others(data: Path) -> list[str]:
+    """Everything in ``data`` (itself included) that another local user could read or enter."""
+    found = []
+    for path in [data, *data.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if mode & 0o077 and not path.is_symlink():
+            found.append(f"{path.relative_to(data.parent)} {mode:04o}")
+    return found
+
+
+def test_the_first_command_on_a_new_data_folder_makes_it_private(tmp_path: Path) -> None:
+    # An operator runs migrate, then adds a user, then runs the Center: nothing
+    # in the folder (database, its WAL, keys...) is readable by other local users.
+    for first in ("migrate", "users"):
+        data = tmp_path / first / "data"
+        if first == "migrate":
+            assert run(data, "migrate").returncode == 0
+        added = run(data, "users", "add", "olga", "--email", "olga@example.org",
+                    "--password-stdin", stdin="a long password\n")
+        assert added.returncode == 0, added.stderr
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data / "townhall.db").stat().st_mode) == 0o600
+        assert shared_with_others(data) == []
+
+
+def test_a_data_folder_other_users_can_write_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)  # a user of the machine could have planted a database or keys
+    refused = run(data, "migrate")
+    assert refused.returncode == 2
+    assert "can be written by other users" in refused.stderr
+    assert f"chmod 700 {data}" in refused.stderr
+    assert not (data / "townhall.db").exists()
+    added = run(data, "users", "add", "olga", "--password-stdin", stdin="a long password\n")
+    assert added.returncode == 2 and "can be written by other users" in added.stderr
+    # Once its owner closed it, it is used.
+    data.chmod(0o700)
+    assert run(data, "migrate").returncode == 0
 
 
 def test_up_starts_the_system_and_prints_how_to_sign_in(tmp_path: Path) -> None:
@@ -86,3 +128,6 @@ def test_up_starts_the_system_and_prints_how_to_sign_in(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
+    # The CA, the keys, the database, the logs, the demo ticket: all private.
+    assert (data / "logs").is_dir()
+    assert shared_with_others(data) == []

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from townhall.config import load_settings
+from townhall.datafolder import DataFolderError
 
 
 def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +58,24 @@ def test_bad_settings_are_refused(tmp_path: Path, toml: str) -> None:
     (tmp_path / "townhall.toml").write_text(toml)
     with pytest.raises(ValidationError):
         load_settings(tmp_path)
+
+
+def test_a_data_folder_another_user_owns_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    os.chown(data, 65534, 65534)  # nobody: they could swap the keys in it
+    with pytest.raises(DataFolderError, match="belongs to user id 65534"):
+        load_settings(data)
+
+
+def test_a_data_folder_others_can_read_is_used_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o755)  # made by an older townhall
+    with caplog.at_level(logging.WARNING, logger="townhall"):
+        assert load_settings(data).data == data
+    assert any("can be read by other users" in r.getMessage() for r in caplog.records)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from townhall import onebox
 from townhall.config import Settings, default_data_dir, load_settings, parse_listen
+from townhall.datafolder import PRIVATE_UMASK, DataFolderError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Townhall: live online events.")
 users_app = typer.Typer(no_args_is_help=True, help="Local accounts of the Center.")
@@ -65,6 +66,9 @@ STARTER_CONFIG = """\
 def settings_for(data: Path | None, config: Path | None) -> Settings:
     try:
         return load_settings(data or default_data_dir(), config)
+    except DataFolderError as error:
+        typer.echo(f"townhall: {error}", err=True)
+        raise typer.Exit(2) from error
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"townhall: bad settings: {error}", err=True)
         raise typer.Exit(2) from error
@@ -456,6 +460,13 @@ _register_components()
 
 
 def main() -> None:
+    # Every file any townhall process creates is its user's alone: the SQLite
+    # database and its -wal/-shm/journal files (SQLite makes those itself),
+    # keys, the CA, logs, the outbox, tickets. One umask here covers them all,
+    # whoever writes them (our code, SQLite, uvicorn, a library), and the
+    # processes started from here (web workers, `up`'s servers) inherit it;
+    # a chmod after each write would miss files made later, such as the WAL.
+    os.umask(PRIVATE_UMASK)
     app()
 
 

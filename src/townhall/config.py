@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
+from townhall.datafolder import open_data_folder
+
 Role = Literal["admin", "organizer", "member"]
 
 
@@ -184,8 +186,14 @@ def default_data_dir() -> Path:
 
 
 def load_settings(data: Path | None = None, config_file: Path | None = None) -> Settings:
-    """Read settings for the data folder ``data`` (see the module docstring)."""
+    """Read settings for the data folder ``data`` (see the module docstring).
+
+    The folder is made private here if it is new, and refused
+    (``datafolder.DataFolderError``) if another user could write to it: every
+    command gets its settings through this function.
+    """
     data = data or default_data_dir()
+    open_data_folder(data)
     toml_file = config_file or data / "townhall.toml"
     if config_file is not None and not config_file.exists():
         raise FileNotFoundError(f"config file {config_file} does not exist")

@@ -7,6 +7,7 @@ credentials list the Controller gets from ``center.live.due_events``.
 
 from __future__ import annotations
 
+import logging
 import re
 import stat
 import time
@@ -22,6 +23,7 @@ from tests.manager.manager_support import make_tree, register, signed_in
 from tests.support import Center, make_settings, start_center
 from townhall import ticket
 from townhall.center import accounts
+from townhall.center.app import create_app
 from townhall.center.live import (
     DueEvent,
     center_public_key,
@@ -269,15 +271,57 @@ def test_no_ticket_without_a_tree_nor_for_cancelled_or_ended_events(center: Cent
     assert due(center, cancelled["id"]).cancelled
 
 
-def test_the_captured_proxy_cookies_ride_in_the_ticket(center: Center) -> None:
+def test_the_captured_proxy_cookies_ride_in_a_ticket_for_an_https_center(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = make_settings(
+        tmp_path / "https",
+        database_url,
+        base_url="https://townhall.example.org",
+        sso={"capture_cookies": [PROXY_COOKIE, "theme", "lang"], "trusted_proxies": ["127.0.0.1"]},
+    )
+    server, center = start_center(settings)
+    with server as url:
+        center.url = url
+        center.add_user("ada", role="admin")
+        center.add_user("olga", role="organizer")
+        default_tree(center)
+        event = schedule(center)
+        # "lang" is captured too, but a backslash may not reach a Cookie header (RFC 6265).
+        cookie = f'{PROXY_COOKIE}=c2Vzc2lvbg.x-y_z; theme="dark"; other=1; lang=a\\b'
+        with center.client("olga") as olga:
+            response = olga.post(f"{API}/events/{event['id']}/ticket", headers={"Cookie": cookie})
+        contents = open_ticket(center, response)
+    assert contents.center_url == "https://townhall.example.org"
+    assert dict(contents.cookies) == {PROXY_COOKIE: "c2Vzc2lvbg.x-y_z", "theme": '"dark"'}
+
+
+def test_a_ticket_pointing_at_plain_http_carries_no_proxy_cookie(
+    center: Center, caplog: pytest.LogCaptureFixture
+) -> None:
+    # center.base_url unset: the ticket names http://127.0.0.1:port, where the
+    # participant application would send the proxy's session cookie in clear.
     default_tree(center)
     event = schedule(center)
-    # "lang" is captured too, but a backslash may not reach a Cookie header (RFC 6265).
-    cookie = f'{PROXY_COOKIE}=c2Vzc2lvbg.x-y_z; theme="dark"; other=1; lang=a\\b'
     with center.client("olga") as olga:
-        response = olga.post(f"{API}/events/{event['id']}/ticket", headers={"Cookie": cookie})
+        response = olga.post(
+            f"{API}/events/{event['id']}/ticket", headers={"Cookie": f"{PROXY_COOKIE}=s3cret"}
+        )
     contents = open_ticket(center, response)
-    assert dict(contents.cookies) == {PROXY_COOKIE: "c2Vzc2lvbg.x-y_z", "theme": '"dark"'}
+    assert contents.center_url.startswith("http://")
+    assert dict(contents.cookies) == {}
+    # And the Center says so when it starts with such settings.
+    with caplog.at_level(logging.WARNING, logger="townhall.center"):
+        create_app(center.settings, run_workers=False)
+    assert any(
+        "capture_cookies" in record.getMessage() and "not HTTPS" in record.getMessage()
+        for record in caplog.records
+    )
+
+
+def test_the_api_wants_json_from_a_browser_signed_in_by_cookie(center: Center) -> None:
+    default_tree(center)
+    event = schedule(center)
     # Signed in by a cookie, the API wants JSON (a cross-site form cannot send it).
     with signed_in(center, "olga") as browser:
         response = browser.post(f"{API}/events/{event['id']}/ticket")

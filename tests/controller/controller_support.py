@@ -15,6 +15,7 @@ from townhall.center.tables import Event
 from townhall.config import Settings
 from townhall.controller import records
 from townhall.controller.identity import controller_ssl_context
+from townhall.controller.linksecrets import LinkSecretBox
 from townhall.controller.plan import EventTree, TreeServer
 from townhall.controller.service import ControllerService
 from townhall.manager import registry
@@ -179,7 +180,7 @@ class World:
 
     def stored(self) -> list[object]:
         with self.sessions() as session:
-            return list(records.load_assignments(session))
+            return list(records.load_assignments(session, LinkSecretBox.for_settings(self.settings)))
 
     def controller(self, port: int = 0) -> ControllerService:
         return ControllerService(

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import os
 import random
+import re
 import shutil
 import socket
 import ssl
@@ -53,6 +54,8 @@ MODULES = Path("/usr/lib/apache2/modules")
 NGINX_SOURCE = "127.0.0.2"
 SUFFIX = "dc=example,dc=org"
 COOKIE = "townhall_proxy"
+# slapd listens here too, though its certificate does not name it.
+LDAP_OTHER_NAME = "127.0.0.3"
 
 BINARIES = {
     "slapd": "/usr/sbin/slapd",
@@ -262,6 +265,16 @@ class Rig:
         assert form is not None, page.text[:500]
         return client.post(form.action, data=dict(form.filled(username, PASSWORDS[username])))
 
+    def sign_out(self, client: httpx.Client) -> httpx.Response:
+        """Sign out at the proxy as a user would: nginx's button (a POST), Apache's link."""
+        page = client.get("/sso/logout")
+        if str(client.base_url).rstrip("/") != self.nginx_url:
+            return page
+        assert page.status_code == 200, page.text[:500]
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None, page.text[:500]
+        return client.post("/sso/logout", data={"csrf": token.group(1)})
+
 
 class Daemons:
     """The processes the rig started, stopped in reverse order by their own ids."""
@@ -308,7 +321,9 @@ def _chown_tree(path: Path) -> None:
             os.chown(os.path.join(root, name), 65534, 65534, follow_symlinks=False)
 
 
-def _start_slapd(daemons: Daemons, work: Path, hosts: Sequence[str]) -> int:
+def _start_slapd(
+    daemons: Daemons, work: Path, hosts: Sequence[str], tls: tuple[Path, Path], ca_file: Path
+) -> int:
     folder = work / "slapd"
     (folder / "db").mkdir(parents=True)
     schema = Path("/etc/ldap/schema")
@@ -318,6 +333,12 @@ def _start_slapd(daemons: Daemons, work: Path, hosts: Sequence[str]) -> int:
         f"include {schema}/inetorgperson.schema\n"
         f"pidfile {folder}/slapd.pid\nargsfile {folder}/slapd.args\n"
         "modulepath /usr/lib/ldap\nmoduleload back_mdb\n"
+        # Searches outside the suffix are referred elsewhere: the sign-in
+        # service must never follow (tests/proxy/test_proxy_auth_service.py).
+        "referral ldap://127.0.0.1:1/\n"
+        # StartTLS with the rig's certificate (127.0.0.1 and localhost only).
+        f"TLSCACertificateFile {ca_file}\nTLSCertificateFile {tls[0]}\n"
+        f"TLSCertificateKeyFile {tls[1]}\n"
         f'database mdb\nmaxsize 10485760\nsuffix "{SUFFIX}"\n'
         f'rootdn "cn=admin,{SUFFIX}"\ndirectory {folder}/db\n'
         "access to attrs=userPassword by anonymous auth by * none\n"
@@ -332,7 +353,8 @@ def _start_slapd(daemons: Daemons, work: Path, hosts: Sequence[str]) -> int:
     if loader.wait(timeout=30) != 0:
         raise RuntimeError(f"slapadd failed:\n{log.read_text(errors='replace')}")
     port = free_port("127.0.0.1")
-    urls = " ".join(f"ldap://{host}:{port}/" for host in hosts)
+    # Also on LDAP_OTHER_NAME, an address its certificate does not name.
+    urls = " ".join(f"ldap://{host}:{port}/" for host in [*hosts, LDAP_OTHER_NAME])
     process = daemons.start([BINARIES["slapd"], "-d", "0", "-f", str(conf), "-h", urls], log)
     wait_for_port("127.0.0.1", port, process, log)
     return port
@@ -552,7 +574,7 @@ def running_rig(database_url: str) -> Iterator[Rig]:
             os.chown(ca.key_file, 0, 0)
 
         listen_hosts = ["127.0.0.1"] + ([namespace.host_address] if namespace else [])
-        ldap_port = _start_slapd(daemons, work, listen_hosts)
+        ldap_port = _start_slapd(daemons, work, listen_hosts, tls, ca.cert_file)
         trusted = [NGINX_SOURCE] + ([namespace.inner_address] if namespace else [])
         nginx_port = free_port("127.0.0.1")
         nginx_url = f"https://127.0.0.1:{nginx_port}"

@@ -88,6 +88,23 @@ async def test_the_captured_cookie_carries_the_participants_calls(rig: Rig, prox
             await center.dialin_info()
 
 
+async def test_the_participant_gets_a_fresh_ticket_through_the_proxy(
+    rig: Rig, proxy: str
+) -> None:
+    # The participant application's "new ticket" call, with the captured cookie
+    # alone, through the real proxy (it was refused 415 json_required).
+    event_id = make_event(rig, "Fresh tickets through the proxy")
+    with rig.client(proxy) as browser:
+        rig.sign_in(browser, "mike")
+        data = browser.post(f"/api/v1/events/{event_id}/ticket", json={}).content
+    contents = as_seen_at(opened(rig, data), rig, proxy)
+    verify = ssl.create_default_context(cafile=rig.ca_file)
+    async with CenterClient(contents, verify=verify) as center:
+        fresh = await center.new_ticket(now=int(time.time()))
+    assert (fresh.event_id, fresh.username) == (event_id, "mike")
+    assert fresh.sealed_credential != contents.sealed_credential
+
+
 async def test_signing_out_at_the_proxy_ends_the_tickets_session(rig: Rig, nginx: str) -> None:
     event_id = make_event(rig, "Short-lived session")
     with rig.client(nginx) as browser:
@@ -97,7 +114,7 @@ async def test_signing_out_at_the_proxy_ends_the_tickets_session(rig: Rig, nginx
         verify = ssl.create_default_context(cafile=rig.ca_file)
         async with CenterClient(contents, verify=verify) as center:
             assert (await center.event_info())["id"] == event_id
-        browser.get("/sso/logout")
+        rig.sign_out(browser)
     async with CenterClient(contents, verify=verify) as center:
         with pytest.raises(SignedOutAtProxy):
             await center.event_info()

@@ -95,7 +95,7 @@ def test_signing_out_at_the_proxy_ends_single_sign_on(rig: Rig, proxy: str) -> N
         rig.sign_in(browser, "mike")
         assert browser.get("/api/v1/me").json()["username"] == "mike"
         copied = browser.cookies[COOKIE]
-        out = browser.get("/sso/logout")
+        out = rig.sign_out(browser)
         assert out.status_code == 200
         assert "Signed out" in out.text
         after = browser.get("/api/v1/me")

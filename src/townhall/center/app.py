@@ -24,7 +24,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from townhall.center import api, pages
+from townhall.center import api, live, pages
 from townhall.center.accounts import AccountError, CenterSecret
 from townhall.center.auth import AuthError
 from townhall.center.context import CenterContext
@@ -147,6 +147,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         sso=SsoVerifier(settings.center.sso),
         secret=CenterSecret.load_or_create(settings.data / "secret.key"),
     )
+    live.warn_if_cookies_cannot_ride(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

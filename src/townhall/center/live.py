@@ -16,6 +16,7 @@ how the Controller talks to live servers; the ticket format is
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -42,6 +43,8 @@ from townhall.config import Settings
 from townhall.manager import registry
 from townhall.pki import DevCA
 from townhall.store.conventions import naive_utc, now_utc, utc
+
+log = logging.getLogger("townhall.center")
 
 LIVE_STATES = ("scheduled", "preparing", "ready", "degraded", "ended")
 SERVER_ROLES = ("main", "child")
@@ -358,6 +361,30 @@ def ticket_cookies(captured: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
+def cookies_may_ride(center_url: str) -> bool:
+    """Captured proxy cookies go only into tickets whose Center URL is HTTPS.
+
+    The participant application sends them to that URL: over plain HTTP, anyone
+    on the path would read the user's proxy session.
+    """
+    return center_url.lower().startswith("https://")
+
+
+def warn_if_cookies_cannot_ride(settings: Settings) -> str | None:
+    """At Center start: say so when cookie capture is configured but cannot be used."""
+    url = settings.center.public_url
+    if not settings.center.sso.capture_cookies or cookies_may_ride(url):
+        return None
+    message = (
+        f"center.sso.capture_cookies is set but the Center's public URL {url} is not "
+        "HTTPS: join tickets will carry no proxy cookie (they would travel in clear), "
+        "so participants meet the proxy's sign-in; set center.base_url to the "
+        "proxy's https:// URL"
+    )
+    log.warning(message)
+    return message
+
+
 def guest_username() -> str:
     return GUEST_PREFIX + "".join(secrets.choice(_GUEST_ALPHABET) for _ in range(8))
 
@@ -425,13 +452,16 @@ def issue_join_ticket(
     key = event_keys(session, event.id)[0]
     ca_pem = DevCA.ensure(settings.ca_dir).cert_file.read_text()
     issued_at = int(utc(now).timestamp())
+    center_url = settings.center.public_url
+    if not cookies_may_ride(center_url):
+        cookies = None  # warn_if_cookies_cannot_ride said so at start
     try:
         data = ticket.issue_ticket(
             signing_key=center_signing_key(settings),
             event_key=key,
             event_id=event.id,
             title=event.title,
-            center_url=settings.center.public_url,
+            center_url=center_url,
             servers=servers,
             credential=credential,
             now=issued_at,

@@ -91,7 +91,11 @@ class CenterClient:
 
     async def new_ticket(self, *, now: int) -> TicketContents:
         """A fresh ticket for the same event, checked as signed by the same Center key."""
-        response = await self._request("POST", f"/api/v1/events/{self._ticket.event_id}/ticket")
+        # A JSON body, as the Join button sends: the Center takes cookie- and
+        # proxy-authenticated writes only as JSON (a cross-site form cannot be).
+        response = await self._request(
+            "POST", f"/api/v1/events/{self._ticket.event_id}/ticket", json={}
+        )
         kind = response.headers.get("content-type", "").split(";")[0].strip()
         if kind != MEDIA_TYPE:
             self._refuse_html(response)
@@ -108,10 +112,14 @@ class CenterClient:
             return {}
         return {"Cookie": "; ".join(f"{name}={value}" for name, value in self._cookies.items())}
 
-    async def _request(self, method: str, path: str) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, *, json: dict[str, object] | None = None
+    ) -> httpx.Response:
         url = self._base + path
         try:
-            response = await self._client.request(method, url, headers=self._cookie_header())
+            response = await self._client.request(
+                method, url, headers=self._cookie_header(), json=json
+            )
         except httpx.TimeoutException as error:
             raise CenterError(f"the Center at {self._base} did not answer in time") from error
         except httpx.HTTPError as error:

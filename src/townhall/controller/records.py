@@ -2,32 +2,50 @@
 
 Plain functions over a SQLAlchemy ``Session`` that do not commit: the caller
 decides the transaction. They turn rows into the Planner's
-``StoredAssignment`` values and back, and know nothing of any other
-component's tables.
+``StoredAssignment`` values and back, sealing link secrets on the way in and
+opening them on the way out (``linksecrets.LinkSecretBox``: the table never
+holds a secret in clear), and know nothing of any other component's tables.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from townhall.controller.linksecrets import LinkSecretBox, LinkSecretError
 from townhall.controller.plan import StoredAssignment
 from townhall.controller.tables import Assignment
 
 __all__ = ["forget_event", "load_assignments", "save_assignments"]
 
+log = logging.getLogger("townhall.controller")
 
-def load_assignments(session: Session) -> list[StoredAssignment]:
+
+def _opened(row: Assignment, box: LinkSecretBox) -> str | None:
+    if row.sealed_link_secret is None:
+        return None
+    try:
+        return box.open(row.sealed_link_secret, row.event_id, row.server)
+    except LinkSecretError as error:
+        # As if none were kept: the Planner gives the child a new one.
+        log.warning("%s: a new link secret will be sent", error)
+        return None
+
+
+def load_assignments(session: Session, box: LinkSecretBox) -> list[StoredAssignment]:
     rows = session.scalars(select(Assignment).order_by(Assignment.event_id, Assignment.server))
     return [
-        StoredAssignment(row.event_id, row.server, row.role, row.parent, row.link_secret)
+        StoredAssignment(row.event_id, row.server, row.role, row.parent, _opened(row, box))
         for row in rows
     ]
 
 
-def save_assignments(session: Session, event_id: int, rows: Sequence[StoredAssignment]) -> None:
+def save_assignments(
+    session: Session, event_id: int, rows: Sequence[StoredAssignment], box: LinkSecretBox
+) -> None:
     """Replace the rows of ``event_id`` by ``rows``; a row that is unchanged stays as it was."""
     existing = {
         row.server: row
@@ -38,6 +56,9 @@ def save_assignments(session: Session, event_id: int, rows: Sequence[StoredAssig
         if server not in wanted:
             session.delete(row)
     for server, value in wanted.items():
+        sealed = (
+            None if value.link_secret is None else box.seal(value.link_secret, event_id, server)
+        )
         current = existing.get(server)
         if current is None:
             session.add(
@@ -46,16 +67,16 @@ def save_assignments(session: Session, event_id: int, rows: Sequence[StoredAssig
                     server=server,
                     role=value.role,
                     parent=value.parent,
-                    link_secret=value.link_secret,
+                    sealed_link_secret=sealed,
                 )
             )
-        elif (current.role, current.parent, current.link_secret) != (
+        elif (current.role, current.parent, _opened(current, box)) != (
             value.role,
             value.parent,
             value.link_secret,
         ):
             current.role, current.parent = value.role, value.parent
-            current.link_secret = value.link_secret
+            current.sealed_link_secret = sealed
     session.flush()
 
 

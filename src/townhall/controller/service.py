@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from townhall.config import Settings, parse_listen
 from townhall.controller import link, records
+from townhall.controller.linksecrets import LinkSecretBox
 from townhall.controller.plan import (
     Command,
     DueEventLike,
@@ -178,6 +179,7 @@ class ControllerService:
         self.port = port if port is not None else listen_port
         self._settings = settings.controller
         self._sessions = sessions
+        self._link_secrets = LinkSecretBox.for_settings(settings)
         self._ssl = ssl_context
         self._center_key = center_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
         self._new_secret = new_secret
@@ -292,7 +294,7 @@ class ControllerService:
 
     def _load(self) -> list[StoredAssignment]:
         with self._sessions() as session:
-            return records.load_assignments(session)
+            return records.load_assignments(session, self._link_secrets)
 
     def _read(self, now: datetime) -> tuple[Sequence[DueEventLike], dict[int, EventTree | None]]:
         from townhall.center.live import due_events
@@ -349,7 +351,7 @@ class ControllerService:
         with self._sessions() as session:
             match command:
                 case SaveAssignments(event_id=event_id, rows=rows):
-                    records.save_assignments(session, event_id, rows)
+                    records.save_assignments(session, event_id, rows, self._link_secrets)
                 case ForgetEvent(event_id=event_id):
                     records.forget_event(session, event_id)
                 case RecordLiveState(event_id=event_id, state=state, servers=servers):

@@ -4,7 +4,8 @@ It hangs on the Controller's own ``MetaData`` and refers to no other
 component's table: an event is the Center's integer id, a server the
 Manager's server name. Kept so that a restarted Controller (or a standby
 taking over) sends the very same assignments: a child's link secret must not
-change under a link that is up. Times are naive UTC. Changes need an Alembic
+change under a link that is up; the secrets are sealed (``linksecrets``), never
+kept in clear. Times are naive UTC. Changes need an Alembic
 revision in ``migrations/versions`` (branch ``controller``).
 """
 
@@ -33,7 +34,8 @@ class Assignment(Base):
     server: Mapped[str] = mapped_column(String(64), primary_key=True)
     role: Mapped[str] = mapped_column(String(8))  # main | child
     parent: Mapped[str | None] = mapped_column(String(64))
-    # What the child presents Up (its parent holds the SHA-256). A bearer secret for
-    # one event's link: whoever reads this table can link to that event's parent.
-    link_secret: Mapped[str | None] = mapped_column(String(128))
+    # What the child presents Up (its parent holds the SHA-256), sealed with the
+    # Controller's key (``linksecrets``): in clear, whoever read this table could
+    # link to that event's parent.
+    sealed_link_secret: Mapped[str | None] = mapped_column(String(255))
     assigned_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)

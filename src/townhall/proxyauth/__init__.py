@@ -2,7 +2,7 @@
 
 Apache httpd checks passwords against LDAP itself (``mod_authnz_ldap``);
 nginx asks a service. This package is that service, small on purpose: a
-hand-written LDAP client (``ldap``) and a Starlette app keeping sessions in
+directory check over ldap3 (``ldap``) and a Starlette app keeping sessions in
 memory (``service``). ``register`` adds the ``proxy-auth`` command to the
 ``townhall`` CLI; ``python -m townhall.proxyauth`` runs it on its own.
 """

@@ -4,10 +4,17 @@ nginx cannot check a password itself: for every request it asks this service
 (``GET /sso/auth``) whether the browser's session cookie is good, and puts the
 user it answers with into ``X-Remote-User`` for the Center. A request without
 a good session gets the sign-in page (``/sso/login``), whose form is checked
-against the directory (``townhall.proxyauth.ldap``); ``/sso/logout`` ends the
-session. Sessions live in this process's memory only: a restart signs every
-user out, and signing out ends the session everywhere, including copies of
-the cookie that join tickets carry. Passwords are never logged nor kept.
+against the directory (``townhall.proxyauth.ldap``); a POST to ``/sso/logout``
+ends the session (a GET only shows the sign-out button). Sessions live in this
+process's memory only: a restart signs every user out, and signing out ends
+the session everywhere, including copies of the cookie that join tickets
+carry. Passwords are never logged nor kept.
+
+Both forms refuse posts from other sites: the browser's ``Origin``, when
+sent, must be this site, and each form carries a token that only a page of
+this service can give, bound to a cookie (the pre-sign-in cookie for the
+sign-in form, the session cookie for the sign-out form). Without that, any
+site could sign a visitor into the attacker's account (login CSRF) or out.
 ``deploy/reverse-proxy/nginx/townhall.conf`` and ``docs/reverse-proxy.md``
 show how it is wired.
 """
@@ -15,6 +22,9 @@ show how it is wired.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import html
 import logging
 import re
@@ -39,6 +49,8 @@ log = logging.getLogger("townhall.proxyauth")
 _USERNAME = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
 MAX_SESSIONS = 100_000
 MAX_FIELD = 1024
+# The pre-sign-in cookie: random, and only ever compared through an HMAC.
+_FORM_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +221,14 @@ _FORM = """{message}
   <label for="password">Password</label>
   <input id="password" type="password" name="password" autocomplete="current-password" required>
   <input type="hidden" name="rd" value="{rd}">
+  <input type="hidden" name="csrf" value="{csrf}">
   <button type="submit">Sign in</button>
+</form>
+"""
+
+_SIGN_OUT_FORM = """<form method="post" action="{action}">
+  <input type="hidden" name="csrf" value="{csrf}">
+  <button type="submit">Sign out</button>
 </form>
 """
 
@@ -248,9 +267,43 @@ class ProxyAuth:
                 Route(f"{prefix}/auth", self.auth, methods=["GET", "HEAD"]),
                 Route(f"{prefix}/login", self.login_form, methods=["GET", "HEAD"]),
                 Route(f"{prefix}/login", self.login, methods=["POST"]),
-                Route(f"{prefix}/logout", self.logout, methods=["GET", "POST"]),
+                Route(f"{prefix}/logout", self.logout_form, methods=["GET", "HEAD"]),
+                Route(f"{prefix}/logout", self.logout, methods=["POST"]),
             ]
         )
+        # Signs the forms' tokens; per process, like the sessions themselves.
+        self._form_key = secrets.token_bytes(32)
+
+    @property
+    def form_cookie(self) -> str:
+        """The pre-sign-in cookie, which the sign-in form's token is bound to."""
+        return self.config.cookie_name + "_form"
+
+    def _token(self, purpose: str, binding: str) -> str:
+        mac = hmac.new(self._form_key, f"{purpose}\0{binding}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+    def _token_is_good(self, purpose: str, binding: str, submitted: str) -> bool:
+        return bool(binding) and hmac.compare_digest(
+            self._token(purpose, binding).encode(), submitted.encode()[:100]
+        )
+
+    def _from_this_site(self, request: Request) -> bool:
+        """False when the browser says the form was posted from another origin.
+
+        Browsers send ``Origin`` on every POST; a client that sends none (a
+        program) is held by the token alone. ``null`` (a sandboxed frame, a
+        redirect across sites) is another site.
+        """
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        scheme = request.headers.get("x-forwarded-proto", request.url.scheme).lower()
+        host = request.headers.get("host", "").lower()
+        default = {"https": ":443", "http": ":80"}.get(scheme, "")
+        if default and host.endswith(default):
+            host = host[: -len(default)]
+        return bool(host) and origin.lower() == f"{scheme}://{host}"
 
     def _identity(self, request: Request) -> Identity | None:
         token = request.cookies.get(self.config.cookie_name, "")
@@ -289,7 +342,13 @@ class ProxyAuth:
             or "/"
         )
 
-    def _form(self, rd: str, *, username: str = "", error: str = "", status: int) -> Response:
+    def _form(
+        self, request: Request, rd: str, *, username: str = "", error: str = "", status: int
+    ) -> Response:
+        binding = request.cookies.get(self.form_cookie, "")
+        fresh = not _FORM_COOKIE_VALUE.fullmatch(binding)
+        if fresh:
+            binding = secrets.token_urlsafe(32)
         message = (
             f'<p class="error" role="alert">{html.escape(error)}</p>'
             if error
@@ -300,8 +359,19 @@ class ProxyAuth:
             action=html.escape(f"{self.config.prefix}/login"),
             username=html.escape(username),
             rd=html.escape(rd),
+            csrf=self._token("sign-in", binding),
         )
-        return _page("Sign in to Townhall", body, status)
+        response = _page("Sign in to Townhall", body, status)
+        if fresh:
+            response.set_cookie(
+                self.form_cookie,
+                binding,
+                path=self.config.prefix,
+                secure=self.config.cookie_secure,
+                httponly=True,
+                samesite="lax",
+            )
+        return response
 
     async def login_form(self, request: Request) -> Response:
         # nginx shows this page in place of any page asked for without a
@@ -310,19 +380,37 @@ class ProxyAuth:
         instead_of_a_page = original.startswith("/") and not original.startswith(
             self.config.prefix + "/"
         )
-        return self._form(self._target(request), status=401 if instead_of_a_page else 200)
+        return self._form(request, self._target(request), status=401 if instead_of_a_page else 200)
 
     async def login(self, request: Request) -> Response:
         async with request.form(max_files=0, max_fields=10) as form:
             username = str(form.get("username", ""))[:MAX_FIELD].strip()
             password = str(form.get("password", ""))[:MAX_FIELD]
             rd = self._target(request, str(form.get("rd", "")))
+            csrf = str(form.get("csrf", ""))
         peer = request.client.host if request.client else "?"
+        binding = request.cookies.get(self.form_cookie, "")
+        if not self._from_this_site(request) or not self._token_is_good("sign-in", binding, csrf):
+            log.warning(
+                "sign-in form for %r refused: posted from another site or without this "
+                "page's token (Origin %r, via %s)",
+                username[:128],
+                request.headers.get("origin", "")[:200],
+                peer,
+            )
+            return self._form(
+                request,
+                rd,
+                error="This sign-in form did not come from this site, or has expired: "
+                "sign in again here.",
+                status=403,
+            )
         try:
             identity = await run_in_threadpool(check_password, self.config, username, password)
         except LdapError as error:
             log.error("sign-in of %r failed: the directory could not be asked: %s", username, error)
             return self._form(
+                request,
                 rd,
                 username=username,
                 error="The directory cannot be reached; try again in a moment.",
@@ -333,7 +421,7 @@ class ProxyAuth:
             if self.config.failure_delay > 0:
                 await asyncio.sleep(self.config.failure_delay)
             return self._form(
-                rd, username=username, error="Wrong user name or password.", status=401
+                request, rd, username=username, error="Wrong user name or password.", status=401
             )
         old = request.cookies.get(self.config.cookie_name, "")
         if old:
@@ -353,12 +441,42 @@ class ProxyAuth:
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    async def logout_form(self, request: Request) -> Response:
+        """The sign-out button: a GET never signs out (a link or image on any site could)."""
+        if self._identity(request) is None:
+            again = html.escape(f"{self.config.prefix}/login?rd={quote('/')}")
+            return _page(
+                "Sign out", f'<p>You are not signed in. <a href="{again}">Sign in</a>.</p>', 200
+            )
+        return self._sign_out_page(request, "<p>Sign out of Townhall on this browser?</p>", 200)
+
+    def _sign_out_page(self, request: Request, message: str, status: int) -> Response:
+        body = message + _SIGN_OUT_FORM.format(
+            action=html.escape(f"{self.config.prefix}/logout"),
+            csrf=self._token("sign-out", request.cookies.get(self.config.cookie_name, "")),
+        )
+        return _page("Sign out", body, status)
+
     async def logout(self, request: Request) -> Response:
         token = request.cookies.get(self.config.cookie_name, "")
         identity = self._identity(request)
-        if token:
-            self.sessions.close(token)
         if identity is not None:
+            async with request.form(max_files=0, max_fields=10) as form:
+                csrf = str(form.get("csrf", ""))
+            if not self._from_this_site(request) or not self._token_is_good(
+                "sign-out", token, csrf
+            ):
+                log.warning(
+                    "sign-out of %s refused: posted from another site or without the token",
+                    identity.username,
+                )
+                return self._sign_out_page(
+                    request,
+                    '<p class="error" role="alert">This sign-out did not come from this '
+                    "site: you are still signed in. Sign out here if you meant to.</p>",
+                    403,
+                )
+            self.sessions.close(token)
             log.info("%s signed out", identity.username)
         again = html.escape(f"{self.config.prefix}/login?rd={quote('/')}")
         response = _page(

@@ -1,16 +1,18 @@
 """Engines and session factories for SQLite and PostgreSQL.
 
 SQLite gets WAL, foreign keys and a busy timeout so that the web workers and
-the mail worker can share the file. Pools hold as many connections as the
-web process has worker threads (40, Starlette's default), so that a busy
-Center reuses connections instead of opening one per request.
+the mail worker can share the file; a new SQLite file is made 0600 (its
+owner's alone). Pools hold as many connections as the web process has worker
+threads (40, Starlette's default), so that a busy Center reuses connections
+instead of opening one per request.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 POOL_SIZE = 40
@@ -18,9 +20,13 @@ POOL_SIZE = 40
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        database = url.split("///", 1)[-1]
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Made here, for its owner only: SQLite gives its -wal, -shm and
+            # journal files the database file's mode.
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
