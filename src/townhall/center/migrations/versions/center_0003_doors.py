@@ -72,9 +72,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         )
         batch.create_index("ix_center_credentials_registration_id", ["registration_id"])
-        batch.create_index(
-            "ix_center_credentials_event_address", ["event_id", "client_address"]
-        )
+        batch.create_index("ix_center_credentials_event_address", ["event_id", "client_address"])
     op.create_table(
         "center_removals",
         sa.Column("id", sa.Integer(), nullable=False),
