@@ -23,7 +23,7 @@ from tests.center.test_join_tickets import (
     schedule,
     sealed_id,
 )
-from tests.support import Center, make_settings
+from tests.support import Center, make_settings, start_center
 from townhall import ticket
 from townhall.center import accounts, live
 from townhall.center.accounts import CenterSecret
@@ -282,3 +282,21 @@ def test_account_emails_are_unique_whatever_their_case(center: Center) -> None:
         with pytest.raises(accounts.AccountError) as taken:
             accounts.create_user(session, "copycat", email="OLGA@example.org")
     assert taken.value.code == "email_taken"
+
+
+def test_an_email_the_proxys_own_directory_vouches_for_opens_its_invitations(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = make_settings(
+        tmp_path / "trusting", database_url, sso={**PROXY, "trust_email": True}
+    )
+    server, running = start_center(settings)
+    with server as url:
+        running.url = url
+        running.add_user("olga", role="organizer")
+        sso_account(running, "cfo")
+        event = schedule(running, invitees=["cfo@partner.example"])
+        headers = {"X-Remote-User": "cfo", "X-Remote-Email": "cfo@partner.example"}
+        seen = httpx.get(f"{url}{API}/events/{event['id']}", headers=headers)
+        assert seen.status_code == 200
+        assert seen.json()["my_registration"] == "registered"
