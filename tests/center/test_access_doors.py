@@ -27,7 +27,7 @@ from tests.support import Center, make_settings, start_center
 from townhall import ticket
 from townhall.center import accounts, live
 from townhall.center.accounts import CenterSecret
-from townhall.center.tables import Registration
+from townhall.center.tables import Registration, TicketCredential
 from townhall.config import Settings
 
 PROXY = {"trusted_proxies": ["127.0.0.1"], "email_header": "X-Remote-Email"}
@@ -133,11 +133,13 @@ def test_a_removed_user_gets_no_new_ticket_until_a_moderator_lets_them_back_in(
     url = f"{API}/events/{event['id']}/ticket"
     with center.client("olga") as olga, center.client("mike") as mike:
         moderator = sealed_id(center, open_ticket(center, olga.post(url)))
+        # Removed while connected on a ticket that a newer one replaced since.
         removed = sealed_id(center, open_ticket(center, mike.post(url)))
+        newer = sealed_id(center, open_ticket(center, mike.post(url)))
         assert report_removal(center, event["id"], removed, moderator) == 1
         assert report_removal(center, event["id"], removed, moderator) == 0  # reported again
         # The removed credential is revoked too: a restarted main server refuses it as well.
-        assert removed in due(center, event["id"]).revoked
+        assert {removed, newer} <= due(center, event["id"]).revoked
         refused = mike.post(url)
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "removed"
@@ -208,6 +210,8 @@ def test_credentials_the_new_state_no_longer_allows_are_revoked(center: Center) 
     )
     url = f"{API}/events/{event['id']}/ticket"
     with center.client("paula") as paula, center.client("rita") as rita:
+        # An older ticket, replaced but maybe still holding a live connection.
+        older = sealed_id(center, open_ticket(center, paula.post(url)))
         former_moderator = sealed_id(center, open_ticket(center, paula.post(url)))
         former_presenter = sealed_id(center, open_ticket(center, rita.post(url)))
     with center.client("mike") as mike:
@@ -222,7 +226,7 @@ def test_credentials_the_new_state_no_longer_allows_are_revoked(center: Center) 
         )
         assert changed.status_code == 200
         revoked = due(center, event["id"]).revoked
-        assert {former_moderator, former_presenter} <= revoked
+        assert {older, former_moderator, former_presenter} <= revoked
         assert invitee not in revoked and guest not in revoked
         # Demoted, paula asks again and gets what she is now: a participant.
         with center.client("paula") as paula:
@@ -300,3 +304,28 @@ def test_an_email_the_proxys_own_directory_vouches_for_opens_its_invitations(
         seen = httpx.get(f"{url}{API}/events/{event['id']}", headers=headers)
         assert seen.status_code == 200
         assert seen.json()["my_registration"] == "registered"
+
+
+def test_asking_for_many_tickets_neither_grows_the_lists_nor_escapes_a_removal(
+    center: Center,
+) -> None:
+    default_tree(center)
+    event = schedule(center, invitees=["mike@example.org"])
+    url = f"{API}/events/{event['id']}/ticket"
+    with center.client("olga") as olga, center.client("mike") as mike:
+        moderator = sealed_id(center, open_ticket(center, olga.post(url)))
+        first = sealed_id(center, open_ticket(center, mike.post(url)))
+        for _ in range(live.KEPT_REPLACED + 3):
+            last = sealed_id(center, open_ticket(center, mike.post(url)))
+        listed = due(center, event["id"])
+        assert set(listed.credentials) == {moderator, last} and not listed.revoked
+        with center.sessions() as session:  # type: ignore[operator]
+            kept = session.scalars(
+                select(TicketCredential.id).where(TicketCredential.username == "mike")
+            ).all()
+        assert len(kept) == live.KEPT_REPLACED + 1 and first not in kept
+        # Removed on the very first ticket, long pruned: the room's name still says who.
+        with center.sessions() as session:  # type: ignore[operator]
+            removal = live.ReportedRemoval(first, moderator, name="mike", by_name="olga")
+            assert live.record_removals(session, event["id"], [removal]) == 1
+        assert mike.post(url).json()["error"]["code"] == "removed"

@@ -68,6 +68,8 @@ GUEST_NAME_MAX = 100
 # (``GuestLimits``), so neither can lock the event for the others.
 MAX_EVENT_CREDENTIALS = 100_000
 GUEST_PREFIX = "guest-"
+# Replaced credentials kept per person and event (``_replace_credentials``).
+KEPT_REPLACED = 20
 _GUEST_ALPHABET = string.ascii_lowercase + string.digits
 # RFC 6265 §4.1.1, as townhall.ticket checks them: anything else is left out of the ticket.
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
@@ -190,15 +192,16 @@ def due_events(
                 TicketCredential.id,
                 TicketCredential.secret_sha256,
                 TicketCredential.revoked_at,
+                TicketCredential.replaced_at,
                 User.active,
             )
             .outerjoin(User, User.id == TicketCredential.user_id)
             .where(TicketCredential.event_id.in_(ids))
         )
-        for event_id, credential_id, digest, revoked_at, active in credentials:
+        for event_id, credential_id, digest, revoked_at, replaced_at, active in credentials:
             if revoked_at is not None or active is False:
                 revoked[event_id].add(credential_id)
-            else:
+            elif replaced_at is None:
                 live[event_id][credential_id] = digest
     return [
         DueEvent(
@@ -458,12 +461,49 @@ def _check_walk_in_quota(session: Session, event: Event) -> None:
     issued = session.scalar(
         select(func.count())
         .select_from(TicketCredential)
-        .where(TicketCredential.event_id == event.id, TicketCredential.user_id.is_not(None))
+        .where(
+            TicketCredential.event_id == event.id,
+            TicketCredential.user_id.is_not(None),
+            TicketCredential.replaced_at.is_(None),
+        )
     )
     if (issued or 0) >= MAX_EVENT_CREDENTIALS:
         raise EventError(
             409, "too_many_tickets", f"this event has given out {MAX_EVENT_CREDENTIALS} tickets"
         )
+
+
+def _replace_credentials(
+    session: Session, event_id: int, mine: ColumnElement[bool], now: datetime
+) -> None:
+    """Mark the person's live credentials replaced (a new one is coming), and prune.
+
+    Replaced, not revoked: a revoked id travels in every assignment. The newest
+    ``KEPT_REPLACED`` are kept so that revoking the person, or a moderator's
+    Remove of a connection still open on an older ticket, finds them.
+    """
+    session.execute(
+        update(TicketCredential)
+        .where(
+            TicketCredential.event_id == event_id,
+            TicketCredential.replaced_at.is_(None),
+            TicketCredential.revoked_at.is_(None),
+            mine,
+        )
+        .values(replaced_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    stale = select(TicketCredential.id).where(
+        TicketCredential.event_id == event_id,
+        TicketCredential.replaced_at.is_not(None),
+        mine,
+    )
+    keep = stale.order_by(TicketCredential.created_at.desc()).limit(KEPT_REPLACED)
+    session.execute(
+        delete(TicketCredential)
+        .where(TicketCredential.id.in_(stale), TicketCredential.id.not_in(keep.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _has_right(session: Session, event: Event, user: User | None, role: ticket.Role) -> bool:
@@ -521,7 +561,8 @@ def issue_join_ticket(
     if user is not None:
         username, display_name = user.username, user.label
     elif registration is not None:
-        username = guest_username()
+        # The same name for every ticket of the link: the roster, and a Remove, know it.
+        username = f"{GUEST_PREFIX}{registration.id}-invited"
         display_name = registration.display_name or registration.email.partition("@")[0]
     else:
         username, display_name = guest_username(), guest_name.strip() or "Guest"
@@ -549,16 +590,7 @@ def issue_join_ticket(
         # Only a server the Manager accepts but a ticket cannot name gets here.
         raise EventError(409, "ticket_unavailable", str(error)) from error
     if mine is not None:
-        # Replaced, not revoked: a revoked id would travel in every assignment.
-        session.execute(
-            delete(TicketCredential)
-            .where(
-                TicketCredential.event_id == event.id,
-                TicketCredential.revoked_at.is_(None),
-                mine,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        _replace_credentials(session, event.id, mine, now)
     session.add(
         TicketCredential(
             id=credential.credential_id,
@@ -588,6 +620,11 @@ class ReportedRemoval:
     by_credential_id: str
     name: str = ""
     by_name: str = ""
+
+
+def _anonymous_name(name: str) -> bool:
+    rest = name.removeprefix(GUEST_PREFIX)
+    return rest != name and len(rest) == 8 and all(c in _GUEST_ALPHABET for c in rest)
 
 
 def removal_of(
@@ -642,7 +679,21 @@ def record_removals(session: Session, event_id: int, removals: Sequence[Reported
             )
         )
         credential = session.get(TicketCredential, reported.credential_id)
-        if exists is not None or credential is None or credential.event_id != event_id:
+        if credential is not None and credential.event_id != event_id:
+            continue
+        if credential is None and reported.name and not _anonymous_name(reported.name):
+            # Pruned since (the person asked for many tickets): an account's, or a
+            # link guest's, every credential carries the same username.
+            credential = session.scalar(
+                select(TicketCredential)
+                .where(
+                    TicketCredential.event_id == event_id,
+                    TicketCredential.username == reported.name,
+                )
+                .order_by(TicketCredential.created_at.desc())
+                .limit(1)
+            )
+        if exists is not None or credential is None:
             continue
         by = session.get(TicketCredential, reported.by_credential_id)
         if by is not None and by.event_id != event_id:

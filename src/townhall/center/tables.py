@@ -177,8 +177,8 @@ class TicketCredential(Base):
 
     The secret itself is never stored: the live servers get ``secret_sha256``
     through the Controller (``live.due_events``). A person holds one live
-    credential per event, replaced by each new ticket: an account
-    (``user_id``) or a guest by the personal link of ``registration_id``.
+    credential per event, replaced by each new ticket (``replaced_at``): an
+    account (``user_id``) or a guest by the personal link of ``registration_id``.
     A guest of a public event who is neither (both empty) gets one per
     request, counted by ``client_address`` (``live.issue_join_ticket``).
     """
@@ -202,6 +202,9 @@ class TicketCredential(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A newer ticket of the same person replaced it: no longer listed for the live
+    # servers, but kept (a few) so that a revocation or a removal still finds it.
+    replaced_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class EventKey(Base):

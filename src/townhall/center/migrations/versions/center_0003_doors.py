@@ -64,6 +64,7 @@ def upgrade() -> None:
     with op.batch_alter_table("center_credentials") as batch:
         batch.add_column(sa.Column("registration_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("client_address", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("replaced_at", sa.DateTime(), nullable=True))
         batch.create_foreign_key(
             "fk_center_credentials_registration_id_center_registrations",
             "center_registrations",
@@ -138,6 +139,7 @@ def downgrade() -> None:
         batch.drop_constraint(
             "fk_center_credentials_registration_id_center_registrations", type_="foreignkey"
         )
+        batch.drop_column("replaced_at")
         batch.drop_column("client_address")
         batch.drop_column("registration_id")
     with op.batch_alter_table("center_users") as batch:
