@@ -92,6 +92,8 @@ def test_a_guest_with_a_personal_link_gets_one_credential_that_each_ticket_repla
     default_tree(center)
     event = schedule(center, invitees=["gwen@partner.example"])
     link = invitation_link(center, event["id"], "gwen@partner.example")
+    page = httpx.get(link)
+    assert f'action="{link.removeprefix(center.url)}/ticket"' in page.text  # the Join button
     first = open_ticket(center, httpx.post(f"{link}/ticket"))
     second = open_ticket(center, httpx.post(f"{link}/ticket"))
     assert first.role is ticket.Role.PARTICIPANT and first.display_name == "gwen"

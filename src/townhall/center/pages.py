@@ -665,6 +665,7 @@ class Guest:
 
     registration: Registration
     dialin_code: str
+    link: str = ""  # the link itself: its Join button posts to /j/<link>/ticket
 
 
 def _event_page(
@@ -697,7 +698,12 @@ def _event_page(
             )
         )
     # Join: only for whoever may, while the event runs or is ahead, with live servers.
-    may_join = guest is None and user is not None and live.may_join(session, event, user, now_utc())
+    now = now_utc()
+    if guest is not None:  # invited by email: the link's own ticket (access_routes)
+        may_join = guest.registration.status == "registered" and event.status != "cancelled"
+        may_join = may_join and now < event.ends_at
+    else:
+        may_join = user is not None and live.may_join(session, event, user, now)
     has_tree = False
     if may_join:
         try:
@@ -710,6 +716,7 @@ def _event_page(
         "zone": zone,
         "event_zone": _zoneinfo(event.timezone).key,
         "may_join": may_join,
+        "join_action": f"/j/{guest.link}/ticket" if guest else f"/events/{event.id}/ticket",
         "has_tree": has_tree,
         "live_state": live_state,
         "live_servers": live_servers,
@@ -942,7 +949,7 @@ def join_link(
         # The mailed link proves the mailbox: the invitation becomes this account's.
         registration.user_id = viewer.user.id
         session.commit()
-    guest = Guest(registration=registration, dialin_code=dialin_code(request, event))
+    guest = Guest(registration=registration, dialin_code=dialin_code(request, event), link=link)
     return _event_page(request, session, event, viewer.user, guest=guest)
 
 
