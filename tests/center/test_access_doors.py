@@ -331,3 +331,24 @@ def test_asking_for_many_tickets_neither_grows_the_lists_nor_escapes_a_removal(
             removal = live.ReportedRemoval(first, moderator, name="mike", by_name="olga")
             assert live.record_removals(session, event["id"], [removal]) == 1
         assert mike.post(url).json()["error"]["code"] == "removed"
+
+
+def test_registering_oneself_with_an_unvouched_email_does_not_take_that_invitation(
+    center: Center,
+) -> None:
+    sso_account(center, "eve")
+    event = schedule(center, visibility="public")
+    as_eve = {"X-Remote-User": "eve", "X-Remote-Email": "cfo@partner.example"}
+    registered = httpx.post(
+        f"{center.url}{API}/events/{event['id']}/registrations", headers=as_eve, json={}
+    )
+    assert registered.status_code == 201, registered.text
+    assert registered.json()["email"] == "eve@users.invalid"
+    with center.client("olga") as olga:
+        olga.patch(f"{API}/events/{event['id']}", json={"invitees": ["cfo@partner.example"]})
+        olga.patch(f"{API}/events/{event['id']}", json={"visibility": "private"})
+        people = olga.get(f"{API}/events/{event['id']}/registrations").json()
+    assert {(p["email"], p["username"]) for p in people} == {
+        ("eve@users.invalid", "eve"),
+        ("cfo@partner.example", None),
+    }

@@ -601,16 +601,18 @@ def register(
         if existing.status == "revoked":
             raise EventError(403, "registration_revoked", "your registration was revoked")
         return existing
+    # An address nobody vouched for must not hold the place of its owner's invitation.
+    vouched = bool(user.email) and user.email_verified
     registration = Registration(
         event_id=event.id,
         user_id=user.id,
-        email=user.email or f"{user.username}@users.invalid",
+        email=user.email if vouched and user.email else f"{user.username}@users.invalid",
         display_name=user.label,
         source="self",
     )
     session.add(registration)
     session.flush()
-    if user.email:
+    if vouched:
         _mail(session, event, [registration], "invite", links, sender)
     return registration
 
