@@ -25,34 +25,18 @@ def free_port() -> int:
 def run(data: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*TOWNHALL, *args, "--data", str(data)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        input=stdin, capture_output=True, text=True, timeout=120, check=False,
     )
 
 
 def test_users_and_tokens_from_the_command_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    added = run(
-        data,
-        "users",
-        "add",
-        "olga",
-        "--email",
-        "olga@example.org",
-        "--role",
-        "organizer",
-        "--password-stdin",
-        stdin="a long password\n",
-    )
+    added = run(data, "users", "add", "olga", "--email", "olga@example.org", "--role",
+                "organizer", "--password-stdin", stdin="a long password\n")
     assert added.returncode == 0, added.stderr
     again = run(data, "users", "add", "olga", "--password-stdin", stdin="a long password\n")
     assert again.returncode == 1 and "already exists" in again.stderr
-    bad_role = run(
-        data, "users", "add", "bob", "--role", "king", "--password-stdin", stdin="a long password\n"
-    )
+    bad_role = run(data, "users", "add", "bob", "--role", "king", "--password-stdin", stdin="a long password\n")
     assert bad_role.returncode == 1
     listed = run(data, "users", "list")
     assert "olga\torganizer\tolga@example.org" in listed.stdout
@@ -66,11 +50,8 @@ def test_up_starts_the_system_and_prints_how_to_sign_in(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "TOWNHALL_CENTER__LISTEN": f"127.0.0.1:{port}"}
     process = subprocess.Popen(
-        [*TOWNHALL, "up", "--data", str(data)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        [*TOWNHALL, "up", "--data", str(data)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
     )
     try:
         lines = []

@@ -50,15 +50,10 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 def mail_settings(tmp_path: Path, database_url: str, port: int, **mail: object):  # type: ignore[no-untyped-def]
     return make_settings(
-        tmp_path / "data",
-        database_url,
+        tmp_path / "data", database_url,
         base_url="https://townhall.example.org",
-        mail={
-            "smtp_url": f"smtp://127.0.0.1:{port}",
-            "poll_seconds": 0.1,
-            "retry_base_seconds": 0.2,
-            **mail,
-        },
+        mail={"smtp_url": f"smtp://127.0.0.1:{port}", "poll_seconds": 0.1,
+              "retry_base_seconds": 0.2, **mail},
     )
 
 
@@ -117,9 +112,7 @@ def test_invitees_receive_request_update_and_cancel(
                 assert "olga@example.org" in str(item["ORGANIZER"]).lower()
             uid = str(vevent(calendar_of(invites[0]))["UID"])
 
-            olga.patch(
-                f"/api/v1/events/{event['id']}", json={"starts_at": "2031-05-05T16:00:00+02:00"}
-            )
+            olga.patch(f"/api/v1/events/{event['id']}", json={"starts_at": "2031-05-05T16:00:00+02:00"})
             updates = inbox.wait_for(4)[2:]
             for message in updates:
                 item = vevent(calendar_of(message))
@@ -150,9 +143,7 @@ def test_failed_sends_are_shown_to_the_organizer_and_can_be_retried(
         center.url = url
         center.add_user("olga", role="organizer")
         with center.client("olga") as olga:
-            event = olga.post(
-                "/api/v1/events", json={**EVENT, "invitees": ["guest@example.com"]}
-            ).json()
+            event = olga.post("/api/v1/events", json={**EVENT, "invitees": ["guest@example.com"]}).json()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 deliveries = olga.get(f"/api/v1/events/{event['id']}/mail").json()
@@ -180,9 +171,7 @@ def test_a_restart_during_retries_loses_no_invitation(tmp_path: Path, database_u
             event = olga.post("/api/v1/events", json={**EVENT, "invitees": invitees}).json()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                attempts = [
-                    d["attempts"] for d in olga.get(f"/api/v1/events/{event['id']}/mail").json()
-                ]
+                attempts = [d["attempts"] for d in olga.get(f"/api/v1/events/{event['id']}/mail").json()]
                 if min(attempts) >= 1:
                     break
                 time.sleep(0.1)
@@ -197,9 +186,7 @@ def test_a_restart_during_retries_loses_no_invitation(tmp_path: Path, database_u
             center.url = url
             received = inbox.wait_for(5)
             time.sleep(1)  # anything sent twice would arrive now
-            with httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {center.token_for('olga')}"}
-            ) as olga:
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {center.token_for('olga')}"}) as olga:
                 deliveries = olga.get(f"/api/v1/events/{event['id']}/mail").json()
         assert sorted(str(m["To"]) for m in inbox.messages) == sorted(invitees)
         assert len(received) == 5

@@ -126,11 +126,7 @@ class LiveSystem:
         return live
 
     async def wait_state(
-        self,
-        client: httpx.Client,
-        event_id: int,
-        state: str,
-        timeout: float = 40,  # noqa: ASYNC109
+        self, client: httpx.Client, event_id: int, state: str, timeout: float = 40  # noqa: ASYNC109
     ) -> dict[str, object]:
         """Poll the Center's API until the event's tree reports ``state``."""
         deadline = time.monotonic() + timeout
@@ -172,10 +168,7 @@ class Watcher:
         self._changed.set()
 
     async def wait_for(
-        self,
-        check: Callable[[], object],
-        what: str,
-        timeout: float = 20,  # noqa: ASYNC109
+        self, check: Callable[[], object], what: str, timeout: float = 20  # noqa: ASYNC109
     ) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not check():

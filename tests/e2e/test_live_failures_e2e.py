@@ -53,7 +53,9 @@ async def everyone_once(people: dict[str, Watcher], texts: list[str]) -> None:
             assert count(watcher, text) == 1, f"{name} got {text!r} {count(watcher, text)} times"
 
 
-async def join_all(center: Center, event_id: int, placement: dict[str, str]) -> dict[str, Watcher]:
+async def join_all(
+    center: Center, event_id: int, placement: dict[str, str]
+) -> dict[str, Watcher]:
     people = {
         name: Watcher(ticket_for(center, name, event_id), server)
         for name, server in placement.items()
@@ -101,7 +103,6 @@ async def test_participants_of_a_killed_child_rejoin_elsewhere_and_get_what_they
             assert set(watcher.participant.roster) == {"olga", "mike", "pia"}
         for watcher in people.values():
             await watcher.participant.leave()
-
 
 class Relay:
     """A TCP relay on loopback that can cut every connection through it and take new ones
