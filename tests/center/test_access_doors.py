@@ -192,6 +192,9 @@ def test_the_event_page_lists_removals_with_a_let_back_in_button(center: Center)
             center, event["id"], sealed_id(center, open_ticket(center, mike.post(url))), moderator
         )
         page = olga.get(f"/events/{event['id']}")
+        removed_page = mike.get(f"/events/{event['id']}")
+    assert f'action="/events/{event["id"]}/ticket"' not in removed_page.text  # no Join button
+    assert f'action="/events/{event["id"]}/ticket"' in page.text
     assert "Removed from the live event" in page.text
     assert f"/events/{event['id']}/removals/" in page.text and "Let back in" in page.text
 
