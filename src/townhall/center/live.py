@@ -4,9 +4,14 @@ Three parties read what this module keeps. Participants get a join ticket
 (``join_role`` decides who may, ``issue_join_ticket`` writes it and records
 its credential); the Controller asks ``due_events`` which events to set up
 (each with its credentials list, revoked ids and event keys) and reports
-each tree's state back through ``record_live_state``; the event page and the
-API show that state (``live_state``). The Center's Ed25519 signing key lives
-in ``<data>/center/signing-key.pem`` (``center_signing_key``). Functions take
+each tree's state back through ``record_live_state``, and the moderators'
+Removes through ``record_removals`` (which bar the people from new tickets
+until ``let_back_in``); the event page and the API show that state
+(``live_state``) and the removals. A person holds one credential per event
+(a new ticket replaces it); anonymous guests are limited per address and per
+event (``GuestLimits``), apart from the people with a right to attend. The
+Center's Ed25519 signing key lives in ``<data>/center/signing-key.pem``
+(``center_signing_key``). Functions take
 a SQLAlchemy ``Session`` and leave the transaction to the caller, except
 where a docstring says it commits. This module knows no HTTP and nothing of
 how the Controller talks to live servers; the ticket format is
