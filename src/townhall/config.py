@@ -38,6 +38,9 @@ class SsoSettings(_Section):
     groups_header: str = ""
     group_roles: dict[str, Role] = Field(default_factory=dict)
     auto_create_users: bool = False
+    # True only when the proxy takes the email from its own directory (LDAP, the IdP's
+    # verified address): then it opens that address's invitations. docs/sso.md.
+    trust_email: bool = False
     capture_cookies: tuple[str, ...] = ()
     # Signed-assertion mode (Pomerium, Cloudflare Access, Google IAP style).
     assertion_header: str = ""
@@ -103,6 +106,17 @@ class CenterSettings(_Section):
     # Processes serving the web routes; one per core is the usual choice.
     workers: int = Field(default=1, ge=1, le=64)
     dialin_numbers: tuple[str, ...] = ("+1 555 0100",)
+    # Password sign-in throttling (center/throttle.py): failures of one account from one
+    # address before any wait, of one address before any wait, the first wait and the cap.
+    sign_in_free_failures: int = Field(default=5, ge=1, le=1000)
+    sign_in_address_free_failures: int = Field(default=20, ge=1, le=100_000)
+    sign_in_backoff_seconds: float = Field(default=1.0, gt=0, le=3600)
+    sign_in_backoff_cap_seconds: float = Field(default=900.0, gt=0, le=86_400)
+    # Anonymous guests of public events (center/live.py): tickets one client address may
+    # get per event within the window, and anonymous tickets one event gives out at most.
+    guest_tickets_per_address: int = Field(default=20, ge=1, le=100_000)
+    guest_ticket_window_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    guest_tickets_per_event: int = Field(default=20_000, ge=1, le=100_000)
     sso: SsoSettings = Field(default_factory=SsoSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
 

@@ -135,7 +135,7 @@ class World:
             return event.id
 
     def ticket(self, event_id: int, username: str = "mike") -> None:
-        """A join ticket for ``username``: one more credential on the event's list."""
+        """A join ticket for ``username``: their credential on the event's list (a new one replaces it)."""
         with self.sessions() as session:
             event = session.get(Event, event_id)
             user = user_by_name(session, username)

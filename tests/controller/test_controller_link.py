@@ -20,6 +20,7 @@ from townhall.controller.link import (
     Ping,
     Pong,
     RemoteLinkError,
+    Removal,
     Side,
     Status,
     Welcome,
@@ -80,7 +81,14 @@ def test_every_message_survives_the_trip_even_one_byte_at_a_time() -> None:
     assert received == down
     status = Status(
         events=[
-            EventReport(event_id=7, role="child", upstream="up", participants=2, children=["x"])
+            EventReport(event_id=7, role="child", upstream="up", participants=2, children=["x"]),
+            EventReport(
+                event_id=8,
+                role="main",
+                upstream="none",
+                participants=1,
+                removed=[Removal(credential_id="cred-quinn-1", by_credential_id="cred-olga-1")],
+            ),
         ],
         participants=2,
         capacity=100,
@@ -246,3 +254,20 @@ def test_fuzzed_msgpack_with_a_plausible_type_raises_only_the_links_error(
         connection.receive_data(len(payload).to_bytes(4, "big") + payload)
     except RemoteLinkError:
         pass
+
+
+@pytest.mark.parametrize(
+    "removed",
+    [
+        [{"credential_id": "bad id!", "by_credential_id": "cred-olga-1"}],
+        [{"credential_id": "cred-quinn-1", "by_credential_id": "cred-olga-1", "name": "x" * 201}],
+        [{"credential_id": "cred-quinn-1", "by_credential_id": "cred-olga-1"}]
+        * (link.MAX_REMOVALS + 1),
+    ],
+)
+def test_a_report_of_removals_is_bounded_and_checked(removed: list[object]) -> None:
+    _, controller = pair()
+    report = {"event_id": 7, "role": "main", "upstream": "none", "participants": 1}
+    payload = msgspec.msgpack.encode({"type": "status", "events": [report | {"removed": removed}]})
+    with pytest.raises(RemoteLinkError):
+        controller.receive_data(len(payload).to_bytes(4, "big") + payload)

@@ -16,6 +16,8 @@ from townhall.controller.plan import (
     LiveState,
     Planner,
     RecordLiveState,
+    RecordRemovals,
+    RemovedMember,
     ReportedEvent,
     SaveAssignments,
     SendAssignment,
@@ -331,3 +333,24 @@ def test_after_the_settling_time_a_server_still_missing_is_shown() -> None:
     assert states(plan.tick(T0, [Due(7)], {7: tree(("main", None))})) == []
     later = T0 + timedelta(seconds=15)
     assert states(plan.tick(later, [Due(7)], {7: tree(("main", None))})) == [LiveState.DEGRADED]
+
+
+def test_removals_from_the_events_main_server_go_to_the_center_once_and_from_no_one_else() -> None:
+    plan = planner()
+    all_linked(plan)
+    plan.tick(T0, [Due(7)], {7: TREE})
+    quinn = RemovedMember("cred-quinn-1", "cred-olga-1", "quinn", "olga")
+    mallory = RemovedMember("cred-ceo-0001", "cred-mal-0001", "ceo", "mallory")
+
+    def removals(commands: list[Command]) -> list[RecordRemovals]:
+        return [c for c in commands if isinstance(c, RecordRemovals)]
+
+    # A child (or any server not holding the event as main) cannot bar anyone.
+    assert removals(plan.status_received("child-a", [replace(up(7), removed=(mallory,))])) == []
+    assert (
+        removals(plan.status_received("main", [replace(up(8, "main"), removed=(mallory,))])) == []
+    )
+    reported = replace(up(7, "main"), removed=(quinn,))
+    assert removals(plan.status_received("main", [reported])) == [RecordRemovals(7, (quinn,))]
+    # Every later report repeats it: it is recorded once.
+    assert removals(plan.status_received("main", [reported])) == []

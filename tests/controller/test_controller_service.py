@@ -17,15 +17,18 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
 
 from tests.controller.controller_support import World, eventually
 from townhall.center import live
+from townhall.center.tables import Event, TicketCredential
 from townhall.controller import link
 from townhall.controller.agent import ControllerAgent, agent_ssl_context
 from townhall.controller.identity import LiveIdentity, issue_local_identity
 from townhall.controller.service import ControllerService
 from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
+from townhall.live.floor import Removed
 from townhall.pki import DevCA
 
 
@@ -36,6 +39,7 @@ class Held:
     upstream: str
     participants: int = 0
     children: tuple[str, ...] = ()
+    removed: tuple[Removed, ...] = ()
 
 
 @dataclass
@@ -46,6 +50,7 @@ class StandIn:
     rooms: dict[int, AssignmentReceived] = field(default_factory=dict)
     keys: list[Ed25519PublicKey] = field(default_factory=list)
     ended: list[int] = field(default_factory=list)
+    removed: dict[int, tuple[Removed, ...]] = field(default_factory=dict)  # what it reports
 
     def assign(self, assignment: AssignmentReceived, center_public_key: Ed25519PublicKey) -> None:
         self.rooms[assignment.event_id] = assignment
@@ -57,7 +62,12 @@ class StandIn:
 
     def status(self) -> list[Held]:
         return [
-            Held(e, a.role.value, "none" if a.role is ServerRole.MAIN else self.upstream)
+            Held(
+                e,
+                a.role.value,
+                "none" if a.role is ServerRole.MAIN else self.upstream,
+                removed=self.removed.get(e, ()),
+            )
             for e, a in self.rooms.items()
         ]
 
@@ -157,7 +167,7 @@ async def test_a_due_event_is_assigned_over_the_tree_and_becomes_ready(world: Wo
             await eventually(lambda: world.live_state(event_id)[0] == "ready", "ready")
 
             # A late registration reaches every server at the next tick.
-            world.ticket(event_id)
+            world.ticket(event_id, "olga")
             await eventually(
                 lambda: all(len(s.rooms[event_id].credentials) == 2 for s in (main, a, b)),
                 "the new credential everywhere",
@@ -165,10 +175,10 @@ async def test_a_due_event_is_assigned_over_the_tree_and_becomes_ready(world: Wo
             # A revoked one too.
             world.revoke_all(event_id)
             await eventually(
-                lambda: all(len(s.rooms[event_id].revoked) == 2 for s in (main, a, b)),
+                lambda: all(len(s.rooms[event_id].revoked) == 1 for s in (main, a, b)),
                 "revoked everywhere",
             )
-            assert not main.rooms[event_id].credentials
+            assert len(main.rooms[event_id].credentials) == 1
 
             # A cancelled event is torn down everywhere.
             world.cancel(event_id)
@@ -352,3 +362,39 @@ async def test_an_idle_link_stays_up_for_many_keepalives(
             assert "main" in service.linked
     finally:
         world.close()
+
+
+async def test_the_main_servers_removals_reach_the_center_and_a_childs_do_not(
+    world: World,
+) -> None:
+    event_id = world.schedule()
+    world.ticket(event_id, "mike")
+    world.ticket(event_id, "olga")
+    with world.sessions() as session:
+        ids = dict(
+            session.execute(
+                select(TicketCredential.username, TicketCredential.id).where(
+                    TicketCredential.event_id == event_id
+                )
+            ).all()
+        )
+    main, a, b = StandIn(), StandIn(), StandIn()
+    # A child claims olga was removed: only the event's main server decides that.
+    a.removed[event_id] = (Removed(ids["olga"], "olga", ids["mike"], "mike"),)
+    main.removed[event_id] = (Removed(ids["mike"], "mike", ids["olga"], "olga"),)
+
+    def recorded() -> list[tuple[str, str]]:
+        with world.sessions() as session:
+            event = session.get(Event, event_id)
+            assert event is not None
+            return [(r.name, r.removed_by) for r in live.removals(session, event)]
+
+    async with controller(world) as service:
+        async with (
+            agent(world, service, "main", main),
+            agent(world, service, "child-a", a),
+            agent(world, service, "child-b", b),
+        ):
+            await eventually(lambda: recorded() != [], "the removal recorded")
+            await eventually(lambda: ids["mike"] in main.rooms[event_id].revoked, "revoked")
+    assert recorded() == [("mike", "olga")]

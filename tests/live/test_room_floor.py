@@ -217,3 +217,21 @@ def test_a_participant_who_leaves_gives_up_floor_hand_and_streams(world: World) 
     assert floor is not None
     assert floor.holder is None and floor.queue == () and sorted(floor.seats) == ["ana", "cy"]
     assert sorted(world.cy.roster) == ["ana", "cy"] and world.cy.streams == {}
+
+
+def test_a_remove_is_kept_on_the_main_server_for_the_controller_and_a_refused_one_is_not(
+    world: World,
+) -> None:
+    world.bo.send(Remove(name="cy"))
+    world.net.pump()
+    assert world.main.room.removed == ()
+    world.ana.send(Remove(name="cy"))
+    world.net.pump()
+    floor = world.main.room.floor
+    assert floor is not None
+    (removed,) = world.main.room.removed
+    assert (removed.name, removed.by_name) == ("cy", "ana")
+    assert removed.by_credential_id == floor.seats["ana"].credential_id
+    assert floor.banned == {removed.credential_id}
+    # Children relay the ban; only the main server, which decided it, reports it.
+    assert world.a.room.removed == () and world.b.room.removed == ()

@@ -98,7 +98,10 @@ def create_user(
     password: str | None = None,
     display_name: str = "",
     source: str = "local",
+    email_verified: bool = True,
 ) -> User:
+    """A new account. ``email_verified``: someone vouches for the email (an admin does,
+    by default); see ``email_owner`` and docs/sso.md, "Email addresses"."""
     if not USERNAME_PATTERN.match(username):
         raise AccountError("invalid_username", "username may use letters, digits and ._@+- only")
     if role not in ROLES:
@@ -109,9 +112,12 @@ def create_user(
         raise AccountError("weak_password", "a password needs at least 8 characters")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise AccountError("user_exists", f"user {username!r} already exists")
+    if email is not None and user_by_email(session, email) is not None:
+        raise AccountError("email_taken", f"another account has the email {email.lower()!r}")
     user = User(
         username=username,
         email=email.lower() if email else None,
+        email_verified=bool(email) and email_verified,
         role=role,
         password_hash=hash_password(password) if password else None,
         display_name=display_name,
@@ -127,7 +133,18 @@ def user_by_name(session: Session, username: str) -> User | None:
 
 
 def user_by_email(session: Session, email: str) -> User | None:
-    return session.scalar(select(User).where(User.email == email.lower()).limit(1))
+    """The account holding ``email`` (emails are unique and stored in lower case)."""
+    return session.scalar(select(User).where(User.email == email.strip().lower()).limit(1))
+
+
+def email_owner(session: Session, email: str) -> User | None:
+    """The account an invitation to ``email`` belongs to: one whose email is vouched for.
+
+    An address someone merely claimed (a proxy header not trusted for emails)
+    opens nobody's invitations; docs/sso.md, "Email addresses".
+    """
+    user = user_by_email(session, email)
+    return user if user is not None and user.email_verified else None
 
 
 def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:

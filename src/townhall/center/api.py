@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session
 
 from townhall import ticket
 from townhall.center import accounts, events, live, mailer
-from townhall.center.auth import AuthError, Viewer, check_api_write, context_of, identify
+from townhall.center.auth import (
+    AuthError,
+    Viewer,
+    check_api_write,
+    client_address,
+    context_of,
+    identify,
+)
 from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch, RegistrationIn
 from townhall.center.tables import Event, MailJob, Registration, User
 from townhall.store.conventions import now_utc, utc
@@ -194,7 +201,7 @@ class NewTokenOut(TokenOut):
 
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
 }
 
 
@@ -245,11 +252,22 @@ def ticket_response(data: bytes, event: Event) -> Response:
 
 
 def join_ticket(
-    request: Request, session: Session, event: Event, user: User | None, guest_name: str = ""
+    request: Request,
+    session: Session,
+    event: Event,
+    user: User | None,
+    guest_name: str = "",
+    registration: Registration | None = None,
 ) -> Response:
-    """Check who may join (``live.join_role``, then the event's state), issue, commit, answer."""
+    """Check who may join (``live.join_role``, then the event's state), issue, commit, answer.
+
+    ``registration``: a guest by their personal link (``user`` is then None).
+    """
     ctx = context_of(request)
-    role = live.join_role(session, event, user)
+    if user is None and registration is not None:
+        role = ticket.Role.PARTICIPANT  # the link was checked, and the registration is live
+    else:
+        role = live.join_role(session, event, user)
     now = now_utc()
     live.check_joinable(event, now)
     # Only a trusted proxy's cookies: anyone else could plant a cookie that the
@@ -265,6 +283,8 @@ def join_ticket(
         now=now,
         guest_name=guest_name,
         cookies=cookies,
+        registration=registration,
+        client_address=client_address(request),
     )
     session.commit()
     return ticket_response(data, event)
@@ -458,7 +478,8 @@ def get_ticket(
 
     The organizer, admins and moderators join as moderators, presenters as
     presenters, registered users (and, for a public event, anyone) as
-    participants. Each call makes a new temporary credential.
+    participants. A person's new ticket replaces their earlier one; guests not
+    signed in get a limited number per address (429 ``guest_rate_limited``).
     """
     viewer = identify(request, session)
     if viewer.user is not None:

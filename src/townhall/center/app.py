@@ -24,7 +24,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from townhall.center import api, live, pages
+from townhall.center import access_routes, api, live, pages
 from townhall.center.accounts import AccountError, CenterSecret
 from townhall.center.auth import AuthError
 from townhall.center.context import CenterContext
@@ -212,6 +212,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     app.include_router(api.router)
+    app.include_router(access_routes.router)
     app.include_router(pages.router)
     app.include_router(manager_api.router)
     app.include_router(manager_pages.router)

@@ -11,6 +11,7 @@ the API), since browsers attach both to cross-site requests.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import time
@@ -53,6 +54,47 @@ def context_of(request: Request) -> CenterContext:
     return request.app.state.center  # type: ignore[no-any-return]
 
 
+def client_address(request: Request) -> str:
+    """The address of whoever is asking, for limits and logs (never for trust).
+
+    Behind a trusted proxy, the last ``X-Forwarded-For`` entry (the one the
+    proxy itself appended); from anyone else, the peer address alone.
+    """
+    peer = request.client.host if request.client else ""
+    if context_of(request).settings.center.sso.trusts(peer):
+        forwarded = request.headers.get("x-forwarded-for", "")[-1000:]
+        last = forwarded.rpartition(",")[2].strip()
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            pass
+    return peer[:64] or "unknown"
+
+
+def _sso_email(session: Session, identity: SsoIdentity, user: User | None) -> str | None:
+    """The proxy's email for ``user`` (None: a new account), or None when it must not be used.
+
+    It fills an account only while no other account holds it (otherwise it is
+    refused and logged), and never a local account's; docs/sso.md, "Email
+    addresses".
+    """
+    email = (identity.email or "").strip().lower()
+    if not email or not accounts.valid_email(email):
+        return None
+    if user is not None and user.source != "sso":
+        return None
+    holder = accounts.user_by_email(session, email)
+    if holder is not None and (user is None or holder.id != user.id):
+        log.warning(
+            "the proxy named %s with the email %s, which account %s holds: not used",
+            identity.username,
+            email,
+            holder.username,
+        )
+        return None
+    return email
+
+
 def _sso_user(session: Session, ctx: CenterContext, identity: SsoIdentity) -> User:
     user = accounts.user_by_name(session, identity.username)
     sso = ctx.settings.center.sso
@@ -64,14 +106,14 @@ def _sso_user(session: Session, ctx: CenterContext, identity: SsoIdentity) -> Us
                 f"{identity.username} signed in at the proxy but has no Townhall account; "
                 "ask an administrator",
             )
-        email = identity.email if identity.email and accounts.valid_email(identity.email) else None
         user = accounts.create_user(
             session,
             identity.username,
-            email=email,
+            email=_sso_email(session, identity, None),
             role=identity.role or "member",
             display_name=(identity.display_name or "")[:200],
             source="sso",
+            email_verified=sso.trust_email,
         )
         session.commit()
         log.info("created SSO user %s", identity.username)
@@ -79,12 +121,9 @@ def _sso_user(session: Session, ctx: CenterContext, identity: SsoIdentity) -> Us
     if not user.active:
         raise AuthError(403, "account_disabled", "this account is disabled")
     changed = False
-    if (
-        identity.email
-        and identity.email.lower() != user.email
-        and accounts.valid_email(identity.email)
-    ):
-        user.email, changed = identity.email.lower(), True
+    email = _sso_email(session, identity, user)
+    if email is not None and (email != user.email or user.email_verified != sso.trust_email):
+        user.email, user.email_verified, changed = email, sso.trust_email, True
     if identity.display_name and identity.display_name[:200] != user.display_name:
         user.display_name, changed = identity.display_name[:200], True
     if identity.role and identity.role != user.role and user.source == "sso":

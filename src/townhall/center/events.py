@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from townhall.center import invitations, mailer
-from townhall.center.accounts import user_by_email, user_by_name, valid_email
+from townhall.center.accounts import email_owner, user_by_name, valid_email
 from townhall.center.tables import Event, EventRole, Registration, TicketCredential, User
 from townhall.store.conventions import naive_utc, now_utc, utc
 
@@ -173,8 +173,9 @@ def can_schedule(user: User | None) -> bool:
 
 
 def registration_of(session: Session, event: Event, user: User) -> Registration | None:
+    """The user's registration: theirs by account, or sent to their email if it is vouched for."""
     conditions = [Registration.user_id == user.id]
-    if user.email:
+    if user.email and user.email_verified:
         conditions.append(Registration.email == user.email)
     return session.scalar(
         select(Registration)
@@ -201,7 +202,10 @@ def visible_events(user: User) -> Select[tuple[Event]]:
         return query
     mine = select(Registration.event_id).where(
         Registration.status == "registered",
-        or_(Registration.user_id == user.id, Registration.email == (user.email or "\x00")),
+        or_(
+            Registration.user_id == user.id,
+            Registration.email == (user.email if user.email and user.email_verified else "\x00"),
+        ),
     )
     roles = select(EventRole.event_id).where(EventRole.user_id == user.id)
     return query.where(
@@ -371,7 +375,7 @@ def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Lis
 def _resolve_people(session: Session, refs: Iterable[str], field: str) -> list[User]:
     people: list[User] = []
     for ref in dict.fromkeys(r.strip() for r in refs):
-        user = user_by_email(session, ref) if "@" in ref else None
+        user = email_owner(session, ref) if "@" in ref else None
         user = user or user_by_name(session, ref)
         if user is None or not user.active:
             raise EventError(422, "unknown_user", f"{field}: no user {ref[:80]!r}")
@@ -431,7 +435,7 @@ def _invite(session: Session, event: Event, emails: Iterable[str]) -> list[Regis
                 registration.status, registration.revoked_at = "registered", None
                 fresh.append(registration)
             continue
-        user = user_by_email(session, email)
+        user = email_owner(session, email)
         registration = Registration(
             event_id=event.id,
             user_id=user.id if user else None,
@@ -553,6 +557,7 @@ def update_event(
         _mail(session, event, others, "update", links, sender)
     _mail(session, event, fresh, "invite", links, sender)
     session.flush()
+    revoke_stale_credentials(session, event)
     return event
 
 
@@ -596,16 +601,18 @@ def register(
         if existing.status == "revoked":
             raise EventError(403, "registration_revoked", "your registration was revoked")
         return existing
+    # An address nobody vouched for must not hold the place of its owner's invitation.
+    vouched = bool(user.email) and user.email_verified
     registration = Registration(
         event_id=event.id,
         user_id=user.id,
-        email=user.email or f"{user.username}@users.invalid",
+        email=user.email if vouched and user.email else f"{user.username}@users.invalid",
         display_name=user.label,
         source="self",
     )
     session.add(registration)
     session.flush()
-    if user.email:
+    if vouched:
         _mail(session, event, [registration], "invite", links, sender)
     return registration
 
@@ -618,7 +625,10 @@ def revoke_registration(
         raise EventError(404, "registration_not_found", f"no registration {registration_id}")
     # The same rule as ``registration_of``: an invitation by email is the user's own.
     own = registration.user_id == user.id or (
-        registration.user_id is None and bool(user.email) and registration.email == user.email
+        registration.user_id is None
+        and bool(user.email)
+        and user.email_verified
+        and registration.email == user.email
     )
     if not (own or can_manage(event, user)):
         raise EventError(403, "not_event_manager", "only managers may revoke registrations")
@@ -637,8 +647,11 @@ def revoke_credentials(session: Session, registration: Registration) -> None:
     rule of ``registration_of``). The Controller hands the revoked ids to the
     live servers (``live.due_events``), which then refuse them.
     """
-    by_email = select(User.id).where(User.email == registration.email)
-    owners: list[ColumnElement[bool]] = [TicketCredential.user_id.in_(by_email)]
+    by_email = select(User.id).where(User.email == registration.email, User.email_verified)
+    owners: list[ColumnElement[bool]] = [
+        TicketCredential.user_id.in_(by_email),
+        TicketCredential.registration_id == registration.id,
+    ]
     if registration.user_id is not None:
         owners.append(TicketCredential.user_id == registration.user_id)
     session.execute(
@@ -651,6 +664,55 @@ def revoke_credentials(session: Session, registration: Registration) -> None:
         .values(revoked_at=now_utc())
         .execution_options(synchronize_session=False)
     )
+
+
+def role_now(session: Session, event: Event, credential: TicketCredential) -> str | None:
+    """The role the holder of ``credential`` would get a ticket in today; None: none.
+
+    The rule of ``live.join_role``, for whoever the credential was issued to:
+    an account, a guest by a personal link, or an anonymous guest.
+    """
+    if credential.user_id is not None:
+        user = session.get(User, credential.user_id)
+        if user is None or not user.active:
+            return None
+        if can_manage(event, user):
+            return "moderator"
+        if role_in(event, user, "presenter"):
+            return "presenter"
+        registration = registration_of(session, event, user)
+        if registration is not None:
+            return "participant" if registration.status == "registered" else None
+        return "participant" if event.visibility == "public" else None
+    if credential.registration_id is not None:
+        registration = session.get(Registration, credential.registration_id)
+        registered = registration is not None and registration.status == "registered"
+        return "participant" if registered else None
+    return "participant" if event.visibility == "public" else None
+
+
+def revoke_stale_credentials(session: Session, event: Event) -> int:
+    """Revoke the event's credentials that its present state no longer allows; how many.
+
+    A former moderator's credential still says ``moderator``, a guest's
+    outlives a switch to private: each such one is revoked (its holder asks
+    for a new ticket, in the role they have now), and the Controller's next
+    assignment makes the live servers close the connections holding them.
+    """
+    now = now_utc()
+    live = session.scalars(
+        select(TicketCredential).where(
+            TicketCredential.event_id == event.id, TicketCredential.revoked_at.is_(None)
+        )
+    ).all()
+    revoked = 0
+    for credential in live:
+        if role_now(session, event, credential) != credential.role:
+            credential.revoked_at = now
+            revoked += 1
+    if revoked:
+        session.flush()
+    return revoked
 
 
 def registrations(session: Session, event: Event) -> list[Registration]:

@@ -4,9 +4,14 @@ Three parties read what this module keeps. Participants get a join ticket
 (``join_role`` decides who may, ``issue_join_ticket`` writes it and records
 its credential); the Controller asks ``due_events`` which events to set up
 (each with its credentials list, revoked ids and event keys) and reports
-each tree's state back through ``record_live_state``; the event page and the
-API show that state (``live_state``). The Center's Ed25519 signing key lives
-in ``<data>/center/signing-key.pem`` (``center_signing_key``). Functions take
+each tree's state back through ``record_live_state``, and the moderators'
+Removes through ``record_removals`` (which bar the people from new tickets
+until ``let_back_in``); the event page and the API show that state
+(``live_state``) and the removals. A person holds one credential per event
+(a new ticket replaces it); anonymous guests are limited per address and per
+event (``GuestLimits``), apart from the people with a right to attend. The
+Center's Ed25519 signing key lives in ``<data>/center/signing-key.pem``
+(``center_signing_key``). Functions take
 a SQLAlchemy ``Session`` and leave the transaction to the caller, except
 where a docstring says it commits. This module knows no HTTP and nothing of
 how the Controller talks to live servers; the ticket format is
@@ -31,14 +36,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from townhall import ticket
 from townhall.center import events
 from townhall.center.events import EventError
-from townhall.center.tables import Event, EventKey, LiveState, TicketCredential, User
+from townhall.center.tables import (
+    Event,
+    EventKey,
+    LiveState,
+    Registration,
+    Removal,
+    TicketCredential,
+    User,
+)
 from townhall.config import Settings
 from townhall.manager import registry
 from townhall.pki import DevCA
@@ -55,12 +68,16 @@ TICKET_OVERTIME = timedelta(hours=1)
 MIN_TICKET_SECONDS = ticket.DEFAULT_LIFETIME
 MAX_TICKET_SECONDS = ticket.MAX_LIFETIME
 GUEST_NAME_MAX = 100
-# Credentials one event may hand out. Each ticket request makes one, and every
-# one travels in the Controller's assignment to each server of the tree: this
-# keeps that message well inside the control link's frame (16 MiB, about 90
-# bytes a credential), however many anonymous requests a public event gets.
+# Every credential travels in the Controller's assignment to each server of the
+# tree; the control link's frame (16 MiB, about 90 bytes a credential) holds some
+# 150,000. A person holds one credential per event (a new ticket replaces it), so
+# people with a right to attend are never counted against anything; signed-in
+# walk-ins of a public event are capped at this, and anonymous guests separately
+# (``GuestLimits``), so neither can lock the event for the others.
 MAX_EVENT_CREDENTIALS = 100_000
 GUEST_PREFIX = "guest-"
+# Replaced credentials kept per person and event (``_replace_credentials``).
+KEPT_REPLACED = 20
 _GUEST_ALPHABET = string.ascii_lowercase + string.digits
 # RFC 6265 §4.1.1, as townhall.ticket checks them: anything else is left out of the ticket.
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
@@ -183,15 +200,16 @@ def due_events(
                 TicketCredential.id,
                 TicketCredential.secret_sha256,
                 TicketCredential.revoked_at,
+                TicketCredential.replaced_at,
                 User.active,
             )
             .outerjoin(User, User.id == TicketCredential.user_id)
             .where(TicketCredential.event_id.in_(ids))
         )
-        for event_id, credential_id, digest, revoked_at, active in credentials:
+        for event_id, credential_id, digest, revoked_at, replaced_at, active in credentials:
             if revoked_at is not None or active is False:
                 revoked[event_id].add(credential_id)
-            else:
+            elif replaced_at is None:
                 live[event_id][credential_id] = digest
     return [
         DueEvent(
@@ -339,12 +357,13 @@ def check_joinable(event: Event, now: datetime) -> None:
 
 
 def may_join(session: Session, event: Event, user: User | None, now: datetime) -> bool:
+    """Whether ``user`` would get a ticket now (the event page shows Join only then)."""
     try:
-        join_role(session, event, user)
+        role = join_role(session, event, user)
         check_joinable(event, now)
     except EventError:
         return False
-    return True
+    return role is ticket.Role.MODERATOR or removal_of(session, event, user, None) is None
 
 
 def ticket_cookies(captured: Mapping[str, str]) -> dict[str, str]:
@@ -415,6 +434,121 @@ def ticket_servers(session: Session, event_id: int) -> list[ticket.ServerEntry]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class GuestLimits:
+    """Anonymous tickets to a public event: per client address in a window, and in all."""
+
+    per_address: int = 20
+    window: timedelta = timedelta(hours=1)
+    per_event: int = 20_000
+
+    @classmethod
+    def of(cls, settings: Settings) -> GuestLimits:
+        center = settings.center
+        return cls(
+            per_address=center.guest_tickets_per_address,
+            window=timedelta(minutes=center.guest_ticket_window_minutes),
+            per_event=center.guest_tickets_per_event,
+        )
+
+
+_ANONYMOUS = (TicketCredential.user_id.is_(None), TicketCredential.registration_id.is_(None))
+
+
+def _check_guest_quota(
+    session: Session, event: Event, limits: GuestLimits, client_address: str, now: datetime
+) -> None:
+    """Refuse an anonymous ticket past the address's rate or the event's guest quota."""
+    recent = session.scalar(
+        select(func.count())
+        .select_from(TicketCredential)
+        .where(
+            TicketCredential.event_id == event.id,
+            TicketCredential.client_address == client_address,
+            TicketCredential.created_at > now - limits.window,
+            *_ANONYMOUS,
+        )
+    )
+    if (recent or 0) >= limits.per_address:
+        minutes = int(limits.window.total_seconds() // 60)
+        raise EventError(
+            429,
+            "guest_rate_limited",
+            f"{limits.per_address} guest tickets in {minutes} minutes from your address; "
+            "sign in, or try again later",
+        )
+    issued = session.scalar(
+        select(func.count())
+        .select_from(TicketCredential)
+        .where(TicketCredential.event_id == event.id, *_ANONYMOUS)
+    )
+    if (issued or 0) >= limits.per_event:
+        raise EventError(
+            409,
+            "too_many_guest_tickets",
+            f"this event has given out {limits.per_event} guest tickets; sign in to join",
+        )
+
+
+def _check_walk_in_quota(session: Session, event: Event) -> None:
+    issued = session.scalar(
+        select(func.count())
+        .select_from(TicketCredential)
+        .where(
+            TicketCredential.event_id == event.id,
+            TicketCredential.user_id.is_not(None),
+            TicketCredential.replaced_at.is_(None),
+        )
+    )
+    if (issued or 0) >= MAX_EVENT_CREDENTIALS:
+        raise EventError(
+            409, "too_many_tickets", f"this event has given out {MAX_EVENT_CREDENTIALS} tickets"
+        )
+
+
+def _replace_credentials(
+    session: Session, event_id: int, mine: ColumnElement[bool], now: datetime
+) -> None:
+    """Mark the person's live credentials replaced (a new one is coming), and prune.
+
+    Replaced, not revoked: a revoked id travels in every assignment. The newest
+    ``KEPT_REPLACED`` are kept so that revoking the person, or a moderator's
+    Remove of a connection still open on an older ticket, finds them.
+    """
+    session.execute(
+        update(TicketCredential)
+        .where(
+            TicketCredential.event_id == event_id,
+            TicketCredential.replaced_at.is_(None),
+            TicketCredential.revoked_at.is_(None),
+            mine,
+        )
+        .values(replaced_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    stale = select(TicketCredential.id).where(
+        TicketCredential.event_id == event_id,
+        TicketCredential.replaced_at.is_not(None),
+        mine,
+    )
+    keep = stale.order_by(TicketCredential.created_at.desc()).limit(KEPT_REPLACED)
+    session.execute(
+        delete(TicketCredential)
+        .where(TicketCredential.id.in_(stale), TicketCredential.id.not_in(keep.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _has_right(session: Session, event: Event, user: User | None, role: ticket.Role) -> bool:
+    """Organizer, moderators, presenters and registered people: never capped."""
+    if role is not ticket.Role.PARTICIPANT:
+        return True
+    if user is None:
+        return False
+    registration = events.registration_of(session, event, user)
+    return registration is not None and registration.status == "registered"
+
+
 def issue_join_ticket(
     session: Session,
     settings: Settings,
@@ -425,27 +559,46 @@ def issue_join_ticket(
     now: datetime,
     guest_name: str = "",
     cookies: Mapping[str, str] | None = None,
+    registration: Registration | None = None,
+    client_address: str = "",
 ) -> bytes:
-    """Make a credential for ``user`` (None: a guest called ``guest_name``) and its ticket.
+    """Make the credential of ``user`` (or of the guest of ``registration``, or of an
+    anonymous guest called ``guest_name``) and its ticket.
 
-    The credential row is added to the session (the caller commits, then
-    answers the bytes). Raises EventError 409 ``no_tree`` when the event has
-    no server tree, and ``too_many_tickets`` past ``MAX_EVENT_CREDENTIALS``.
+    A person's new credential replaces their earlier ones for the event; an
+    anonymous guest's counts against ``GuestLimits`` (429 ``guest_rate_limited``
+    for ``client_address``, 409 ``too_many_guest_tickets``), a signed-in
+    walk-in's against ``MAX_EVENT_CREDENTIALS``. Someone a moderator removed
+    gets 403 ``removed`` (``removal_of``). The credential row is added to the
+    session (the caller commits, then answers the bytes). Raises EventError
+    409 ``no_tree`` when the event has no server tree.
     """
     servers = ticket_servers(session, event.id)
-    issued = session.scalar(
-        select(func.count()).select_from(TicketCredential).where(
-            TicketCredential.event_id == event.id
-        )
-    )
-    if (issued or 0) >= MAX_EVENT_CREDENTIALS:
-        raise EventError(
-            409, "too_many_tickets", f"this event has given out {MAX_EVENT_CREDENTIALS} tickets"
-        )
-    if user is None:
-        username, display_name = guest_username(), guest_name.strip() or "Guest"
-    else:
+    if role is not ticket.Role.MODERATOR:  # a moderator could let themself back in anyway
+        removal = removal_of(session, event, user, registration, client_address)
+        if removal is not None:
+            raise EventError(
+                403,
+                "removed",
+                "a moderator removed you from this event; ask a moderator to let you back in",
+            )
+    mine: ColumnElement[bool] | None = None
+    if user is not None:
+        mine = TicketCredential.user_id == user.id
+    elif registration is not None:
+        mine = TicketCredential.registration_id == registration.id
+    if mine is None:
+        _check_guest_quota(session, event, GuestLimits.of(settings), client_address, now)
+    elif not _has_right(session, event, user, role):
+        _check_walk_in_quota(session, event)
+    if user is not None:
         username, display_name = user.username, user.label
+    elif registration is not None:
+        # The same name for every ticket of the link: the roster, and a Remove, know it.
+        username = f"{GUEST_PREFIX}{registration.id}-invited"
+        display_name = registration.display_name or registration.email.partition("@")[0]
+    else:
+        username, display_name = guest_username(), guest_name.strip() or "Guest"
     credential = ticket.Credential.new(
         username=username, display_name=display_name[:200], role=role
     )
@@ -472,11 +625,15 @@ def issue_join_ticket(
     except ValueError as error:
         # Only a server the Manager accepts but a ticket cannot name gets here.
         raise EventError(409, "ticket_unavailable", str(error)) from error
+    if mine is not None:
+        _replace_credentials(session, event.id, mine, now)
     session.add(
         TicketCredential(
             id=credential.credential_id,
             event_id=event.id,
             user_id=user.id if user is not None else None,
+            registration_id=registration.id if user is None and registration else None,
+            client_address=client_address[:64] or None,
             username=credential.username,
             display_name=credential.display_name,
             role=str(role),
@@ -486,3 +643,157 @@ def issue_join_ticket(
     )
     session.flush()
     return data
+
+
+# --- removals: a moderator's Remove, as the event's main server reported it ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedRemoval:
+    """One Remove on the main server: whose credential, by whose, with the names shown."""
+
+    credential_id: str
+    by_credential_id: str
+    name: str = ""
+    by_name: str = ""
+
+
+def _anonymous_name(name: str) -> bool:
+    rest = name.removeprefix(GUEST_PREFIX)
+    return rest != name and len(rest) == 8 and all(c in _GUEST_ALPHABET for c in rest)
+
+
+def removal_of(
+    session: Session,
+    event: Event,
+    user: User | None,
+    registration: Registration | None,
+    client_address: str = "",
+) -> Removal | None:
+    """The standing removal that bars this person from the event, if any.
+
+    A person is their account, their email when vouched for, or the guest
+    registration (personal link and its email); an anonymous guest is only
+    known by the address the removed ticket was asked from.
+    """
+    people: list[ColumnElement[bool]] = []
+    if user is not None:
+        people.append(Removal.user_id == user.id)
+        if user.email and user.email_verified:
+            people.append(Removal.email == user.email)
+        registration = registration or events.registration_of(session, event, user)
+    if registration is not None:
+        people += [Removal.registration_id == registration.id, Removal.email == registration.email]
+    if user is None and registration is None and client_address:
+        people.append(
+            (Removal.client_address == client_address)
+            & Removal.user_id.is_(None)
+            & Removal.registration_id.is_(None)
+        )
+    if not people:
+        return None
+    return session.scalar(
+        select(Removal)
+        .where(Removal.event_id == event.id, Removal.lifted_at.is_(None), or_(*people))
+        .limit(1)
+    )
+
+
+def record_removals(session: Session, event_id: int, removals: Sequence[ReportedRemoval]) -> int:
+    """Keep the removals the event's main server reported, bar their people, and commit.
+
+    Each removed person's credentials for the event are revoked too, so that a
+    restarted main server keeps refusing them. A removal already kept, or of a
+    credential this event never issued, is skipped. Returns how many are new.
+    """
+    new = 0
+    now = now_utc()
+    for reported in removals:
+        exists = session.scalar(
+            select(Removal.id).where(
+                Removal.event_id == event_id, Removal.credential_id == reported.credential_id
+            )
+        )
+        credential = session.get(TicketCredential, reported.credential_id)
+        if credential is not None and credential.event_id != event_id:
+            continue
+        if credential is None and reported.name and not _anonymous_name(reported.name):
+            # Pruned since (the person asked for many tickets): an account's, or a
+            # link guest's, every credential carries the same username.
+            credential = session.scalar(
+                select(TicketCredential)
+                .where(
+                    TicketCredential.event_id == event_id,
+                    TicketCredential.username == reported.name,
+                )
+                .order_by(TicketCredential.created_at.desc())
+                .limit(1)
+            )
+        if exists is not None or credential is None:
+            continue
+        by = session.get(TicketCredential, reported.by_credential_id)
+        if by is not None and by.event_id != event_id:
+            by = None
+        email = None
+        if credential.registration_id is not None:
+            registration = session.get(Registration, credential.registration_id)
+            email = registration.email if registration is not None else None
+        elif credential.user_id is not None:
+            holder = session.get(User, credential.user_id)
+            if holder is not None and holder.email and holder.email_verified:
+                email = holder.email
+        anonymous = credential.user_id is None and credential.registration_id is None
+        session.add(
+            Removal(
+                event_id=event_id,
+                credential_id=credential.id,
+                user_id=credential.user_id,
+                registration_id=credential.registration_id,
+                email=email,
+                client_address=credential.client_address if anonymous else None,
+                name=(reported.name or credential.display_name)[:200],
+                removed_by=(by.display_name if by is not None else reported.by_name)[:200],
+                removed_by_user_id=by.user_id if by is not None else None,
+                removed_at=now,
+            )
+        )
+        mine: ColumnElement[bool] = TicketCredential.id == credential.id
+        if credential.user_id is not None:
+            mine = or_(mine, TicketCredential.user_id == credential.user_id)
+        if credential.registration_id is not None:
+            mine = or_(mine, TicketCredential.registration_id == credential.registration_id)
+        session.execute(
+            update(TicketCredential)
+            .where(
+                TicketCredential.event_id == event_id,
+                TicketCredential.revoked_at.is_(None),
+                mine,
+            )
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        new += 1
+    session.commit()
+    return new
+
+
+def removals(session: Session, event: Event) -> list[Removal]:
+    """The event's removals, newest first (lifted ones too: the organizer sees the history)."""
+    return list(
+        session.scalars(
+            select(Removal)
+            .where(Removal.event_id == event.id)
+            .order_by(Removal.removed_at.desc(), Removal.id.desc())
+        )
+    )
+
+
+def let_back_in(session: Session, event: Event, removal_id: int, by: User) -> Removal:
+    """A moderator lifts a removal: the person may get tickets again (the caller commits)."""
+    removal = session.get(Removal, removal_id)
+    if removal is None or removal.event_id != event.id:
+        raise EventError(404, "removal_not_found", f"no removal {removal_id} in this event")
+    if removal.lifted_at is None:
+        removal.lifted_at, removal.lifted_by = now_utc(), by.username
+        session.flush()
+    return removal

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from townhall.center import accounts, calendar, events, live, mailer
+from townhall.center import accounts, calendar, events, live, mailer, throttle
 from townhall.center.api import DB, MAX_ID, EventId, ItemId, dialin_code, join_ticket
 from townhall.center.auth import (
     CSRF_COOKIE,
@@ -50,6 +50,7 @@ from townhall.center.auth import (
     AuthError,
     Viewer,
     check_csrf,
+    client_address,
     context_of,
     csrf_token,
     identify,
@@ -82,6 +83,7 @@ NOTICES = {
     "token_revoked": "The token is revoked.",
     "user_added": "The user is added.",
     "tree": "The event's server tree is saved.",
+    "let_back_in": "The person may join again.",
 }
 SIGNED_IN_VIA = {
     "sso": "single sign-on at the proxy",
@@ -306,6 +308,16 @@ def login(
     target = safe_next(next)
     if viewer.via == "sso":
         return redirect(target)
+    # Throttled before the password is even checked (center/throttle.py).
+    rules, peer = throttle.ThrottleRules.of(context_of(request).settings), client_address(request)
+    wait = throttle.wait_seconds(session, rules, username, peer, now_utc())
+    if wait:
+        log.warning("throttled password sign-in for %r from %s", username[:128], peer)
+        error = f"Too many failed sign-ins. Try again in {wait} seconds."
+        context = {"next": target, "username": username, "error": error}
+        response = render(request, "login.html", context, status=429)
+        response.headers["retry-after"] = str(wait)
+        return response
     user = accounts.user_by_name(session, username.strip())
     if user is None:
         accounts.hash_password(password)  # as slow as a real check: names are not probed cheaply
@@ -313,10 +325,11 @@ def login(
     else:
         ok = accounts.check_password(user, password)
     if user is None or not ok:
-        peer = request.client.host if request.client else "?"
         log.info("failed password sign-in for %r from %s", username[:128], peer)
+        throttle.record_failure(session, rules, username, peer, now_utc())
         context = {"next": target, "username": username, "error": "Wrong username or password."}
         return render(request, "login.html", context, status=401)
+    throttle.record_success(session, username, peer)
     old = request.cookies.get(SESSION_COOKIE, "")
     if old:
         accounts.close_session(session, old)
@@ -652,6 +665,7 @@ class Guest:
 
     registration: Registration
     dialin_code: str
+    link: str = ""  # the link itself: its Join button posts to /j/<link>/ticket
 
 
 def _event_page(
@@ -684,7 +698,12 @@ def _event_page(
             )
         )
     # Join: only for whoever may, while the event runs or is ahead, with live servers.
-    may_join = guest is None and user is not None and live.may_join(session, event, user, now_utc())
+    now = now_utc()
+    if guest is not None:  # invited by email: the link's own ticket (access_routes)
+        may_join = guest.registration.status == "registered" and event.status != "cancelled"
+        may_join = may_join and now < event.ends_at
+    else:
+        may_join = user is not None and live.may_join(session, event, user, now)
     has_tree = False
     if may_join:
         try:
@@ -697,6 +716,7 @@ def _event_page(
         "zone": zone,
         "event_zone": _zoneinfo(event.timezone).key,
         "may_join": may_join,
+        "join_action": f"/j/{guest.link}/ticket" if guest else f"/events/{event.id}/ticket",
         "has_tree": has_tree,
         "live_state": live_state,
         "live_servers": live_servers,
@@ -713,6 +733,7 @@ def _event_page(
             and registration is None
         ),
         "registrations": events.registrations(session, event) if manager else [],
+        "removals": live.removals(session, event) if manager else [],
         "mail": mail,
         "numbers": context_of(request).settings.center.dialin_numbers,
         # The Manager's in-process contract (docs/manager.md): trees by id, the event by ours.
@@ -924,7 +945,11 @@ def join_link(
             "registration_revoked",
             "this registration was revoked: ask the organizer if you think it should not be",
         )
-    guest = Guest(registration=registration, dialin_code=dialin_code(request, event))
+    if viewer.user is not None and registration.user_id is None:
+        # The mailed link proves the mailbox: the invitation becomes this account's.
+        registration.user_id = viewer.user.id
+        session.commit()
+    guest = Guest(registration=registration, dialin_code=dialin_code(request, event), link=link)
     return _event_page(request, session, event, viewer.user, guest=guest)
 
 

@@ -36,7 +36,11 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(128), unique=True)
-    email: Mapped[str | None] = mapped_column(String(254), index=True)
+    # Lower case, and unique: an address names one account (docs/sso.md, "Email addresses").
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    # Someone vouched for ``email`` (an admin, or the proxy's directory when trusted):
+    # only then do invitations sent to it count as this account's.
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(16), default="member")
     password_hash: Mapped[str | None] = mapped_column(String(255))
@@ -169,25 +173,38 @@ class MailJob(Base):
 
 
 class TicketCredential(Base):
-    """A temporary credential handed out in a join ticket (one row per ticket request).
+    """A temporary credential handed out in a join ticket.
 
     The secret itself is never stored: the live servers get ``secret_sha256``
-    through the Controller (``live.due_events``). ``user_id`` is empty for a
-    guest of a public event.
+    through the Controller (``live.due_events``). A person holds one live
+    credential per event, replaced by each new ticket (``replaced_at``): an
+    account (``user_id``) or a guest by the personal link of ``registration_id``.
+    A guest of a public event who is neither (both empty) gets one per
+    request, counted by ``client_address`` (``live.issue_join_ticket``).
     """
 
     __tablename__ = "center_credentials"
-    __table_args__ = (Index("ix_center_credentials_event_user", "event_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_center_credentials_event_user", "event_id", "user_id"),
+        Index("ix_center_credentials_event_address", "event_id", "client_address"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("center_events.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("center_users.id"))
+    registration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("center_registrations.id", ondelete="CASCADE"), index=True
+    )
+    client_address: Mapped[str | None] = mapped_column(String(64))
     username: Mapped[str] = mapped_column(String(128))
     display_name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(16))  # participant | presenter | moderator
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A newer ticket of the same person replaced it: no longer listed for the live
+    # servers, but kept (a few) so that a revocation or a removal still finds it.
+    replaced_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class EventKey(Base):
@@ -214,3 +231,54 @@ class LiveState(Base):
     state: Mapped[str] = mapped_column(String(16))
     servers: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of ServerState
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+
+
+class Removal(Base):
+    """A moderator removed someone from a live event: that person gets no new ticket for it.
+
+    Reported by the event's main server through the Controller
+    (``live.record_removals``); ``lifted_at`` is set when a moderator lets
+    the person back in. The person is whoever held the credential: an
+    account, a guest's registration (its personal link and email), or for an
+    anonymous guest of a public event the address the ticket was asked from.
+    """
+
+    __tablename__ = "center_removals"
+    __table_args__ = (
+        UniqueConstraint("event_id", "credential_id", name="uq_center_removals_event_credential"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("center_events.id", ondelete="CASCADE"), index=True
+    )
+    credential_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("center_users.id", ondelete="CASCADE"))
+    registration_id: Mapped[int | None] = mapped_column(
+        ForeignKey("center_registrations.id", ondelete="CASCADE")
+    )
+    email: Mapped[str | None] = mapped_column(String(254))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")  # as the room showed it
+    removed_by: Mapped[str] = mapped_column(String(200), default="")  # the moderator, as shown
+    removed_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("center_users.id", ondelete="SET NULL")
+    )
+    removed_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lifted_by: Mapped[str] = mapped_column(String(128), default="")
+
+
+class SignInFailures(Base):
+    """Failed password sign-ins of one key (an account from an address, or an address).
+
+    Kept in the database so that every Center process behind the proxy
+    throttles alike (``throttle``).
+    """
+
+    __tablename__ = "center_sign_in_failures"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime)

@@ -33,6 +33,19 @@ log = logging.getLogger("townhall.controller.agent")
 READ_SIZE: Final = 256 * 1024
 
 
+class RemovedLike(Protocol):
+    """What the agent reads of ``townhall.live.floor.Removed``."""
+
+    @property
+    def credential_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def by_credential_id(self) -> str: ...
+    @property
+    def by_name(self) -> str: ...
+
+
 class EventStatusLike(Protocol):
     """What the agent reads of ``townhall.live.server.EventStatus``."""
 
@@ -46,6 +59,8 @@ class EventStatusLike(Protocol):
     def participants(self) -> int: ...
     @property
     def children(self) -> tuple[str, ...]: ...
+    @property
+    def removed(self) -> Sequence[RemovedLike]: ...
 
 
 class LiveServerLike(Protocol):
@@ -324,6 +339,15 @@ class ControllerAgent:
                 upstream=_upstream(e.upstream),
                 participants=_count(e.participants),
                 children=sorted(e.children)[: link.MAX_CHILDREN],
+                removed=[
+                    link.Removal(
+                        credential_id=r.credential_id,
+                        by_credential_id=r.by_credential_id,
+                        name=r.name[:200],
+                        by_name=r.by_name[:200],
+                    )
+                    for r in list(e.removed)[-link.MAX_REMOVALS :]
+                ],
             )
             for e in list(self._server.status())[: link.MAX_EVENTS]
         ]

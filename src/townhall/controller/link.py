@@ -39,6 +39,7 @@ __all__ = [
     "Ping",
     "Pong",
     "RemoteLinkError",
+    "Removal",
     "Side",
     "Status",
     "Welcome",
@@ -57,6 +58,8 @@ MAX_CREDENTIALS: Final = 500_000
 MAX_CHILDREN: Final = 1000
 MAX_EVENTS: Final = 10_000
 MAX_EVENT_KEYS: Final = 16
+MAX_REMOVALS: Final = 1000
+"""Removals in one event's report: the newest, when a main server holds more."""
 
 _EVENT_ID = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 _NAME = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
@@ -151,14 +154,29 @@ class End(_Message, tag="end", frozen=True):
     event_id: _EVENT_ID
 
 
+class Removal(Struct, frozen=True, forbid_unknown_fields=True):
+    """A moderator's Remove on the main server: the credentials, and the names shown."""
+
+    credential_id: _CREDENTIAL_ID
+    by_credential_id: _CREDENTIAL_ID
+    name: Annotated[str, Meta(max_length=200)] = ""
+    by_name: Annotated[str, Meta(max_length=200)] = ""
+
+
 class EventReport(Struct, frozen=True, forbid_unknown_fields=True):
-    """One event as a live server holds it (``townhall.live.server.EventStatus``)."""
+    """One event as a live server holds it (``townhall.live.server.EventStatus``).
+
+    ``removed`` (the main server only) lists the moderators' Removes, each in
+    every report until the event ends here; the Controller records new ones
+    in the Center, which bars the person from new tickets.
+    """
 
     event_id: _EVENT_ID
     role: _ROLE
     upstream: _UPSTREAM
     participants: Annotated[int, Meta(ge=0, le=10_000_000)]
     children: Annotated[list[_NAME], Meta(max_length=MAX_CHILDREN)] = []
+    removed: Annotated[list[Removal], Meta(max_length=MAX_REMOVALS)] = []
 
 
 class Status(_Message, tag="status", frozen=True):

@@ -31,6 +31,8 @@ __all__ = [
     "LiveState",
     "Planner",
     "RecordLiveState",
+    "RecordRemovals",
+    "RemovedMember",
     "ReportedEvent",
     "SaveAssignments",
     "SendAssignment",
@@ -109,6 +111,16 @@ class EventTree:
 
 
 @dataclass(frozen=True, slots=True)
+class RemovedMember:
+    """A moderator's Remove, as the event's main server reports it."""
+
+    credential_id: str
+    by_credential_id: str
+    name: str = ""
+    by_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ReportedEvent:
     """One event as a live server reports holding it."""
 
@@ -117,6 +129,7 @@ class ReportedEvent:
     upstream: str  # "none" | "connecting" | "handshake" | "syncing" | "up" | "waiting"
     participants: int
     children: tuple[str, ...] = ()
+    removed: tuple[RemovedMember, ...] = ()  # the main server's Removes
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -191,7 +204,17 @@ class RecordLiveState:
     servers: tuple[ServerReport, ...]
 
 
-Command = SendAssignment | SendEnd | SaveAssignments | ForgetEvent | RecordLiveState
+@dataclass(frozen=True, slots=True)
+class RecordRemovals:
+    """Record these Removes in the Center (``center.live.record_removals``): it bars the people."""
+
+    event_id: int
+    removed: tuple[RemovedMember, ...]
+
+
+Command = (
+    SendAssignment | SendEnd | SaveAssignments | ForgetEvent | RecordLiveState | RecordRemovals
+)
 
 
 # -- the core ------------------------------------------------------------------------------
@@ -232,6 +255,7 @@ class _Event:
     was_ready: bool = False
     restored: bool = False  # assigned by a previous process
     recorded: tuple[LiveState, tuple[ServerReport, ...]] | None = None
+    removals: set[str] = field(default_factory=set)  # credential ids sent to the Center
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -357,10 +381,23 @@ class Planner:
         if name not in self._connected:
             return []
         self._reports[name] = {report.event_id: report for report in events}
+        for report in events:
+            self._removals(name, report)
         if self._ticked:
             self._reconcile(name)
         self._update_states()
         return self._take()
+
+    def _removals(self, name: str, report: ReportedEvent) -> None:
+        """Pass on the Removes that the event's main server, and only it, reports anew."""
+        event = self._events.get(report.event_id)
+        assignment = event.assignments.get(name) if event is not None else None
+        if event is None or assignment is None or assignment.role is not ServerRole.MAIN:
+            return
+        new = tuple(r for r in report.removed if r.credential_id not in event.removals)
+        if new:
+            event.removals.update(r.credential_id for r in new)
+            self._out.append(RecordRemovals(event.event_id, new))
 
     def _reconcile(self, name: str) -> None:
         """End, once per link, each event ``name`` reports that is not assigned to it."""

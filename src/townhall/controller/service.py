@@ -45,6 +45,8 @@ from townhall.controller.plan import (
     ForgetEvent,
     Planner,
     RecordLiveState,
+    RecordRemovals,
+    RemovedMember,
     ReportedEvent,
     SaveAssignments,
     SendAssignment,
@@ -373,6 +375,8 @@ class ControllerService:
                             for s in servers
                         ],
                     )
+                case RecordRemovals():
+                    _record_removals(session, command)
             session.commit()
 
     # -- carrying out the Planner's commands, in order -------------------------------------------
@@ -409,7 +413,7 @@ class ControllerService:
         # (they wait behind this in the queue): a restarted Controller would otherwise
         # hand out other secrets and break the children's links. So SaveAssignments
         # is retried until the database takes it; other writes give up after a few.
-        must_land = isinstance(command, SaveAssignments)
+        must_land = isinstance(command, SaveAssignments | RecordRemovals)
         failures = 0
         while True:
             try:
@@ -593,6 +597,35 @@ class ControllerService:
 
 def reports_of(events: Sequence[link.EventReport]) -> list[ReportedEvent]:
     return [
-        ReportedEvent(e.event_id, e.role, e.upstream, e.participants, tuple(e.children))
+        ReportedEvent(
+            e.event_id,
+            e.role,
+            e.upstream,
+            e.participants,
+            tuple(e.children),
+            tuple(
+                RemovedMember(r.credential_id, r.by_credential_id, r.name, r.by_name)
+                for r in e.removed
+            ),
+        )
         for e in events
     ]
+
+
+def _record_removals(session: Session, command: RecordRemovals) -> None:
+    """THE Controller's one call into the Center for removals (issue 10, item 2).
+
+    The main server's Removes go to ``center.live.record_removals``, which bars
+    the people from new tickets. At merge, route this call through the
+    Controller's interface to the Center (``controller/sources.py``).
+    """
+    from townhall.center.live import ReportedRemoval, record_removals
+
+    record_removals(
+        session,
+        command.event_id,
+        [
+            ReportedRemoval(r.credential_id, r.by_credential_id, r.name, r.by_name)
+            for r in command.removed
+        ],
+    )

@@ -47,7 +47,7 @@ from townhall.wire import (
 )
 from townhall.wire.messages import MAX_STREAMS, ROSTER_CHUNK
 
-__all__ = ["Down", "Floor", "Seat", "roster_chunks"]
+__all__ = ["Down", "Floor", "Removed", "Seat", "roster_chunks"]
 
 Down = Message
 _U32: Final = 0xFFFF_FFFF
@@ -67,6 +67,17 @@ class Seat:
     @property
     def moderator(self) -> bool:
         return self.role is TicketRole.MODERATOR
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A moderator's Remove, kept so the server can report it to the Controller (and the
+    Center then bars the person from new tickets: docs/security.md)."""
+
+    credential_id: str
+    name: str
+    by_credential_id: str
+    by_name: str
 
 
 def roster_chunks(members: Iterable[Member], left: Iterable[str] = ()) -> list[RosterUpdate]:
@@ -94,6 +105,7 @@ class Floor:
         self._streams: dict[int, StreamInfo] = {}
         self._next_stream = 1
         self._banned: set[str] = set()
+        self._removed: dict[str, Removed] = {}  # by credential id, in order
 
     # -- what anyone may read ----------------------------------------------------
 
@@ -120,6 +132,11 @@ class Floor:
     @property
     def banned(self) -> frozenset[str]:
         return frozenset(self._banned)
+
+    @property
+    def removed(self) -> tuple[Removed, ...]:
+        """Every Remove of this event here, oldest first."""
+        return tuple(self._removed.values())
 
     def member(self, name: str) -> Member:
         seat = self._seats[name]
@@ -236,6 +253,10 @@ class Floor:
                 if other is None:
                     return self._unknown(name, target)
                 self._banned.add(other.credential_id)
+                self._removed.setdefault(
+                    other.credential_id,
+                    Removed(other.credential_id, target, seat.credential_id, name),
+                )
                 return [
                     Evict(name=target, reason=ByeReason.REMOVED, message=f"removed by {name}"),
                     Banned(credential_ids=(other.credential_id,)),

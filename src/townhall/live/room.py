@@ -60,7 +60,7 @@ from townhall.live.events import (
     UpstreamConnected,
     UpstreamLost,
 )
-from townhall.live.floor import Down, Floor, Seat, roster_chunks
+from townhall.live.floor import Down, Floor, Removed, Seat, roster_chunks
 from townhall.ticket import Role as TicketRole
 from townhall.wire import (
     PROTOCOL_VERSION,
@@ -299,6 +299,11 @@ class EventRoom:
     def outgoing_chat(self) -> int:
         """Chat sent Up (or waiting to be) whose numbered echo has not come Down yet."""
         return len(self._outgoing)
+
+    @property
+    def removed(self) -> tuple[Removed, ...]:
+        """The moderators' Removes (main server only), reported Up to the Controller."""
+        return self._floor.removed if self._floor is not None else ()
 
     @property
     def media_refused(self) -> int:

@@ -38,6 +38,7 @@ from townhall.live.events import (
     RequestWakeup,
     TimerFired,
 )
+from townhall.live.floor import Removed
 from townhall.live.outbox import Outbox
 from townhall.live.room import EventRoom, RoomSettings, Upstream
 from townhall.live.routing import Arrived, Failed, Opening, room_for_link, room_for_participant
@@ -62,6 +63,7 @@ class EventStatus:
     upstream: str  # room.upstream.value: "none" on the main server
     participants: int  # connected here
     children: tuple[str, ...]  # child servers linked and synced here
+    removed: tuple[Removed, ...] = ()  # the moderators' Removes (main server), for the Center
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,7 @@ class _Room:
         self.ended = False
         self.connecting: asyncio.Task[None] | None = None  # the attempt Up in flight
         self.wakeups: set[asyncio.TimerHandle] = set()
-        self.last_status: tuple[Upstream, tuple[str, ...]] = (Upstream.NONE, ())
+        self.last_status: tuple[Upstream, tuple[str, ...], int] = (Upstream.NONE, (), 0)
 
 
 READ_CHUNK = 16 * 1024
@@ -337,6 +339,7 @@ class LiveServer:
                 upstream=room.room.upstream.value,
                 participants=room.room.load().participants,
                 children=room.room.children,
+                removed=room.room.removed,
             )
             for room in self._rooms.values()
         ]
@@ -460,7 +463,7 @@ class LiveServer:
                 except Exception:
                     log.exception("%s: event %d: a pass failed", self.name, room.event_id)
                     continue
-                status = (room.room.upstream, room.room.children)
+                status = (room.room.upstream, room.room.children, len(room.room.removed))
                 if status != room.last_status and not room.ended:
                     room.last_status = status
                     changed = True
