@@ -17,7 +17,9 @@ What it does between the two:
   bytes encoded once for all) into the ``Outbox``; a frame for a connection
   that is already closing is skipped; media is pushed as droppable;
 - a connection whose control or chat overflows its queue is closed as too
-  slow, and the room is told it is lost.
+  slow, and the room is told it is lost;
+- a listener whose VIDEO the ``Outbox`` began dropping until a keyframe makes
+  the room ask the stream's owner for one (``KeyFramesWanted``).
 
 docs/live.md, "Running a room", shows the shell's loop.
 """
@@ -33,6 +35,7 @@ from townhall.live.events import (
     ConnectUpstream,
     ConnId,
     Event,
+    KeyFramesWanted,
     MediaReceived,
     MessageReceived,
     PassEnded,
@@ -185,6 +188,9 @@ class Dispatcher:
         while pending:
             for conn in self._execute(self.room.handle(pending.popleft(), now)):
                 pending.append(ConnectionLost(conn))
+            holds = self.outbox.take_keyframe_holds()
+            if holds:
+                pending.append(KeyFramesWanted(tuple(sorted(holds))))
 
     def _execute(self, commands: list[Command]) -> list[ConnId]:
         """Carry out ``commands``; the connections closed for being too slow."""

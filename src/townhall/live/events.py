@@ -27,6 +27,7 @@ __all__ = [
     "ConnectionLost",
     "Event",
     "EventEnded",
+    "KeyFramesWanted",
     "MediaReceived",
     "MessageReceived",
     "PassEnded",
@@ -144,6 +145,14 @@ class EventEnded:
     """The event is over: everyone is told so and every connection closes."""
 
 
+@dataclass(frozen=True, slots=True)
+class KeyFramesWanted:
+    """This server dropped VIDEO of these streams for some listener, which now waits for
+    each one's next key frame: ask the owners for one (as a viewer's ``RequestKeyFrame``)."""
+
+    stream_ids: tuple[int, ...]
+
+
 Event = (
     AssignmentReceived
     | MessageReceived
@@ -154,6 +163,7 @@ Event = (
     | TimerFired
     | PassEnded
     | EventEnded
+    | KeyFramesWanted
 )
 
 

@@ -48,6 +48,7 @@ from townhall.live.events import (
     ConnId,
     Event,
     EventEnded,
+    KeyFramesWanted,
     MediaReceived,
     MessageReceived,
     PassEnded,
@@ -73,6 +74,7 @@ from townhall.wire import (
     ByeReason,
     ChatMark,
     ChatPosted,
+    Codec,
     EncodedMessage,
     Error,
     ErrorCode,
@@ -90,6 +92,7 @@ from townhall.wire import (
     Pong,
     Refused,
     RemoteProtocolError,
+    RequestKeyFrame,
     Resync,
     Role,
     RosterDone,
@@ -138,6 +141,10 @@ class RoomSettings:
     # list before the Center made it): it is let in, and the next assignment
     # lists it or revokes it. Covers the Controller's pass and clock skew.
     list_lag: float = 30.0
+    # At most one RequestKeyFrame per stream goes on toward its owner in this many
+    # seconds, however many viewers (and servers dropping frames) ask: one key
+    # frame answers them all, and a key frame costs the owner's uplink ten deltas.
+    keyframe_interval: float = 0.3
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", self.server_name):
@@ -251,6 +258,7 @@ class EventRoom:
         self._expect: int | None = None  # the log number of the next ChatPosted from Up
         self._outgoing: deque[ChatPosted] = deque()  # sent Up, not yet echoed Down
         self._media_refused = 0
+        self._keyframe_asked: dict[int, float] = {}  # stream id -> when last passed on
         self._now = 0.0
         self._out: list[Command] = []
 
@@ -335,6 +343,9 @@ class EventRoom:
                 self._flush_roster()
             case EventEnded():
                 self._on_ended()
+            case KeyFramesWanted(stream_ids=stream_ids):
+                for stream_id in stream_ids:
+                    self._want_keyframe(stream_id, from_up=False)
             case _:
                 raise LocalProtocolError(f"not a room event: {event!r}")
         self._out = []
@@ -584,6 +595,10 @@ class EventRoom:
             self._up_chat(posted)
         elif type(message) in FORWARDED_COMMANDS:
             self._up_request(peer.name, message)
+        elif isinstance(message, RequestKeyFrame):
+            if not self._want_keyframe(message.stream_id, from_up=False):
+                message_text = f"no video stream {message.stream_id}"
+                self._send(peer.conn, Error(code=ErrorCode.UNKNOWN_STREAM, message=message_text))
         else:  # wire lets nothing else through; a shell without it might
             self._close(peer.conn, ByeReason.PROTOCOL_ERROR, f"{type(message).__name__}?")
 
@@ -640,6 +655,31 @@ class EventRoom:
     def _relay(self, targets: tuple[ConnId, ...], frame: MediaFrame) -> None:
         if targets:
             self._out.append(SendMediaTo(targets, frame))
+
+    def _want_keyframe(self, stream_id: int, *, from_up: bool) -> bool:
+        """Pass a key frame request on toward the stream's owner; False: no such video stream.
+
+        Down the owner's branch if it is here or below (to the owner itself if
+        it is connected here), else Up. A request that came from Up never goes
+        back Up. At most one per stream per ``keyframe_interval``: the rest are
+        answered by the same key frame.
+        """
+        info = self._streams.get(stream_id)
+        if info is None or info.codec is not Codec.VP8:
+            return False
+        last = self._keyframe_asked.get(stream_id)
+        if last is not None and 0 <= self._now - last < self._settings.keyframe_interval:
+            return True
+        route = self._routes.get(info.owner)
+        if route is not None:
+            target = route.conn
+        elif not from_up and self._up_conn is not None and self._up_state in _LINK_OPEN:
+            target = self._up_conn
+        else:
+            return True  # the owner is out of reach now: its next periodic key frame will do
+        self._keyframe_asked[stream_id] = self._now
+        self._send(target, RequestKeyFrame(stream_id=stream_id))
+        return True
 
     # -- Up: toward the main server ---------------------------------------------------------
 
@@ -708,12 +748,15 @@ class EventRoom:
                 case StateSnapshot():
                     self._mode, self._title = item.mode, item.title
                     self._streams = {info.stream_id: info for info in item.streams}
+                    for stream_id in [s for s in self._keyframe_asked if s not in self._streams]:
+                        del self._keyframe_asked[stream_id]
                     self._send_many(self._everyone_below(), item)
                 case StreamOpened(stream=info):
                     self._streams[info.stream_id] = info
                     self._send_many(self._everyone_below(), item)
                 case StreamClosed(stream_id=stream_id):
                     self._streams.pop(stream_id, None)
+                    self._keyframe_asked.pop(stream_id, None)
                     self._send_many(self._everyone_below(), item)
                 case Evict(name=name):
                     route = self._routes.pop(name, None)
@@ -828,6 +871,8 @@ class EventRoom:
                     self._up_request(name, command)
             case Resync(last_seq=last_seq):
                 self._resync(peer, last_seq)
+            case RequestKeyFrame(stream_id=stream_id):
+                self._want_keyframe(stream_id, from_up=False)
             case _:
                 pass  # RosterUpdate, StreamOpened, StreamClosed Up: not used by this cascade
 
@@ -906,6 +951,8 @@ class EventRoom:
                     self._down_chat(seq, message, encode_message(message))
                 case RosterUpdate() | StateSnapshot() | StreamOpened() | StreamClosed():
                     self._down([message])
+                case RequestKeyFrame(stream_id=stream_id):
+                    self._want_keyframe(stream_id, from_up=True)
                 case Bye(reason=ByeReason.EVENT_ENDED):
                     self._on_ended()  # the event ends down the whole tree
                 case _:
