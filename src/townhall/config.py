@@ -176,6 +176,10 @@ class LiveSettings(_Section):
     # By live server name: the certificate its port presents to clients whose SNI is
     # one of that certificate's DNS names; everyone else gets its identity certificate.
     public_certificates: dict[str, PublicCertificate] = Field(default_factory=dict)
+    # Connections a live server holds at once (the open file limit is raised to fit),
+    # and those from one address still before authentication.
+    max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
+    max_pending_per_address: int = Field(default=64, ge=1, le=100_000)
 
     def origins(self, center: CenterSettings) -> tuple[str, ...]:
         return self.browser_origins or (center.public_url,)

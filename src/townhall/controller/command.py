@@ -304,7 +304,11 @@ def live(
             identity,
             plan,
             report_seconds=settings.controller.report_seconds,
-            server_options={"browser_origins": origins},
+            server_options={
+                "browser_origins": origins,
+                "max_connections": settings.live.max_connections,
+                "max_pending_per_address": settings.live.max_pending_per_address,
+            },
             public_certificate=None
             if public is None
             else (Path(public.cert_file), Path(public.key_file)),
