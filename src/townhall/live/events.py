@@ -16,7 +16,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from townhall.wire import EncodedMessage, MediaFrame, Message
+from townhall.wire import EncodedMessage, Hello, MediaFrame, Message
 
 __all__ = [
     "AssignmentReceived",
@@ -27,6 +27,7 @@ __all__ = [
     "ConnectionLost",
     "Event",
     "EventEnded",
+    "Greeted",
     "KeyFramesWanted",
     "MediaReceived",
     "MessageReceived",
@@ -99,6 +100,16 @@ class MessageReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class Greeted:
+    """A connection whose ``Hello`` the shell already answered with ``Welcome`` (its
+    opening, before it knew the room): the room takes it as if it had, and its ``Auth``
+    follows as a ``MessageReceived``."""
+
+    conn: ConnId
+    hello: Hello
+
+
+@dataclass(frozen=True, slots=True)
 class MediaReceived:
     """A media frame arrived on ``conn``; its bytes are relayed as they are."""
 
@@ -156,6 +167,7 @@ class KeyFramesWanted:
 Event = (
     AssignmentReceived
     | MessageReceived
+    | Greeted
     | MediaReceived
     | ConnectionLost
     | UpstreamConnected

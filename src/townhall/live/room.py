@@ -48,6 +48,7 @@ from townhall.live.events import (
     ConnId,
     Event,
     EventEnded,
+    Greeted,
     KeyFramesWanted,
     MediaReceived,
     MessageReceived,
@@ -260,6 +261,8 @@ class EventRoom:
         self._media_refused = 0
         self._keyframe_asked: dict[int, float] = {}  # stream id -> when last passed on
         self._now = 0.0
+        self._wall = 0.0
+        self._wall_offset = 0.0  # Unix time minus the timers' clock, as last given
         self._out: list[Command] = []
 
     # -- what the shell, the tests and the metrics may read ------------------------------
@@ -318,9 +321,18 @@ class EventRoom:
 
     # -- events in, commands out --------------------------------------------------------
 
-    def handle(self, event: Event, now: float) -> list[Command]:
-        """Apply one event at time ``now`` (Unix seconds); the commands to carry out, in order."""
+    def handle(self, event: Event, now: float, wall: float | None = None) -> list[Command]:
+        """Apply one event at time ``now``; the commands to carry out, in order.
+
+        ``now`` is the clock of timers (monotonic in the asyncio shell: wakeups,
+        rates, backoff); ``wall`` the Unix time at that moment, what tickets and
+        joins are dated by. Without ``wall`` the last difference given holds
+        (none given: the two clocks are one, as in the tests' router).
+        """
         self._now = now
+        if wall is not None:
+            self._wall_offset = wall - now
+        self._wall = now + self._wall_offset
         out: list[Command] = []
         self._out = out
         match event:
@@ -328,6 +340,9 @@ class EventRoom:
                 self._on_media(conn, frame)
             case MessageReceived(conn=conn, message=message):
                 self._on_message(conn, message)
+            case Greeted(conn=conn, hello=hello):
+                if conn not in self._peers:
+                    self._peers[conn] = _Peer(conn, hello.role)
             case ConnectionLost(conn=conn):
                 self._on_lost(conn)
             case AssignmentReceived():
@@ -493,7 +508,7 @@ class EventRoom:
             event_keys=assignment.event_keys,
             credentials=assignment.credentials,
             revoked=assignment.revoked,
-            now=self._now,
+            now=self._wall,
             leeway=settings.ticket_leeway,
             listed_before=self._listed_before,
         )
@@ -528,7 +543,7 @@ class EventRoom:
             credential_id=checked.credential_id,
             role=checked.role.value,
             server=settings.server_name,
-            joined_at=self._now,
+            joined_at=self._wall,
         )
         self._join(joined, peer.conn, local=True)
 
@@ -1000,7 +1015,7 @@ class EventRoom:
         if old is not None and (old.event_id, old.role) != (assignment.event_id, assignment.role):
             raise LocalProtocolError("a room holds one event in one role: make another room")
         self._assignment = assignment
-        self._listed_before = self._now - self._settings.list_lag
+        self._listed_before = self._wall - self._settings.list_lag
         if old is None:
             self._event_id = str(assignment.event_id)
             self._title = _NOT_TITLE.sub(" ", assignment.title)[:256]

@@ -226,7 +226,7 @@ class _Conn(asyncio.BufferedProtocol):
         room = self.room
         if room is not None:
             try:
-                room.dispatcher.receive(self, data, time.time())
+                room.dispatcher.receive(self, data, self._server.now(), time.time())
             except Exception:
                 self._server._broken(self, "reading")
                 return
@@ -380,7 +380,7 @@ class LiveServer:
             room = self._new_room(assignment.event_id, center_public_key)
             self._rooms[assignment.event_id] = room
         room.assignment = assignment
-        room.dispatcher.handle(assignment, time.time())
+        room.dispatcher.handle(assignment, self.now(), time.time())
         self._wake(room)
         self._status_changed()
 
@@ -389,7 +389,7 @@ class LiveServer:
         room = self._rooms.get(event_id)
         if room is None:
             return
-        room.dispatcher.handle(EventEnded(), time.time())
+        room.dispatcher.handle(EventEnded(), self.now(), time.time())
         self._retire(room, drop=False)
         self._status_changed()
 
@@ -491,7 +491,7 @@ class LiveServer:
             room.connecting = None
         if drop:
             for conn in [c for c in self._conns if c.room is room]:
-                room.dispatcher.lost(conn, time.time())
+                room.dispatcher.lost(conn, self.now())
                 self._abort(conn)
             room.dispatcher.take_actions()
             return
@@ -515,7 +515,7 @@ class LiveServer:
             rooms, self._dirty = self._dirty, set()
             for room in rooms:
                 try:
-                    room.dispatcher.end_pass(time.time())
+                    room.dispatcher.end_pass(self.now(), time.time())
                     self._carry_out(room)
                     dispatcher = room.dispatcher
                     for conn in cast("list[_Conn]", dispatcher.ready()):
@@ -541,7 +541,7 @@ class LiveServer:
                     self._write(conn, dispatcher.drain(conn))
                     self._close(conn)
                     self._count_gone(room, conn)
-                    dispatcher.lost(conn, time.time())
+                    dispatcher.lost(conn, self.now())
                     # the room may hold a roster change for it until the next pass
                     self._wake(room)
                 elif isinstance(action, RequestWakeup):
@@ -559,10 +559,10 @@ class LiveServer:
 
     # -- time ---------------------------------------------------------------------------------
 
-    def _loop_time(self, at: float) -> float:
-        """Unix time ``at`` (the core's clock) as a time of the event loop's clock."""
-        assert self._loop is not None
-        return self._loop.time() + (at - time.time())
+    def now(self) -> float:
+        """The cores' clock for timers: the event loop's (monotonic), never the wall
+        clock, which jumps when it is set; Unix time goes along for tickets and joins."""
+        return self._loop.time() if self._loop is not None else time.monotonic()
 
     def _schedule_wakeup(self, room: _Room, at: float) -> None:
         if room.ended or self._loop is None:
@@ -573,10 +573,10 @@ class LiveServer:
             if handle is not None:
                 room.wakeups.discard(handle)
             if not room.ended:
-                room.dispatcher.handle(TimerFired(), time.time())
+                room.dispatcher.handle(TimerFired(), self.now(), time.time())
                 self._wake(room)
 
-        handle = self._loop.call_at(self._loop_time(at) + _TIMER_SLACK, fire)
+        handle = self._loop.call_at(at + _TIMER_SLACK, fire)
         room.wakeups.add(handle)
 
     def _arm(self, conn: _Conn) -> None:
@@ -591,7 +591,7 @@ class LiveServer:
         at = room.dispatcher.timer(conn)
         if at is None:
             return
-        delay = max(0.0, at - time.time()) + _TIMER_SLACK
+        delay = max(0.0, at - self.now()) + _TIMER_SLACK
         conn.timer = self._loop.call_later(delay, self._conn_timer, conn)
 
     def _conn_timer(self, conn: _Conn) -> None:
@@ -599,7 +599,7 @@ class LiveServer:
         room = conn.room
         if room is None or conn.lost:
             return
-        room.dispatcher.handle_timer(conn, time.time())
+        room.dispatcher.handle_timer(conn, self.now())
         self._wake(room)
         self._arm(conn)
 
@@ -617,7 +617,7 @@ class LiveServer:
             return
         if not self._admit(conn):
             return
-        conn.opened_at = time.time()
+        conn.opened_at = self.now()
         conn.timer = self._loop.call_later(
             self._wire.handshake_timeout, self._opening_timeout, conn
         )
@@ -727,7 +727,7 @@ class LiveServer:
     def _opening_data(self, conn: _Conn, data: bytes) -> None:
         opening = conn.opening
         assert opening is not None
-        result = opening.receive(data, time.time(), self._pong_load())
+        result = opening.receive(data, self.now(), self._pong_load())
         self._write(conn, result.out)
         if isinstance(result, Failed):
             log.debug("live server %s: closed before Auth: %s", self.name, result.reason)
@@ -769,12 +769,11 @@ class LiveServer:
         conn.opening = None
         conn.room = target
         dispatcher = target.dispatcher
-        dispatcher.accept(conn, conn.opened_at)
-        now = time.time()
+        now, wall = self.now(), time.time()
         try:
-            dispatcher.receive(conn, arrived.hello_frame, now)
-            dispatcher.drain(conn)  # the room's Welcome: the Opening has sent these bytes
-            dispatcher.receive(conn, arrived.rest, now)
+            dispatcher.adopt(conn, arrived.connection, arrived.hello, arrived.auth, now, wall)
+            if arrived.rest:
+                dispatcher.receive(conn, arrived.rest, now, wall)
         except Exception:
             self._broken(conn, "routing")
             return
@@ -817,7 +816,7 @@ class LiveServer:
             if room.connecting is asyncio.current_task():
                 room.connecting = None
                 if not room.ended:
-                    room.dispatcher.upstream_failed(time.time())
+                    room.dispatcher.upstream_failed(self.now())
                     self._wake(room)
             return
         if room.connecting is asyncio.current_task():
@@ -825,11 +824,11 @@ class LiveServer:
         if room.ended or conn.lost:
             self._abort(conn)
             if not room.ended:
-                room.dispatcher.upstream_failed(time.time())
+                room.dispatcher.upstream_failed(self.now())
                 self._wake(room)
             return
         conn.room = room
-        room.dispatcher.upstream_connected(conn, time.time())
+        room.dispatcher.upstream_connected(conn, self.now())
         self._arm(conn)
         self._wake(room)
 
@@ -894,7 +893,7 @@ class LiveServer:
             self._abort(conn)
         room = conn.room
         if room is not None:
-            room.dispatcher.lost(conn, time.time())
+            room.dispatcher.lost(conn, self.now())
             self._wake(room)
 
     def _count_gone(self, room: _Room, conn: _Conn) -> None:
@@ -916,7 +915,7 @@ class LiveServer:
         room = conn.room
         if room is not None:
             self._count_gone(room, conn)
-            room.dispatcher.lost(conn, time.time())
+            room.dispatcher.lost(conn, self.now())
             self._wake(room)
         if self._all_lost is not None and not self._conns and not self._all_lost.done():
             self._all_lost.set_result(None)
