@@ -217,6 +217,7 @@ class _Conn(asyncio.BufferedProtocol):
         if received.frames:
             self._deliver(received.frames)
         if received.finished and not self.closing:
+            log.debug("live server %s: WebSocket door shut: %s", self._server.name, door.refusal)
             if door.upgraded:
                 self._deliver(b"")  # the core ends the connection as at EOF
             else:
