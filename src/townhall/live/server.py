@@ -288,7 +288,7 @@ class LiveServer:
         wire_settings: Settings | None = None,
         browser_origins: Iterable[str] = (),
         max_connections: int = 10_000,
-        max_pending_per_address: int = 64,
+        max_pending_per_address: int = 256,
     ) -> None:
         """``room_defaults``: more ``RoomSettings`` fields for every room (tests shrink
         bounds and the backoff); ``outbox_limits``: ``Outbox`` keyword arguments;
