@@ -165,6 +165,42 @@ class ControllerSettings(_Section):
         return value
 
 
+class PublicCertificate(_Section):
+    """A live server's certificate for its public name (the one browsers reach it at)."""
+
+    cert_file: str
+    key_file: str
+
+
+class LiveSettings(_Section):
+    """What live servers started from these settings share: who may open their
+    browsers' WebSocket (docs/protocol.md, "WebSocket"), and each one's certificate for
+    its public name (docs/install.md, "Certificates browsers accept")."""
+
+    # Page origins (or URLs) whose pages may open the WebSocket of the live port;
+    # empty: the Center's public URL alone.
+    browser_origins: tuple[str, ...] = ()
+
+    @field_validator("browser_origins")
+    @classmethod
+    def _origins_are_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not origin.startswith(("https://", "http://")):
+                raise ValueError(f"a browser origin starts with https:// or http://: {origin!r}")
+        return value
+
+    # By live server name: the certificate its port presents to clients whose SNI is
+    # one of that certificate's DNS names; everyone else gets its identity certificate.
+    public_certificates: dict[str, PublicCertificate] = Field(default_factory=dict)
+    # Connections a live server holds at once (the open file limit is raised to fit),
+    # and those from one address still before authentication.
+    max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
+    max_pending_per_address: int = Field(default=256, ge=1, le=100_000)
+
+    def origins(self, center: CenterSettings) -> tuple[str, ...]:
+        return self.browser_origins or (center.public_url,)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TOWNHALL_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -174,6 +210,7 @@ class Settings(BaseSettings):
     center: CenterSettings = Field(default_factory=CenterSettings)
     manager: ManagerSettings = Field(default_factory=ManagerSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     @property
     def ca_dir(self) -> Path:

@@ -37,6 +37,7 @@ from townhall.wire import (
     SetSpeakingMode,
     Side,
     SpeakingMode,
+    State,
     TakeFloor,
     Welcome,
 )
@@ -87,7 +88,7 @@ async def test_a_participant_probes_the_load_joins_and_chats(pki: Pki, issuer: C
         await ana.wait_for(lambda: "bo" not in ana.roster, "bo leaving the roster")
 
 
-@pytest.mark.parametrize("alpn", [["http/1.1"], []])
+@pytest.mark.parametrize("alpn", [["h2"], []])
 async def test_a_connection_without_alpn_townhall_is_refused(
     pki: Pki, issuer: Center, alpn: list[str]
 ) -> None:
@@ -96,6 +97,15 @@ async def test_a_connection_without_alpn_townhall_is_refused(
         stranger = await connect(main.port, pki.client_ssl(alpn), "stranger", sealed(issuer, "bo"))
         await stranger.closed_by_server()
         assert stranger.raw == b"" and stranger.welcome is None
+
+
+async def test_wire_frames_on_the_http_door_get_an_http_error(pki: Pki, issuer: Center) -> None:
+    async with running(pki, "main") as main:
+        assign_main(main, issuer)
+        context = pki.client_ssl(["http/1.1"])
+        stranger = await connect(main.port, context, "stranger", sealed(issuer, "bo"))
+        await stranger.closed_by_server()
+        assert bytes(stranger.raw).startswith(b"HTTP/1.1 400 ") and stranger.welcome is None
 
 
 async def test_a_main_and_a_child_relay_chat_and_media_both_ways(pki: Pki, issuer: Center) -> None:
@@ -345,7 +355,7 @@ async def test_a_child_in_two_events_links_once_per_event_to_the_right_room(
         assert ana.chats == []
 
 
-def test_the_opening_answers_until_auth_and_keeps_the_frames_to_replay() -> None:
+def test_the_opening_answers_until_auth_and_hands_over_its_connection() -> None:
     client = Connection(Side.CLIENT, now=0.0)
     opening = Opening(server_name="main", now=0.0)
     hello = client.send(Hello(role=Role.PARTICIPANT, version=1, client="t/1"))
@@ -362,8 +372,11 @@ def test_the_opening_answers_until_auth_and_keeps_the_frames_to_replay() -> None
     assert isinstance(step, Arrived)
     client.receive_data(step.out, 0.0)
     assert client.next_event() == Pong(nonce=1, load=Load(participants=3, capacity=9))
-    assert step.hello_frame == hello and step.rest == auth + after
+    assert step.rest == after  # not read: the room's, with the connection
     assert step.ticket == b"ticket" and step.hello.role is Role.PARTICIPANT
+    assert step.connection.state is State.AWAIT_AUTH_RESULT
+    step.connection.receive_data(step.rest, 0.0)
+    assert step.connection.next_event() == Ping(nonce=2)
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from townhall.wire import (
     RaiseHand,
     RemoteProtocolError,
     Remove,
+    RequestKeyFrame,
     Role,
     RosterUpdate,
     SendChat,
@@ -78,6 +79,7 @@ SAMPLES: list[Message] = [
     CloseStream(stream_id=9),
     StreamOpened(stream=StreamInfo(stream_id=9, owner="alice", codec=Codec.OPUS)),
     StreamClosed(stream_id=9),
+    RequestKeyFrame(stream_id=2**32 - 1),
     StateSnapshot(
         event="ev-1",
         title="Quarterly review — Q3",

@@ -22,7 +22,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final, cast
 
@@ -39,10 +39,12 @@ from townhall.live.events import (
     TimerFired,
 )
 from townhall.live.floor import Removed
+from townhall.live.limits import FILE_RESERVE, QuietLog, quiet_accept_errors, raise_file_limit
 from townhall.live.outbox import Outbox
 from townhall.live.room import EventRoom, RoomSettings, Upstream
 from townhall.live.routing import Arrived, Failed, Opening, room_for_link, room_for_participant
-from townhall.live.tls import TLSSession
+from townhall.live.tls import HTTP_ALPN, TLSSession
+from townhall.live.websocket import CloseCode, WebSocketDoor, origin_of
 from townhall.wire import AuthFailure, Load, Role, Settings
 
 __all__ = ["CONNECT_TIMEOUT", "EventStatus", "LiveServer", "ServerCounters", "split_address"]
@@ -133,6 +135,7 @@ class _Conn(asyncio.BufferedProtocol):
         "_server",
         "abort_handle",
         "closing",
+        "door",
         "lost",
         "opened_at",
         "opening",
@@ -153,6 +156,7 @@ class _Conn(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.room: _Room | None = None
         self.opening: Opening | None = None
+        self.door: WebSocketDoor | None = None  # HTTP/1.1: a browser's WebSocket
         self.opened_at = 0.0
         self.paused = False
         self.closing = False
@@ -202,10 +206,30 @@ class _Conn(asyncio.BufferedProtocol):
             self._plaintext(b"")
 
     def _plaintext(self, data: bytes) -> None:
+        """Decrypted bytes (``b""``: EOF): through the WebSocket door if any, to the core."""
+        door = self.door
+        if door is None:
+            self._deliver(data)
+            return
+        received = door.receive(data)
+        if received.out:
+            self.send_plain(received.out)
+        if received.upgraded:
+            self._server._upgraded(self)
+        if received.frames:
+            self._deliver(received.frames)
+        if received.finished and not self.closing:
+            log.debug("live server %s: WebSocket door shut: %s", self._server.name, door.refusal)
+            if door.upgraded:
+                self._deliver(b"")  # the core ends the connection as at EOF
+            else:
+                self._server._close(self, linger=True)
+
+    def _deliver(self, data: bytes) -> None:
         room = self.room
         if room is not None:
             try:
-                room.dispatcher.receive(self, data, time.time())
+                room.dispatcher.receive(self, data, self._server.now(), time.time())
             except Exception:
                 self._server._broken(self, "reading")
                 return
@@ -214,6 +238,14 @@ class _Conn(asyncio.BufferedProtocol):
             self._server._opening_data(self, data)
 
     def send(self, data: bytes) -> None:
+        """Write wire bytes: encrypted, and over a WebSocket one message per frame."""
+        if self.door is not None:
+            data = self.door.send(data)
+            if not data:
+                return
+        self.send_plain(data)
+
+    def send_plain(self, data: bytes) -> None:
         """Encrypt and write (the transport takes what the socket does not)."""
         transport = self.transport
         assert transport is not None
@@ -256,21 +288,33 @@ class LiveServer:
         on_status_change: Callable[[], None] | None = None,
         outbox_limits: Mapping[str, int] | None = None,
         wire_settings: Settings | None = None,
+        browser_origins: Iterable[str] = (),
+        max_connections: int = 10_000,
+        max_pending_per_address: int = 256,
     ) -> None:
         """``room_defaults``: more ``RoomSettings`` fields for every room (tests shrink
         bounds and the backoff); ``outbox_limits``: ``Outbox`` keyword arguments;
         ``wire_settings``: each connection's timers (its ``handshake_timeout`` also
-        bounds the wait for Auth before a room is picked)."""
+        bounds the wait for Auth before a room is picked); ``browser_origins``: the
+        Center's public URLs (or origins) whose pages may open the WebSocket;
+        ``max_connections``: all connections at once (participants, links, those
+        still in their handshake), ``max_pending_per_address``: connections from one
+        address not yet authenticated (docs/live.md, "Connection floods")."""
         unknown = set(room_defaults or {}) - {f.name for f in fields(RoomSettings)}
         if unknown or {"server_name", "center_public_key"} & set(room_defaults or {}):
             raise TypeError(f"not room defaults: {sorted(unknown) or 'name or key'}")
         Outbox(**(outbox_limits or {}))  # fail now, not at the first assignment
         if not 0 <= capacity < 2**32:
             raise ValueError("capacity: 0 (no limit) to 2**32 - 1 participants")
+        if max_connections < 1 or max_pending_per_address < 1:
+            raise ValueError("max_connections and max_pending_per_address: at least 1")
+        self.max_connections = max_connections
+        self.max_pending_per_address = max_pending_per_address
         self.name = name
         self.host = host
         self.port = port
         self.capacity = capacity
+        self.browser_origins = frozenset(origin_of(url) for url in browser_origins)
         self._server_ssl = server_ssl
         self._upstream_ssl = upstream_ssl
         self._room_defaults = dict(room_defaults or {})
@@ -286,14 +330,35 @@ class LiveServer:
         self._flush_scheduled = False
         self._closing = False
         self._all_lost: asyncio.Future[None] | None = None
+        # accepted, not yet handed to a room: oldest first, and by peer address
+        self._pending: dict[_Conn, str] = {}
+        self._pending_by_address: dict[str, dict[_Conn, None]] = {}
+        self._flood_log: QuietLog | None = None
         self._gone = [0, 0, 0]  # queued, dropped frames and bytes of closed connections
         self._refused_gone = 0  # media refused by rooms since ended
 
     # -- the Controller link's calls ------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen; ``self.port`` is then the port bound (give 0 for any)."""
+        """Listen; ``self.port`` is then the port bound (give 0 for any).
+
+        The process's open file limit is raised to what ``max_connections``
+        needs, or ``max_connections`` lowered to what the hard limit allows.
+        """
         self._loop = asyncio.get_running_loop()
+        quiet_accept_errors(self._loop)
+        self._flood_log = QuietLog(10.0, self._loop.time)
+        files = raise_file_limit(self.max_connections + FILE_RESERVE)
+        if files - FILE_RESERVE < self.max_connections:
+            allowed = max(16, files - FILE_RESERVE)
+            log.warning(
+                "live server %s: %d open files allowed: at most %d connections, not %d",
+                self.name,
+                files,
+                allowed,
+                self.max_connections,
+            )
+            self.max_connections = allowed
         self._server = await self._loop.create_server(
             lambda: _Conn(self, TLSSession(self._server_ssl, server_side=True)),
             self.host,
@@ -318,7 +383,7 @@ class LiveServer:
             room = self._new_room(assignment.event_id, center_public_key)
             self._rooms[assignment.event_id] = room
         room.assignment = assignment
-        room.dispatcher.handle(assignment, time.time())
+        room.dispatcher.handle(assignment, self.now(), time.time())
         self._wake(room)
         self._status_changed()
 
@@ -327,7 +392,7 @@ class LiveServer:
         room = self._rooms.get(event_id)
         if room is None:
             return
-        room.dispatcher.handle(EventEnded(), time.time())
+        room.dispatcher.handle(EventEnded(), self.now(), time.time())
         self._retire(room, drop=False)
         self._status_changed()
 
@@ -430,7 +495,7 @@ class LiveServer:
             room.connecting = None
         if drop:
             for conn in [c for c in self._conns if c.room is room]:
-                room.dispatcher.lost(conn, time.time())
+                room.dispatcher.lost(conn, self.now())
                 self._abort(conn)
             room.dispatcher.take_actions()
             return
@@ -454,7 +519,7 @@ class LiveServer:
             rooms, self._dirty = self._dirty, set()
             for room in rooms:
                 try:
-                    room.dispatcher.end_pass(time.time())
+                    room.dispatcher.end_pass(self.now(), time.time())
                     self._carry_out(room)
                     dispatcher = room.dispatcher
                     for conn in cast("list[_Conn]", dispatcher.ready()):
@@ -480,7 +545,7 @@ class LiveServer:
                     self._write(conn, dispatcher.drain(conn))
                     self._close(conn)
                     self._count_gone(room, conn)
-                    dispatcher.lost(conn, time.time())
+                    dispatcher.lost(conn, self.now())
                     # the room may hold a roster change for it until the next pass
                     self._wake(room)
                 elif isinstance(action, RequestWakeup):
@@ -498,10 +563,10 @@ class LiveServer:
 
     # -- time ---------------------------------------------------------------------------------
 
-    def _loop_time(self, at: float) -> float:
-        """Unix time ``at`` (the core's clock) as a time of the event loop's clock."""
-        assert self._loop is not None
-        return self._loop.time() + (at - time.time())
+    def now(self) -> float:
+        """The cores' clock for timers: the event loop's (monotonic), never the wall
+        clock, which jumps when it is set; Unix time goes along for tickets and joins."""
+        return self._loop.time() if self._loop is not None else time.monotonic()
 
     def _schedule_wakeup(self, room: _Room, at: float) -> None:
         if room.ended or self._loop is None:
@@ -512,10 +577,10 @@ class LiveServer:
             if handle is not None:
                 room.wakeups.discard(handle)
             if not room.ended:
-                room.dispatcher.handle(TimerFired(), time.time())
+                room.dispatcher.handle(TimerFired(), self.now(), time.time())
                 self._wake(room)
 
-        handle = self._loop.call_at(self._loop_time(at) + _TIMER_SLACK, fire)
+        handle = self._loop.call_at(at + _TIMER_SLACK, fire)
         room.wakeups.add(handle)
 
     def _arm(self, conn: _Conn) -> None:
@@ -530,7 +595,7 @@ class LiveServer:
         at = room.dispatcher.timer(conn)
         if at is None:
             return
-        delay = max(0.0, at - time.time()) + _TIMER_SLACK
+        delay = max(0.0, at - self.now()) + _TIMER_SLACK
         conn.timer = self._loop.call_later(delay, self._conn_timer, conn)
 
     def _conn_timer(self, conn: _Conn) -> None:
@@ -538,7 +603,7 @@ class LiveServer:
         room = conn.room
         if room is None or conn.lost:
             return
-        room.dispatcher.handle_timer(conn, time.time())
+        room.dispatcher.handle_timer(conn, self.now())
         self._wake(room)
         self._arm(conn)
 
@@ -554,10 +619,74 @@ class LiveServer:
         if self._closing:
             self._close(conn)
             return
-        conn.opened_at = time.time()
+        if not self._admit(conn):
+            return
+        conn.opened_at = self.now()
         conn.timer = self._loop.call_later(
             self._wire.handshake_timeout, self._opening_timeout, conn
         )
+
+    def _admit(self, conn: _Conn) -> bool:
+        """Bound the connections: all of them, and the unauthenticated ones per address.
+
+        Over a bound, the oldest unauthenticated connection (of that address,
+        or of all) is cut to make room: a flood of idle connections then only
+        ever pushes out its own, while participants already in and server
+        links stay. With nothing to cut, the newcomer is refused.
+        """
+        assert conn.transport is not None
+        peer = conn.transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        same = self._pending_by_address.setdefault(address, {})
+        cut = 0
+        while len(same) >= self.max_pending_per_address:
+            self._evict(next(iter(same)))
+            cut += 1
+        while len(self._conns) > self.max_connections and self._pending:
+            self._evict(next(iter(self._pending)))
+            cut += 1
+        if len(self._conns) > self.max_connections:
+            self._evict(conn)
+            cut += 1
+            self._note_flood(cut, address)
+            return False
+        self._pending[conn] = address
+        self._pending_by_address.setdefault(address, {})[conn] = None
+        if cut:
+            self._note_flood(cut, address)
+        return True
+
+    def _note_flood(self, cut: int, address: str) -> None:
+        def emit(held: int) -> None:
+            log.warning(
+                "live server %s: connection bound reached (%d connections, %d from %s "
+                "unauthenticated): cut %d unauthenticated (%d such notes held back)",
+                self.name,
+                len(self._conns),
+                len(self._pending_by_address.get(address, ())),
+                address,
+                cut,
+                held,
+            )
+
+        if self._flood_log is not None:
+            self._flood_log(emit)
+
+    def _settle(self, conn: _Conn) -> None:
+        """``conn`` is no longer unauthenticated (handed to a room) or no longer here."""
+        address = self._pending.pop(conn, None)
+        if address is None:
+            return
+        same = self._pending_by_address.get(address)
+        if same is not None:
+            same.pop(conn, None)
+            if not same:
+                del self._pending_by_address[address]
+
+    def _evict(self, conn: _Conn) -> None:
+        self._settle(conn)
+        self._conns.discard(conn)  # its descriptor is freed as the abort completes
+        self._abort(conn)
 
     def _secure(self, conn: _Conn) -> None:
         """The TLS handshake is done: ALPN must be ours; then the Opening, or the link Up."""
@@ -568,9 +697,19 @@ class LiveServer:
                 else:
                     conn.secured.set_exception(ConnectionError("the parent refused ALPN"))
             return
+        alpn = conn.tls.alpn()
+        if alpn == HTTP_ALPN:
+            conn.door = WebSocketDoor(self.browser_origins)
+            return
         if not conn.tls.alpn_ok():
             log.info("live server %s: a connection without ALPN townhall/1 refused", self.name)
             self._close(conn)
+            return
+        conn.opening = Opening(server_name=self.name, now=conn.opened_at, settings=self._wire)
+
+    def _upgraded(self, conn: _Conn) -> None:
+        """A browser's WebSocket is open: its frames play the handshake as on the native port."""
+        if conn.closing or conn.room is not None:
             return
         conn.opening = Opening(server_name=self.name, now=conn.opened_at, settings=self._wire)
 
@@ -592,7 +731,7 @@ class LiveServer:
     def _opening_data(self, conn: _Conn, data: bytes) -> None:
         opening = conn.opening
         assert opening is not None
-        result = opening.receive(data, time.time(), self._pong_load())
+        result = opening.receive(data, self.now(), self._pong_load())
         self._write(conn, result.out)
         if isinstance(result, Failed):
             log.debug("live server %s: closed before Auth: %s", self.name, result.reason)
@@ -621,6 +760,8 @@ class LiveServer:
             target = room_for_link(arrived.ticket, children)
         else:
             target = Refusal(AuthFailure.NOT_ALLOWED, "a live server takes no controller link")
+        if conn.door is not None and role is not Role.PARTICIPANT:
+            target = Refusal(AuthFailure.NOT_ALLOWED, "only participants connect by WebSocket")
         if isinstance(target, Refusal):
             self._write(conn, opening.refuse(target))
             self._close(conn)
@@ -628,15 +769,15 @@ class LiveServer:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
+        self._settle(conn)
         conn.opening = None
         conn.room = target
         dispatcher = target.dispatcher
-        dispatcher.accept(conn, conn.opened_at)
-        now = time.time()
+        now, wall = self.now(), time.time()
         try:
-            dispatcher.receive(conn, arrived.hello_frame, now)
-            dispatcher.drain(conn)  # the room's Welcome: the Opening has sent these bytes
-            dispatcher.receive(conn, arrived.rest, now)
+            dispatcher.adopt(conn, arrived.connection, arrived.hello, arrived.auth, now, wall)
+            if arrived.rest:
+                dispatcher.receive(conn, arrived.rest, now, wall)
         except Exception:
             self._broken(conn, "routing")
             return
@@ -679,7 +820,7 @@ class LiveServer:
             if room.connecting is asyncio.current_task():
                 room.connecting = None
                 if not room.ended:
-                    room.dispatcher.upstream_failed(time.time())
+                    room.dispatcher.upstream_failed(self.now())
                     self._wake(room)
             return
         if room.connecting is asyncio.current_task():
@@ -687,11 +828,11 @@ class LiveServer:
         if room.ended or conn.lost:
             self._abort(conn)
             if not room.ended:
-                room.dispatcher.upstream_failed(time.time())
+                room.dispatcher.upstream_failed(self.now())
                 self._wake(room)
             return
         conn.room = room
-        room.dispatcher.upstream_connected(conn, time.time())
+        room.dispatcher.upstream_connected(conn, self.now())
         self._arm(conn)
         self._wake(room)
 
@@ -713,8 +854,15 @@ class LiveServer:
         if data and conn.transport is not None and not conn.transport.is_closing():
             conn.transport.write(data)
 
-    def _close(self, conn: _Conn, *, notify: bool = True) -> None:
-        """Close TLS and the transport after what it holds is sent; abort if that is slow."""
+    def _close(
+        self, conn: _Conn, *, notify: bool = True, code: int | None = None, linger: bool = False
+    ) -> None:
+        """Close TLS and the transport after what it holds is sent; abort if that is slow.
+
+        A WebSocket gets its close frame first: ``code``, or the one the wire's last
+        farewell (AuthFailed, Bye) calls for. With ``linger`` (an HTTP answer) only our
+        side is shut: closing a socket with unread input resets it, and the reset can
+        destroy the answer before the client reads it, so the client closes first."""
         if conn.closing or conn.transport is None:
             return
         conn.closing = True
@@ -723,8 +871,15 @@ class LiveServer:
             conn.timer = None
         if not conn.transport.is_closing():
             if notify:
+                if conn.door is not None:
+                    farewell = conn.door.close(code)
+                    if farewell:
+                        conn.send_plain(farewell)
                 conn.transport.write(conn.tls.close_notify())
-            conn.transport.close()
+            if linger and conn.transport.can_write_eof():
+                conn.transport.write_eof()
+            else:
+                conn.transport.close()
         if not conn.lost and self._loop is not None:
             conn.abort_handle = self._loop.call_later(CLOSE_GRACE, conn.transport.abort)
 
@@ -736,10 +891,13 @@ class LiveServer:
     def _broken(self, conn: _Conn, doing: str) -> None:
         """The core raised on this connection's bytes: a bug, but only this connection pays."""
         log.exception("live server %s: closing a connection after an error %s", self.name, doing)
-        self._abort(conn)
+        if conn.door is not None:
+            self._close(conn, code=CloseCode.INTERNAL_ERROR)
+        else:
+            self._abort(conn)
         room = conn.room
         if room is not None:
-            room.dispatcher.lost(conn, time.time())
+            room.dispatcher.lost(conn, self.now())
             self._wake(room)
 
     def _count_gone(self, room: _Room, conn: _Conn) -> None:
@@ -757,10 +915,11 @@ class LiveServer:
         conn.timer = conn.abort_handle = None
         conn.opening = None
         self._conns.discard(conn)
+        self._settle(conn)
         room = conn.room
         if room is not None:
             self._count_gone(room, conn)
-            room.dispatcher.lost(conn, time.time())
+            room.dispatcher.lost(conn, self.now())
             self._wake(room)
         if self._all_lost is not None and not self._conns and not self._all_lost.done():
             self._all_lost.set_result(None)

@@ -1,11 +1,13 @@
 """TLS for the live protocol: contexts (TLS 1.2 or newer, ALPN ``townhall/1``), a lean session.
 
-A live server's listening port takes ``server_ssl_context`` (its certificate,
-and the CA whose client certificates it accepts from child servers; a
-participant presents none), and its link Up, like any client of the protocol,
+A live server's listening port takes ``server_ssl_context`` (its certificate;
+it asks for none: child servers prove themselves with link tickets, and a
+browser cannot answer a certificate request on a WebSocket), and its link
+Up, like any client of the protocol,
 ``upstream_ssl_context`` (the CA that signs the servers it connects to, and
-its own certificate for mutual TLS). Both offer ALPN ``townhall/1`` only; the
-shell refuses a connection that did not agree on it (``TLSSession.alpn_ok``).
+its own certificate for mutual TLS). The link Up offers ALPN ``townhall/1``
+only; the listening port also ``http/1.1`` (browsers' WebSocket), and the
+shell refuses a connection that agreed on neither (``TLSSession.alpn``).
 ``TLSSession`` runs TLS over a plain transport with memory BIOs: the live
 server's own lean replacement for asyncio's SSL transport on its hot path.
 """
@@ -16,28 +18,91 @@ import ssl
 from pathlib import Path
 from typing import Final
 
+from cryptography import x509
+
 from townhall.wire import ALPN
 
-__all__ = ["ALPN", "TLSSession", "server_ssl_context", "upstream_ssl_context"]
+__all__ = [
+    "ALPN",
+    "HTTP_ALPN",
+    "TLSSession",
+    "certificate_names",
+    "server_ssl_context",
+    "upstream_ssl_context",
+    "with_public_certificate",
+]
+
+HTTP_ALPN: Final = "http/1.1"
+"""The live port's second protocol: HTTP/1.1 with a WebSocket upgrade, for browsers
+(``townhall.live.websocket``). Never ``h2``: a browser that offers it gets HTTP/1.1."""
 
 
 StrPath = str | Path
 
 
-def server_ssl_context(
-    cert_file: StrPath, key_file: StrPath, ca_file: StrPath | None = None
-) -> ssl.SSLContext:
-    """The listening side: our certificate; with ``ca_file``, client certificates it signed
-    are verified when a peer presents one (child servers), and none is required."""
+def server_ssl_context(cert_file: StrPath, key_file: StrPath) -> ssl.SSLContext:
+    """The listening side: our certificate, and no request for the client's.
+
+    Chromium fails a WebSocket whose server sends a CertificateRequest, even
+    an optional one (it has no way to ask the user there), so the live port
+    asks none; nothing checked one anyway: participants present credentials
+    and child servers link tickets, in ``Auth``.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_RENEGOTIATION
     context.load_cert_chain(cert_file, key_file)
-    if ca_file is not None:
-        context.load_verify_locations(cafile=ca_file)
-        context.verify_mode = ssl.CERT_OPTIONAL
-    context.set_alpn_protocols([ALPN])
+    context.set_alpn_protocols([ALPN, HTTP_ALPN])  # ours first: a server's preference wins
     return context
+
+
+def with_public_certificate(
+    context: ssl.SSLContext, cert_file: StrPath, key_file: StrPath
+) -> ssl.SSLContext:
+    """``context`` (the server's identity) presenting instead, to a client whose SNI is one
+    of the DNS names of ``cert_file``, that certificate: the one for its public name,
+    from the organisation's CA or a public one, that browsers trust.
+
+    Browsers always send SNI for a name; the Controller, child servers and
+    anyone dialling an address (no SNI) or an internal name keep getting the
+    identity certificate, which they verify against the Manager's CA.
+    """
+    names = certificate_names(cert_file)
+    if not names:
+        raise ValueError(f"{cert_file} names no DNS host: a public certificate must")
+    public = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    public.minimum_version = context.minimum_version
+    public.options = context.options
+    public.load_cert_chain(cert_file, key_file)
+    public.set_alpn_protocols([ALPN, HTTP_ALPN])
+
+    def choose(tls: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+        if server_name is not None and _names_match(names, server_name):
+            tls.context = public
+
+    context.sni_callback = choose
+    return context
+
+
+def certificate_names(cert_file: StrPath) -> tuple[str, ...]:
+    """The DNS names (lower case, ``*.`` wildcards kept) a PEM certificate is valid for."""
+    certificate = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(name.lower() for name in san.value.get_values_for_type(x509.DNSName))
+
+
+def _names_match(names: tuple[str, ...], host: str) -> bool:
+    host = host.lower().rstrip(".")
+    for name in names:
+        if name == host:
+            return True
+        if name.startswith("*.") and host.count(".") >= 2:
+            if host.partition(".")[2] == name[2:]:
+                return True
+    return False
 
 
 def upstream_ssl_context(
@@ -132,7 +197,11 @@ class TLSSession:
         return self._out.read()
 
     def alpn_ok(self) -> bool:
-        return self.secure and self.ssl.selected_alpn_protocol() == ALPN
+        return self.alpn() == ALPN
+
+    def alpn(self) -> str | None:
+        """The protocol ALPN agreed on (None: none, or the handshake is not done)."""
+        return self.ssl.selected_alpn_protocol() if self.secure else None
 
 
 _READ_SIZE: Final = 256 * 1024
