@@ -26,7 +26,7 @@ from townhall.center import live
 from townhall.config import Settings
 from townhall.controller.command import Wiring
 from townhall.controller.sources import (
-    DueEvent,
+    DueEventLike,
     EventTree,
     LiveState,
     RegisteredServer,
@@ -48,21 +48,12 @@ class InProcessSources:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def due_events(self, *, now: datetime, lead: timedelta, grace: timedelta) -> list[DueEvent]:
+    def due_events(
+        self, *, now: datetime, lead: timedelta, grace: timedelta
+    ) -> Sequence[DueEventLike]:
+        # The Center's own DueEvent has the contract's shape: handed on as it is.
         with _translated(), self._sessions() as session:
-            return [
-                DueEvent(
-                    event_id=event.event_id,
-                    title=event.title,
-                    starts_at=event.starts_at,
-                    ends_at=event.ends_at,
-                    cancelled=event.cancelled,
-                    credentials=dict(event.credentials),
-                    revoked=event.revoked,
-                    event_keys=event.event_keys,
-                )
-                for event in live.due_events(session, now=now, lead=lead, grace=grace)
-            ]
+            return live.due_events(session, now=now, lead=lead, grace=grace)
 
     def event_trees(self, event_ids: Sequence[int]) -> dict[int, EventTree | None]:
         trees: dict[int, EventTree | None] = {}

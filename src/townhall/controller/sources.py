@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from townhall.controller.plan import EventTree, TreeServer
+from townhall.controller.plan import DueEventLike, EventTree, TreeServer
 from townhall.wire.names import LiveState, ServerState
 
 __all__ = [
     "ControllerSources",
     "DueEvent",
+    "DueEventLike",
     "EventTree",
     "LiveState",
     "RegisteredServer",
@@ -53,7 +54,8 @@ class SourceRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DueEvent:
-    """An event whose server tree should exist now, as the Center hands it out."""
+    """An event whose server tree should exist now, as the Center hands it out
+    (``DueEventLike``, the shape the Planner reads, as a value to build)."""
 
     event_id: int
     title: str
@@ -89,9 +91,12 @@ def address_of(host: str, port: int) -> str:
 class ControllerSources(Protocol):
     """The Center's and the Manager's side of the Controller's contract."""
 
-    def due_events(self, *, now: datetime, lead: timedelta, grace: timedelta) -> list[DueEvent]:
+    def due_events(
+        self, *, now: datetime, lead: timedelta, grace: timedelta
+    ) -> Sequence[DueEventLike]:
         """Every event with ``starts_at - lead <= now < ends_at + grace``, by start;
-        cancelled ones included and flagged. ``now`` is naive UTC."""
+        cancelled ones included and flagged (a ``DueEvent``, or any value of its shape).
+        ``now`` is naive UTC."""
         ...
 
     def event_trees(self, event_ids: Sequence[int]) -> dict[int, EventTree | None]:
