@@ -8,6 +8,7 @@ and runs the whole system on one machine with embedded defaults.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import sys
@@ -15,11 +16,32 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
-from townhall import onebox
+from townhall import inprocess, onebox, schema
+from townhall.center import live
+from townhall.center.accounts import (
+    AccountError,
+    CenterSecret,
+    create_token,
+    create_user,
+    hash_password,
+    user_by_name,
+)
+from townhall.center.app import create_app
+from townhall.center.tables import Event, User
+from townhall.client.command import register as register_participant
 from townhall.config import Settings, default_data_dir, load_settings, parse_listen
+from townhall.controller.command import register as register_controller
+from townhall.controller.identity import issue_local_identity
 from townhall.datafolder import PRIVATE_UMASK, DataFolderError
+from townhall.desktop.commands import register as register_desktop
+from townhall.manager import registry
+from townhall.pki import DevCA
+from townhall.proxyauth import register as register_proxy_auth
+from townhall.store import make_engine, make_session_factory
+from townhall.store.conventions import now_utc
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Townhall: live online events.")
 users_app = typer.Typer(no_args_is_help=True, help="Local accounts of the Center.")
@@ -75,18 +97,14 @@ def settings_for(data: Path | None, config: Path | None) -> Settings:
 
 
 def _migrate(settings: Settings) -> None:
-    from townhall.schema import migrate
-    from townhall.store import make_engine
-
     engine = make_engine(settings.database_url)
     try:
-        migrate(engine)
+        schema.migrate(engine)
     finally:
         engine.dispose()
 
 
 def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
-    from townhall.store import make_engine, make_session_factory
 
     return make_session_factory(make_engine(settings.database_url))
 
@@ -124,7 +142,6 @@ def users_add(
     config: ConfigOption = None,
 ) -> None:
     """Add a local account."""
-    from townhall.center.accounts import AccountError, create_user
 
     settings = settings_for(data, config)
     _migrate(settings)
@@ -147,7 +164,6 @@ def users_passwd(
     config: ConfigOption = None,
 ) -> None:
     """Set a local account's password."""
-    from townhall.center.accounts import hash_password, user_by_name
 
     settings = settings_for(data, config)
     password = _read_password(password_stdin)
@@ -167,7 +183,6 @@ def users_passwd(
 @users_app.command("list")
 def users_list(data: DataOption = None, config: ConfigOption = None) -> None:
     """List accounts."""
-    from townhall.center.tables import User
 
     settings = settings_for(data, config)
     with _sessions(settings)() as session:
@@ -183,7 +198,6 @@ def tokens_create(
     config: ConfigOption = None,
 ) -> None:
     """Create an API token for a user and print it (it is shown only once)."""
-    from townhall.center.accounts import AccountError, create_token, user_by_name
 
     settings = settings_for(data, config)
     with _sessions(settings)() as session:
@@ -221,8 +235,6 @@ def manager_enroll(
     """
     from pydantic import ValidationError
 
-    from townhall.manager import registry
-    from townhall.pki import DevCA
 
     settings = settings_for(data, config)
     _migrate(settings)
@@ -275,7 +287,6 @@ def manager_enroll(
 @manager_app.command("servers")
 def manager_servers(data: DataOption = None, config: ConfigOption = None) -> None:
     """List the registered live servers: name, address, zone, capacity, enrolment."""
-    from townhall.manager import registry
 
     settings = settings_for(data, config)
     _migrate(settings)
@@ -291,8 +302,6 @@ def manager_servers(data: DataOption = None, config: ConfigOption = None) -> Non
 def _serve_center(settings: Settings, config: Path | None) -> None:
     import uvicorn
 
-    from townhall.center.accounts import CenterSecret
-    from townhall.center.app import create_app
 
     host, port = parse_listen(settings.center.listen)
     # proxy_headers stays off: the peer address is what tells a trusted proxy
@@ -330,10 +339,16 @@ def center(data: DataOption = None, config: ConfigOption = None) -> None:
     _serve_center(settings, config)
 
 
-def _ensure_admin(settings: Settings) -> tuple[str, str | None]:
-    from townhall.center.accounts import create_user
-    from townhall.center.tables import User
+@app.command("center-key")
+def center_key(data: DataOption = None, config: ConfigOption = None) -> None:
+    """Print the Center's public key (base64), for controller.center_public_key on the
+    Controller's machine."""
+    settings = settings_for(data, config)
+    raw = live.center_public_key(settings).public_bytes(Encoding.Raw, PublicFormat.Raw)
+    typer.echo(base64.b64encode(raw).decode())
 
+
+def _ensure_admin(settings: Settings) -> tuple[str, str | None]:
     with _sessions(settings)() as session:
         admin = session.scalar(select(User).where(User.role == "admin").limit(1))
         if admin is not None:
@@ -364,7 +379,6 @@ def up(
     ] = onebox.DEFAULT_LIVE_PORT,
 ) -> None:
     """Set up and run the whole system on this machine with embedded defaults."""
-    from townhall.pki import DevCA
 
     settings = settings_for(data, config)
     settings.data.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -408,11 +422,6 @@ def _prepare_live(settings: Settings, admin: str, live_port: int) -> tuple[Path,
     """The one-machine tree, the servers' identities, the demo event and its ticket;
     the ticket's path and each server's registered address."""
 
-    from townhall.center import live
-    from townhall.center.tables import Event, User
-    from townhall.controller.identity import issue_local_identity
-    from townhall.manager import registry
-    from townhall.store.conventions import now_utc
 
     with _sessions(settings)() as session:
         onebox.ensure_live_servers(session, first_port=live_port)
@@ -445,12 +454,7 @@ def _prepare_live(settings: Settings, admin: str, live_port: int) -> tuple[Path,
 
 
 def _register_components() -> None:
-    from townhall.client.command import register as register_participant
-    from townhall.controller.command import register as register_controller
-    from townhall.desktop.commands import register as register_desktop
-    from townhall.proxyauth import register as register_proxy_auth
-
-    register_controller(app)
+    register_controller(app, inprocess.controller_wiring())
     register_participant(app)
     register_desktop(app)
     register_proxy_auth(app)

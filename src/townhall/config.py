@@ -10,6 +10,7 @@ every key with what it risks.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 from pathlib import Path
@@ -157,12 +158,35 @@ class ControllerSettings(_Section):
     report_seconds: float = Field(default=5, ge=0.05, le=600)
     # Pings on an idle control link; a link silent for three times this is dropped.
     keepalive_seconds: float = Field(default=10, ge=0.05, le=600)
+    # The Center's Ed25519 public key (base64 of its 32 bytes; `townhall center-key`
+    # prints it), which live servers check tickets with. Empty: the Center is on this
+    # machine and the command reads it from the Center (docs/controller.md).
+    center_public_key: str = ""
 
     @field_validator("listen")
     @classmethod
     def _listen_is_host_port(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @field_validator("center_public_key")
+    @classmethod
+    def _center_key_is_32_bytes(cls, value: str) -> str:
+        value = value.strip()
+        if value and len(_key_bytes(value)) != 32:
+            raise ValueError("the Center's public key is base64 of 32 bytes")
+        return value
+
+    def center_key_bytes(self) -> bytes | None:
+        """The raw public key from ``center_public_key``, or None when it is not set."""
+        return _key_bytes(self.center_public_key) if self.center_public_key else None
+
+
+def _key_bytes(value: str) -> bytes:
+    try:
+        return base64.b64decode(value.replace("-", "+").replace("_", "/"), validate=True)
+    except ValueError as error:
+        raise ValueError("the Center's public key is base64 of 32 bytes") from error
 
 
 class PublicCertificate(_Section):

@@ -22,13 +22,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from townhall.center import events
+from townhall.center.events import Links
+from townhall.center.tables import Event, User
 from townhall.config import Settings
+from townhall.manager import registry
 from townhall.store.conventions import now_utc
+from townhall.wire.names import Zone
 
 DEMO_TITLE = "Welcome to Townhall"
 DEMO_HOURS = 12
@@ -46,14 +50,14 @@ LOCAL_CERT_HOSTS = ("127.0.0.1", "localhost")
 class LocalServer:
     name: str
     port_offset: int  # from the first live port (9443 by default)
-    zone: Literal["internal", "dmz"]
+    zone: Zone
     parent: str | None
 
 
 LOCAL_SERVERS = (
-    LocalServer("main", 0, "internal", None),
-    LocalServer("child-a", 1, "internal", "main"),
-    LocalServer("child-dmz", 2, "dmz", "main"),
+    LocalServer("main", 0, Zone.INTERNAL, None),
+    LocalServer("child-a", 1, Zone.INTERNAL, "main"),
+    LocalServer("child-dmz", 2, Zone.DMZ, "main"),
 )
 
 
@@ -65,8 +69,6 @@ def ensure_live_servers(
     An administrator's changes win: a server that exists is left as it is, and
     the tree is only made default when no tree is.
     """
-    from townhall.manager import registry
-
     for server in LOCAL_SERVERS:
         if registry.server_by_name(session, server.name) is None:
             port = first_port + server.port_offset
@@ -84,10 +86,6 @@ def ensure_live_servers(
 
 def ensure_demo_event(session: Session, settings: Settings, organizer_name: str) -> int:
     """The id of a public demo event under way now, scheduled if there is none."""
-    from townhall.center import events
-    from townhall.center.events import Links
-    from townhall.center.tables import Event, User
-
     now = now_utc()
     existing = session.scalar(
         select(Event.id)

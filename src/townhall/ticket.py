@@ -48,6 +48,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from townhall.wire import names
+from townhall.wire.names import Zone
+
 MEDIA_TYPE = "application/vnd.townhall.ticket"
 FILE_EXTENSION = ".townhall"
 
@@ -59,8 +62,8 @@ MAX_SEALED_BYTES = 2048
 MAX_SERVERS = 32
 MAX_PINS = 4
 MAX_COOKIES = 16
-MAX_COOKIE_NAME = 128
-MAX_COOKIE_VALUE = 4096
+MAX_COOKIE_NAME = names.COOKIE_NAME_MAX
+MAX_COOKIE_VALUE = names.COOKIE_VALUE_MAX
 MAX_CA_PEM = 32 * 1024
 DEFAULT_LIFETIME = 10 * 60
 MAX_LIFETIME = 24 * 60 * 60
@@ -96,13 +99,6 @@ class Role(StrEnum):
     PARTICIPANT = "participant"
     PRESENTER = "presenter"
     MODERATOR = "moderator"
-
-
-class Zone(StrEnum):
-    """Where a live server stands: ``internal`` users reach both, external ones only ``dmz``."""
-
-    INTERNAL = "internal"
-    DMZ = "dmz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,17 +244,10 @@ def _malformed(message: str) -> NoReturn:
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CREDENTIAL_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
-_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
-# RFC 6265 §4.1.1: cookie-name is an RFC 2616 token, cookie-value is
-# cookie-octets, optionally in double quotes. This keeps CR/LF and ";" out of
-# the Cookie header the application builds from them.
-_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_COOKIE_OCTETS = r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"
-_COOKIE_VALUE = re.compile(f'{_COOKIE_OCTETS}|"{_COOKIE_OCTETS}"')
 _MAX_TIME = 2**63 - 1
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -355,7 +344,7 @@ def _server(value: object) -> ServerEntry:
     if not isinstance(pins, list) or len(pins) > MAX_PINS:
         _malformed(f"server pins must be a list of at most {MAX_PINS}")
     return ServerEntry(
-        name=_pattern(obj["name"], "server name", _SERVER_NAME),
+        name=_pattern(obj["name"], "server name", names.SERVER_NAME),
         host=_host(obj["host"]),
         port=_integer(obj["port"], "server port", 1, 65535),
         zone=_enum(obj["zone"], "server zone", Zone),
@@ -382,12 +371,12 @@ def _cookies(value: object) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > MAX_COOKIES:
         _malformed(f"cookies must be an object of at most {MAX_COOKIES}")
     for name, cookie in value.items():
-        if len(name) > MAX_COOKIE_NAME or not _COOKIE_NAME.fullmatch(name):
+        if not names.is_cookie_name(name):
             _malformed("a cookie name is not an RFC 6265 token")
         # The value is a bearer secret: the message never quotes it.
         if type(cookie) is not str or len(cookie) > MAX_COOKIE_VALUE:
             _malformed(f"cookie {name} must be a string of at most {MAX_COOKIE_VALUE}")
-        if not _COOKIE_VALUE.fullmatch(cookie):
+        if not names.is_cookie_value(cookie):
             _malformed(f"cookie {name} holds characters RFC 6265 does not allow")
     return dict(value)
 

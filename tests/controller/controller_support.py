@@ -18,6 +18,7 @@ from townhall.controller.identity import controller_ssl_context
 from townhall.controller.linksecrets import LinkSecretBox
 from townhall.controller.plan import EventTree, TreeServer
 from townhall.controller.service import ControllerService
+from townhall.inprocess import InProcessSources
 from townhall.manager import registry
 from townhall.schema import migrate
 from townhall.store import make_engine, make_session_factory
@@ -186,6 +187,7 @@ class World:
         return ControllerService(
             self.settings,
             sessions=self.sessions,
+            sources=InProcessSources(self.sessions),
             ssl_context=controller_ssl_context(self.settings),
             center_key=live.center_public_key(self.settings),
             port=port,

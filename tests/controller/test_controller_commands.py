@@ -17,10 +17,13 @@ import time
 from pathlib import Path
 
 import typer
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from typer.testing import CliRunner
 
 from tests.controller.controller_support import World
 from tests.support import Center
+from townhall import cli, inprocess
+from townhall.center import live
 from townhall.config import Settings
 from townhall.controller.command import plan_live, register
 from townhall.controller.identity import (
@@ -29,15 +32,17 @@ from townhall.controller.identity import (
     live_identity,
     pull_self,
 )
+from townhall.inprocess import controller_wiring
 from townhall.manager import registry
 
 APP = typer.Typer()
-register(APP)
+register(APP, controller_wiring())
 SCRIPT = (
     "import typer\n"
     "from townhall.controller.command import register\n"
+    "from townhall.inprocess import controller_wiring\n"
     "app = typer.Typer()\n"
-    "register(app)\n"
+    "register(app, controller_wiring())\n"
     "app()\n"
 )
 
@@ -189,3 +194,19 @@ def test_the_controller_and_a_live_server_run_as_commands(
                     process.wait(timeout=20)
     finally:
         world.close()
+
+
+def test_the_key_center_key_prints_is_the_one_the_controller_is_given(tmp_path: Path) -> None:
+    center = Settings(data=tmp_path / "center-machine")
+    printed = CliRunner().invoke(cli.app, ["center-key", "--data", str(center.data)])
+    assert printed.exit_code == 0, printed.output
+    # The Controller's machine: no Center data folder, only the setting.
+    controller = Settings(
+        data=tmp_path / "controller-machine",
+        controller={"center_public_key": printed.output.strip()},
+    )
+    given = inprocess.center_key(controller)
+    assert given.public_bytes(Encoding.Raw, PublicFormat.Raw) == live.center_public_key(
+        center
+    ).public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert not (controller.data / "center").exists()

@@ -8,7 +8,9 @@ the Controller, its agents, the link, TLS and the database are the real ones.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import shutil
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -17,15 +19,23 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
 from tests.controller.controller_support import World, eventually
+from townhall import inprocess
 from townhall.center import live
 from townhall.center.tables import Event, TicketCredential
+from townhall.config import Settings
 from townhall.controller import link
 from townhall.controller.agent import ControllerAgent, agent_ssl_context
-from townhall.controller.identity import LiveIdentity, issue_local_identity
+from townhall.controller.identity import (
+    LiveIdentity,
+    controller_ssl_context,
+    issue_local_identity,
+)
 from townhall.controller.service import ControllerService, server_ssl_context
+from townhall.inprocess import InProcessSources
 from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.live.floor import Removed
@@ -286,6 +296,7 @@ async def test_a_live_servers_certificate_of_the_same_ca_is_not_taken_for_the_co
     service = ControllerService(
         world.settings,
         sessions=world.sessions,
+        sources=InProcessSources(world.sessions),
         ssl_context=server_ssl_context(
             str(impostor.cert_file), str(impostor.key_file), str(impostor.ca_file)
         ),
@@ -430,3 +441,54 @@ async def test_the_main_servers_removals_reach_the_center_and_a_childs_do_not(
             await eventually(lambda: recorded() != [], "the removal recorded")
             await eventually(lambda: ids["mike"] in main.rooms[event_id].revoked, "revoked")
     assert recorded() == [("mike", "olga")]
+
+
+async def test_a_controller_with_only_the_centers_public_key_forms_the_tree(
+    world: World, tmp_path: Path
+) -> None:
+    event_id = world.schedule()
+    world.ticket(event_id)  # the Center signs with its key, made in <data>/center
+    public = live.center_public_key(world.settings).public_bytes(Encoding.Raw, PublicFormat.Raw)
+    # The Controller's machine has no Center key folder, only the public key in a setting.
+    key_folder = world.settings.data / "center"
+    shutil.move(key_folder, tmp_path / "the-centers-machine")
+    settings = Settings(
+        data=world.settings.data,
+        center={"database_url": world.settings.database_url},
+        controller={
+            **world.settings.controller.model_dump(),
+            "center_public_key": base64.b64encode(public).decode(),
+        },
+    )
+    service = ControllerService(
+        settings,
+        sessions=world.sessions,
+        sources=InProcessSources(world.sessions),
+        ssl_context=controller_ssl_context(settings),
+        center_key=inprocess.center_key(settings),
+    )
+    main, a, b = StandIn(), StandIn(), StandIn()
+    await service.start()
+    try:
+        async with (
+            agent(world, service, "main", main),
+            agent(world, service, "child-a", a),
+            agent(world, service, "child-b", b),
+        ):
+            await eventually(lambda: world.live_state(event_id)[0] == "ready", "ready")
+            assert main.rooms[event_id].credentials and set(main.rooms[event_id].children) == {
+                "child-a",
+                "child-b",
+            }
+            assert {key.public_bytes(Encoding.Raw, PublicFormat.Raw) for key in main.keys} == {
+                public
+            }
+    finally:
+        await service.close()
+    assert not key_folder.exists()  # nothing read, or made, a signing key here
+
+
+def test_a_center_public_key_that_is_not_32_bytes_of_base64_is_refused(tmp_path: Path) -> None:
+    for bad in ("not base64!", base64.b64encode(b"k" * 31).decode()):
+        with pytest.raises(ValueError, match="base64 of 32 bytes"):
+            Settings(data=tmp_path, controller={"center_public_key": bad})

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -25,6 +26,8 @@ from tests.manager.manager_support import (
     townhall,
 )
 from tests.support import Center
+from townhall.manager import registry
+from townhall.manager.tables import Server
 
 
 def mutual_tls_handshake(
@@ -266,3 +269,27 @@ def test_the_enrol_command_explains_what_is_wrong(center: Center) -> None:
     assert v6
     listed = townhall(center, "manager", "servers")
     assert listed.stdout.splitlines() == ["live-6\t[2001:db8::1]:9443\tinternal\t1000\tpending"]
+
+
+def test_a_server_name_no_ticket_could_carry_is_refused_at_registration_and_enrolment(
+    center: Center,
+) -> None:
+    # The ticket, the certificate and the live server take one rule (townhall.wire.names):
+    # the Manager used to accept these, and the server then could never be joined.
+    with center.client("ada") as ada:
+        for name in ("-edge", "_edge", ".edge"):
+            body = {"name": name, "host": "127.0.0.1", "port": 9443}
+            response = ada.post(f"{API}/servers", json=body)
+            assert response.status_code == 422, (name, response.text)
+        assert register(ada, "edge-1.b_2")["name"] == "edge-1.b_2"
+        assert "starting with a letter or digit" in response.text
+
+    # A server an older Manager registered under such a name gets no enrolment secret.
+    with center.sessions() as session:  # type: ignore[operator]
+        old = Server(name="-old", host="127.0.0.1", port=9446, zone="internal", capacity=10)
+        session.add(old)
+        session.flush()
+        with pytest.raises(registry.ManagerError, match="cannot be enrolled") as refusal:
+            registry.start_enrolment(session, old, 1)
+        assert (refusal.value.status, refusal.value.code) == (422, "invalid_server_name")
+        assert old.enrol_digest is None

@@ -31,6 +31,7 @@ from townhall.center.auth import (
 from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch, RegistrationIn
 from townhall.center.tables import Event, MailJob, Registration, User
 from townhall.store.conventions import now_utc, utc
+from townhall.wire.names import NOT_IN_LABELS
 
 MAX_ID = 2**31 - 1
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -163,7 +164,7 @@ class DialInOut(BaseModel):
 
 
 # Control characters, lone surrogates and bidirectional overrides: a name is shown to others.
-_NOT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+_NOT_IN_NAMES = re.compile(f"[{NOT_IN_LABELS}]")
 
 
 def _guest_name(value: str) -> str:

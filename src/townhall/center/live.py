@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import string
 from collections.abc import Mapping, Sequence
@@ -56,12 +55,20 @@ from townhall.config import Settings
 from townhall.manager import registry
 from townhall.pki import DevCA
 from townhall.store.conventions import naive_utc, now_utc, utc
+from townhall.wire import names
+from townhall.wire.names import (
+    ServerState,
+    Upstream,
+    Zone,
+    is_cookie_name,
+    is_cookie_value,
+)
 
 log = logging.getLogger("townhall.center")
 
-LIVE_STATES = ("scheduled", "preparing", "ready", "degraded", "ended")
+LIVE_STATES = tuple(state.value for state in names.LiveState)
 SERVER_ROLES = ("main", "child")
-UPSTREAM_STATES = ("none", "connecting", "handshake", "syncing", "up", "waiting")
+UPSTREAM_STATES = tuple(state.value for state in Upstream)
 SIGNING_KEY_FILE = Path("center") / "signing-key.pem"
 # A ticket lasts until the event's end plus this, within the format's bounds.
 TICKET_OVERTIME = timedelta(hours=1)
@@ -79,10 +86,6 @@ GUEST_PREFIX = "guest-"
 # Replaced credentials kept per person and event (``_replace_credentials``).
 KEPT_REPLACED = 20
 _GUEST_ALPHABET = string.ascii_lowercase + string.digits
-# RFC 6265 §4.1.1, as townhall.ticket checks them: anything else is left out of the ticket.
-_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
-_COOKIE_OCTETS = r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"
-_COOKIE_VALUE = re.compile(f'{_COOKIE_OCTETS}|"{_COOKIE_OCTETS}"')
 
 
 # --- the Center's signing key -------------------------------------------------------------
@@ -229,20 +232,6 @@ def due_events(
 # --- the tree's state, as the Controller reports it -------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ServerState:
-    """One server of an event's tree, as the Controller last saw it."""
-
-    name: str
-    role: str  # "main" | "child"
-    parent: str | None
-    zone: str
-    address: str
-    connected: bool  # has a control link to the Controller now
-    upstream: str  # "none" (main) | "connecting" | "handshake" | "syncing" | "up" | "waiting"
-    participants: int
-
-
 def _server_json(server: ServerState) -> dict[str, Any]:
     if server.role not in SERVER_ROLES:
         raise ValueError(f"a server's role is one of {SERVER_ROLES}, not {server.role!r}")
@@ -374,9 +363,9 @@ def ticket_cookies(captured: Mapping[str, str]) -> dict[str, str]:
     for name, value in captured.items():
         if len(found) == ticket.MAX_COOKIES:
             break
-        if _COOKIE_NAME.fullmatch(name) and len(value) <= ticket.MAX_COOKIE_VALUE:
-            if _COOKIE_VALUE.fullmatch(value):
-                found[name] = value
+        # RFC 6265 §4.1.1, as the ticket checks them: anything else is left out.
+        if is_cookie_name(name) and is_cookie_value(value):
+            found[name] = value
     return found
 
 
@@ -428,7 +417,7 @@ def ticket_servers(session: Session, event_id: int) -> list[ticket.ServerEntry]:
             name=node.server.name,
             host=node.server.host,
             port=node.server.port,
-            zone=ticket.Zone(node.server.zone),
+            zone=Zone(node.server.zone),
         )
         for node in resolved.nodes[: ticket.MAX_SERVERS]
     ]
@@ -623,7 +612,8 @@ def issue_join_ticket(
             cookies=cookies or {},
         )
     except ValueError as error:
-        # Only a server the Manager accepts but a ticket cannot name gets here.
+        # A server registered before the Manager took the ticket's name rule (issue 9),
+        # whose name or address no ticket can carry, gets here.
         raise EventError(409, "ticket_unavailable", str(error)) from error
     if mine is not None:
         _replace_credentials(session, event.id, mine, now)

@@ -14,7 +14,6 @@ asking to sign in again: ``SignedOutAtProxy``, with a message that says so.
 
 from __future__ import annotations
 
-import re
 import ssl
 from collections.abc import Mapping
 from http.cookies import CookieError, SimpleCookie
@@ -24,13 +23,11 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from townhall.ticket import MEDIA_TYPE, TicketContents, open_ticket
+from townhall.wire.names import is_cookie_value
 
 __all__ = ["CenterClient", "CenterError", "SignedOutAtProxy"]
 
 TIMEOUT: Final = 10.0
-# RFC 6265 §4.1.1 cookie-value, as the ticket admits it: nothing that could break the header.
-_OCTETS: Final = r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]"
-_COOKIE_VALUE: Final = re.compile(f'{_OCTETS}{{1,4096}}|"{_OCTETS}{{0,4094}}"')
 
 
 class CenterError(Exception):
@@ -148,7 +145,8 @@ class CenterClient:
                     continue
                 if morsel["max-age"] == "0" or not morsel.value:
                     del self._cookies[name]
-                elif _COOKIE_VALUE.fullmatch(morsel.coded_value):
+                # As the ticket admits it (RFC 6265 §4.1.1): nothing that could break the header.
+                elif is_cookie_value(morsel.coded_value):
                     self._cookies[name] = morsel.coded_value
 
     def _refuse_html(self, response: httpx.Response) -> None:

@@ -50,8 +50,10 @@ from townhall.client.events import (
 )
 from townhall.client.selection import Ranking, probe
 from townhall.client.session import ClientError, ClientSettings, JoinFailed, Participant
-from townhall.ticket import MAX_TICKET_BYTES, TicketContents, TicketError, Zone, open_ticket
+from townhall.desktop import DesktopError, resolve_join_target
+from townhall.ticket import MAX_TICKET_BYTES, TicketContents, TicketError, open_ticket
 from townhall.wire import ByeReason, LocalProtocolError
+from townhall.wire.names import Zone
 
 __all__ = ["JoinOptions", "TicketSourceError", "load_ticket", "register", "run_join"]
 
@@ -63,8 +65,6 @@ class TicketSourceError(Exception):
 def _fetch_link(link: str) -> bytes:
     """A ``townhall:`` or https event link's ticket, asked of its Center (the Gateway's
     ``resolve_join_target``: the user's API token or proxy session, signing in if asked)."""
-    from townhall.desktop import DesktopError, resolve_join_target
-
     try:
         return resolve_join_target(link)
     except DesktopError as error:

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from townhall.client.link import CLIENT_NAME, Link, LinkClosed, ServerCheckFailed, open_link
-from townhall.ticket import ServerEntry, TicketContents, Zone
+from townhall.ticket import ServerEntry, TicketContents
 from townhall.wire import LocalProtocolError, Settings
+from townhall.wire.names import Zone
 
 __all__ = ["PROBE_TIMEOUT", "Probe", "Ranking", "close_links", "probe", "rank", "select"]
 

@@ -54,7 +54,7 @@ from townhall.client.events import (
 from townhall.client.link import CLIENT_NAME, AuthRefused, Link, LinkClosed
 from townhall.client.selection import PINGS, PROBE_TIMEOUT, Probe, Ranking, close_links, select
 from townhall.live.backoff import Backoff
-from townhall.ticket import TicketContents, Zone
+from townhall.ticket import TicketContents
 from townhall.wire import (
     AuthFailure,
     AuthOk,
@@ -87,6 +87,7 @@ from townhall.wire import (
     StreamOpened,
     TakeFloor,
 )
+from townhall.wire.names import Zone
 
 __all__ = [
     "ClientError",

@@ -17,7 +17,7 @@ import logging
 import random
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Final, Literal, Protocol, cast
+from typing import Final, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -26,6 +26,7 @@ from townhall.controller import link
 from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.pki import CONTROLLER_USAGE, is_controller_certificate
+from townhall.wire.names import Upstream
 
 __all__ = [
     "ControllerAgent",
@@ -381,12 +382,11 @@ class ControllerAgent:
         )
 
 
-_UPSTREAM: Final = ("none", "connecting", "handshake", "syncing", "up", "waiting")
-Upstream = Literal["none", "connecting", "handshake", "syncing", "up", "waiting"]
-
-
 def _upstream(value: str) -> Upstream:
-    return cast(Upstream, value) if value in _UPSTREAM else "none"
+    try:
+        return Upstream(value)
+    except ValueError:
+        return Upstream.NONE
 
 
 def _count(value: int) -> int:

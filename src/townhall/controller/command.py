@@ -1,6 +1,10 @@
 """The ``townhall controller`` and ``townhall live`` commands.
 
-``register(app)`` adds both to the ``townhall`` Typer app. ``controller`` runs
+``register(app, wiring)`` adds both to the ``townhall`` Typer app; the
+composition root (``townhall.cli``) hands in the ``Wiring``: how to migrate
+the database, the Center's and the Manager's side of the contract
+(``sources.ControllerSources``) and the Center's public key, so that nothing
+here imports the Center or the Manager. ``controller`` runs
 ``service.ControllerService`` with the settings of ``--data``/``--config``;
 ``live`` runs one live server (``townhall.live.server.LiveServer``) with its
 ``agent.ControllerAgent``, from the identity in ``<data>/live/<name>/``
@@ -17,11 +21,13 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from townhall.config import Settings, default_data_dir, load_settings, parse_listen
 from townhall.controller.agent import ControllerAgent
@@ -34,8 +40,12 @@ from townhall.controller.identity import (
     pull_self,
 )
 from townhall.controller.service import ControllerService, address_of
+from townhall.controller.sources import ControllerSources, SourceRefused, SourceUnavailable
+from townhall.live.server import LiveServer
+from townhall.live.tls import server_ssl_context, upstream_ssl_context, with_public_certificate
+from townhall.store import make_engine, make_session_factory
 
-__all__ = ["LivePlan", "register", "run_controller", "run_live"]
+__all__ = ["LivePlan", "Wiring", "register", "run_controller", "run_live"]
 
 log = logging.getLogger("townhall.controller")
 
@@ -84,23 +94,35 @@ def _logging() -> None:
 # -- the Controller ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What the composition root hands the two commands."""
+
+    migrate: Callable[[Settings], None]  # create or upgrade every component's tables
+    # The Center's and the Manager's side, open while the context lasts.
+    sources: Callable[[Settings], AbstractContextManager[ControllerSources]]
+    # The Center's public key: the controller.center_public_key setting, else the
+    # Center on this machine.
+    center_key: Callable[[Settings], Ed25519PublicKey]
+
+
 async def run_controller(
     settings: Settings,
     *,
+    sources: ControllerSources,
+    center_key: Ed25519PublicKey,
     port: int | None = None,
     started: Callable[[ControllerService], Awaitable[None] | None] | None = None,
 ) -> None:
     """Run the Controller until cancelled (the database is migrated already)."""
-    from townhall.center.live import center_public_key
-    from townhall.store import make_engine, make_session_factory
-
     engine = make_engine(settings.database_url)
     try:
         service = ControllerService(
             settings,
             sessions=make_session_factory(engine),
+            sources=sources,
             ssl_context=controller_ssl_context(settings),
-            center_key=center_public_key(settings),
+            center_key=center_key,
             port=port,
         )
         await service.start()
@@ -116,20 +138,28 @@ async def run_controller(
         engine.dispose()
 
 
-def controller(data: DataOption = None, config: ConfigOption = None) -> None:
-    """Run the Controller: live servers keep their control link to it; it forms event trees."""
-    from townhall.schema import migrate
-    from townhall.store import make_engine
+def _controller_command(wiring: Wiring) -> Callable[..., None]:
+    def controller(data: DataOption = None, config: ConfigOption = None) -> None:
+        """Run the Controller: live servers keep their control link to it; it forms event
+        trees."""
+        settings = _settings(data, config)
+        _logging()
+        wiring.migrate(settings)
+        try:
+            center_key = wiring.center_key(settings)
+        except (OSError, ValueError) as error:
+            raise _fail(f"no public key of the Center: {error}", 2) from error
+        typer.echo(
+            f"Controller on {settings.controller.listen} (TLS, client certificates)", err=True
+        )
 
-    settings = _settings(data, config)
-    _logging()
-    engine = make_engine(settings.database_url)
-    try:
-        migrate(engine)
-    finally:
-        engine.dispose()
-    typer.echo(f"Controller on {settings.controller.listen} (TLS, client certificates)", err=True)
-    _run(run_controller(settings))
+        async def main() -> None:
+            with wiring.sources(settings) as sources:
+                await run_controller(settings, sources=sources, center_key=center_key)
+
+        _run(main())
+
+    return controller
 
 
 # -- a live server ------------------------------------------------------------------------
@@ -152,15 +182,16 @@ def plan_live(
     *,
     listen: str | None,
     controller_address: str | None,
+    sources: Callable[[Settings], AbstractContextManager[ControllerSources]] | None = None,
 ) -> LivePlan:
     """Fill in what the command line left out: from the Manager (enrolled servers pull
-    ``/self``), else from the local database (one machine), else the settings."""
+    ``/self``), else from ``sources`` (the Manager on this machine), else the settings."""
     config: dict[str, Any] = {}
     if listen is None or controller_address is None:
         if identity.token_file.exists():
             config = pull_self(identity)
-        else:
-            config = _registered_locally(settings, name)
+        elif sources is not None:
+            config = _registered_locally(settings, name, sources)
     if listen is None:
         if "host" not in config:
             raise EnrolError(f"{name} is not registered here: give --listen host:port")
@@ -171,23 +202,19 @@ def plan_live(
     return LivePlan(name, listen, controller_address, int(config.get("capacity") or 0))
 
 
-def _registered_locally(settings: Settings, name: str) -> dict[str, Any]:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from townhall.manager import registry
-    from townhall.store import make_engine, make_session_factory
-
-    engine = make_engine(settings.database_url)
+def _registered_locally(
+    settings: Settings,
+    name: str,
+    sources: Callable[[Settings], AbstractContextManager[ControllerSources]],
+) -> dict[str, Any]:
     try:
-        with make_session_factory(engine)() as session:
-            server = registry.server_by_name(session, name)
-            if server is None:
-                return {}
-            return {"host": server.host, "port": server.port, "capacity": server.capacity}
-    except SQLAlchemyError:
+        with sources(settings) as opened:
+            server = opened.registered_server(name)
+    except (SourceUnavailable, SourceRefused):
         return {}
-    finally:
-        engine.dispose()
+    if server is None:
+        return {}
+    return {"host": server.host, "port": server.port, "capacity": server.capacity}
 
 
 async def run_live(
@@ -201,9 +228,6 @@ async def run_live(
 ) -> None:
     """Run the live server and its agent until cancelled; ``public_certificate`` (cert,
     key) is presented to clients that ask for its names (SNI), as browsers do."""
-    from townhall.live.server import LiveServer
-    from townhall.live.tls import server_ssl_context, upstream_ssl_context, with_public_certificate
-
     host, port = parse_listen(plan.listen)
     agents: list[ControllerAgent] = []
 
@@ -239,84 +263,98 @@ async def run_live(
         await server.close()
 
 
-def live(
-    name: Annotated[str, typer.Option("--name", help="the server's registered name")],
-    listen: Annotated[
-        str | None,
-        typer.Option("--listen", help="host:port to listen on [default: its registered address]"),
-    ] = None,
-    controller_address: Annotated[
-        str | None,
-        typer.Option("--controller", help="the Controller's host:port [default: from the Manager]"),
-    ] = None,
-    enroll_secret: Annotated[
-        str | None,
-        typer.Option("--enroll-secret", help="one-time secret from `townhall manager enroll`"),
-    ] = None,
-    manager: Annotated[
-        str | None,
-        typer.Option("--manager", help="the Manager's (web process') URL, to enrol with"),
-    ] = None,
-    enroll_only: Annotated[
-        bool, typer.Option("--enroll-only", help="enrol, then exit without serving")
-    ] = False,
-    data: DataOption = None,
-    config: ConfigOption = None,
-) -> None:
-    """Run a live server: its TLS port for participants and child servers, and its
-    control link to the Controller."""
-    settings = _settings(data, config)
-    try:
-        identity = live_identity(settings, name)
-    except ValueError as error:
-        raise _fail(str(error), 2) from error
-    if enroll_secret is not None:
-        if manager is None:
-            raise _fail("--enroll-secret needs --manager URL (the Center's address)", 2)
+def _live_command(wiring: Wiring) -> Callable[..., None]:
+    def live(
+        name: Annotated[str, typer.Option("--name", help="the server's registered name")],
+        listen: Annotated[
+            str | None,
+            typer.Option(
+                "--listen", help="host:port to listen on [default: its registered address]"
+            ),
+        ] = None,
+        controller_address: Annotated[
+            str | None,
+            typer.Option(
+                "--controller", help="the Controller's host:port [default: from the Manager]"
+            ),
+        ] = None,
+        enroll_secret: Annotated[
+            str | None,
+            typer.Option("--enroll-secret", help="one-time secret from `townhall manager enroll`"),
+        ] = None,
+        manager: Annotated[
+            str | None,
+            typer.Option("--manager", help="the Manager's (web process') URL, to enrol with"),
+        ] = None,
+        enroll_only: Annotated[
+            bool, typer.Option("--enroll-only", help="enrol, then exit without serving")
+        ] = False,
+        data: DataOption = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Run a live server: its TLS port for participants and child servers, and its
+        control link to the Controller."""
+        settings = _settings(data, config)
         try:
-            enrol(settings, name, enroll_secret, manager)
-        except EnrolError as error:
+            identity = live_identity(settings, name)
+        except ValueError as error:
+            raise _fail(str(error), 2) from error
+        if enroll_secret is not None:
+            if manager is None:
+                raise _fail("--enroll-secret needs --manager URL (the Center's address)", 2)
+            try:
+                enrol(settings, name, enroll_secret, manager)
+            except EnrolError as error:
+                raise _fail(str(error)) from error
+            typer.echo(f"enrolled {name}; its identity is in {identity.folder}", err=True)
+        elif enroll_only:
+            raise _fail("--enroll-only needs --enroll-secret and --manager", 2)
+        if enroll_only:
+            return
+        if not identity.exists():
+            raise _fail(
+                f"no identity for {name} in {identity.folder}: enrol it once with "
+                "--enroll-secret SECRET --manager URL (the secret from `townhall manager enroll`)"
+            )
+        try:
+            plan = plan_live(
+                settings,
+                identity,
+                name,
+                listen=listen,
+                controller_address=controller_address,
+                sources=wiring.sources,
+            )
+            parse_listen(plan.listen)
+            parse_listen(plan.controller)
+        except (EnrolError, ValueError) as error:
             raise _fail(str(error)) from error
-        typer.echo(f"enrolled {name}; its identity is in {identity.folder}", err=True)
-    elif enroll_only:
-        raise _fail("--enroll-only needs --enroll-secret and --manager", 2)
-    if enroll_only:
-        return
-    if not identity.exists():
-        raise _fail(
-            f"no identity for {name} in {identity.folder}: enrol it once with "
-            "--enroll-secret SECRET --manager URL (the secret from `townhall manager enroll`)"
+        _logging()
+        typer.echo(
+            f"live server {name} on {plan.listen}, Controller at {plan.controller}", err=True
         )
-    try:
-        plan = plan_live(
-            settings, identity, name, listen=listen, controller_address=controller_address
+        origins = settings.live.origins(settings.center)
+        public = settings.live.public_certificates.get(name)
+        _run(
+            run_live(
+                identity,
+                plan,
+                report_seconds=settings.controller.report_seconds,
+                server_options={
+                    "browser_origins": origins,
+                    "max_connections": settings.live.max_connections,
+                    "max_pending_per_address": settings.live.max_pending_per_address,
+                },
+                public_certificate=None
+                if public is None
+                else (Path(public.cert_file), Path(public.key_file)),
+            )
         )
-        parse_listen(plan.listen)
-        parse_listen(plan.controller)
-    except (EnrolError, ValueError) as error:
-        raise _fail(str(error)) from error
-    _logging()
-    typer.echo(f"live server {name} on {plan.listen}, Controller at {plan.controller}", err=True)
-    origins = settings.live.origins(settings.center)
-    public = settings.live.public_certificates.get(name)
-    _run(
-        run_live(
-            identity,
-            plan,
-            report_seconds=settings.controller.report_seconds,
-            server_options={
-                "browser_origins": origins,
-                "max_connections": settings.live.max_connections,
-                "max_pending_per_address": settings.live.max_pending_per_address,
-            },
-            public_certificate=None
-            if public is None
-            else (Path(public.cert_file), Path(public.key_file)),
-        )
-    )
+
+    return live
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, wiring: Wiring) -> None:
     """Add ``controller`` and ``live`` to the ``townhall`` command."""
-    app.command("controller")(controller)
-    app.command("live")(live)
+    app.command("controller")(_controller_command(wiring))
+    app.command("live")(_live_command(wiring))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from townhall.config import Settings, parse_listen
 from townhall.controller.agent import agent_ssl_context
 from townhall.controller.service import server_ssl_context
 from townhall.pki import DevCA, is_controller_certificate
+from townhall.wire.names import SERVER_NAME_RULE, is_server_name
 
 __all__ = [
     "EnrolError",
@@ -46,7 +46,6 @@ __all__ = [
     "pull_self",
 ]
 
-NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 CONTROLLER_NAME: Final = "townhall-controller"
 ENROL_PATH: Final = "/manager/api/v1/enroll"
 SELF_PATH: Final = "/manager/api/v1/self"
@@ -142,8 +141,8 @@ class LiveIdentity:
 
 def live_identity(settings: Settings, name: str) -> LiveIdentity:
     """The identity folder of the live server ``name`` in the data folder."""
-    if not NAME.fullmatch(name):
-        raise ValueError("a server name is 1 to 64 letters, digits, dots, dashes or underscores")
+    if not is_server_name(name):
+        raise ValueError(f"a server name is {SERVER_NAME_RULE}")
     return LiveIdentity(settings.data / "live" / name)
 
 

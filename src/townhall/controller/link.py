@@ -22,6 +22,8 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from townhall.wire.names import NOT_IN_LABELS, SERVER_NAME_PATTERN, Upstream, Zone
+
 __all__ = [
     "ALPN",
     "MAX_FRAME",
@@ -62,7 +64,7 @@ MAX_REMOVALS: Final = 1000
 """Removals in one event's report: the newest, when a main server holds more."""
 
 _EVENT_ID = Annotated[int, Meta(ge=1, le=2**31 - 1)]
-_NAME = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+_NAME = Annotated[str, Meta(pattern=rf"\A{SERVER_NAME_PATTERN}\Z")]
 _CREDENTIAL_ID = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 _SHA256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 _SECRET = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{16,128}$")]
@@ -72,10 +74,9 @@ _ADDRESS = Annotated[
 ]
 _TEXT = Annotated[str, Meta(max_length=500)]
 _ROLE = Literal["main", "child"]
-_UPSTREAM = Literal["none", "connecting", "handshake", "syncing", "up", "waiting"]
 _NONCE = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 _KEY = Annotated[bytes, Meta(min_length=32, max_length=32)]
-_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NOT_IN_LABELS = re.compile(f"[{NOT_IN_LABELS}]")
 
 
 class LinkError(Exception):
@@ -123,7 +124,7 @@ class Welcome(_Message, tag="welcome", frozen=True):
     version: Annotated[int, Meta(ge=1, le=255)]
     name: _NAME  # the certificate's common name, a server registered in the Manager
     address: _ADDRESS  # its registered public address (where it should listen)
-    zone: Literal["internal", "dmz"]
+    zone: Zone
     keepalive: Annotated[float, Meta(ge=0.05, le=600)]
 
 
@@ -173,7 +174,7 @@ class EventReport(Struct, frozen=True, forbid_unknown_fields=True):
 
     event_id: _EVENT_ID
     role: _ROLE
-    upstream: _UPSTREAM
+    upstream: Upstream
     participants: Annotated[int, Meta(ge=0, le=10_000_000)]
     children: Annotated[list[_NAME], Meta(max_length=MAX_CHILDREN)] = []
     removed: Annotated[list[Removal], Meta(max_length=MAX_REMOVALS)] = []
@@ -358,4 +359,4 @@ def welcome_version(hello: Hello) -> int | None:
 
 def clean_text(value: str, limit: int = 500) -> str:
     """A peer's free text made safe for a log line."""
-    return _CONTROL_CHARACTERS.sub("?", value)[:limit]
+    return _NOT_IN_LABELS.sub("?", value)[:limit]

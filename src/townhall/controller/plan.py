@@ -14,7 +14,6 @@ decides", walks through the states.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from townhall.live.events import AssignmentReceived, ServerRole
+from townhall.wire.names import LiveState, ServerState
 
 __all__ = [
     "Command",
@@ -37,27 +37,17 @@ __all__ = [
     "SaveAssignments",
     "SendAssignment",
     "SendEnd",
-    "ServerReport",
+    "ServerState",
     "StoredAssignment",
     "TreeServer",
 ]
-
-
-class LiveState(enum.Enum):
-    """An event's tree, as the Center shows it (``live.state``)."""
-
-    SCHEDULED = "scheduled"  # not due yet: the Controller has not reported
-    PREPARING = "preparing"  # assignments sent, the tree not all linked yet
-    READY = "ready"  # the main holds the event, every child is linked Up
-    DEGRADED = "degraded"  # a server without control link, a child not up once ready, no tree
-    ENDED = "ended"  # torn down: over (end + grace) or cancelled
 
 
 # -- inputs ------------------------------------------------------------------------------
 
 
 class DueEventLike(Protocol):
-    """What the Planner reads of ``townhall.center.live.DueEvent``."""
+    """What the Planner reads of a due event (``sources.DueEvent``)."""
 
     @property
     def event_id(self) -> int: ...
@@ -126,7 +116,7 @@ class ReportedEvent:
 
     event_id: int
     role: str  # "main" | "child"
-    upstream: str  # "none" | "connecting" | "handshake" | "syncing" | "up" | "waiting"
+    upstream: str  # an Upstream's value (townhall.wire.names)
     participants: int
     children: tuple[str, ...] = ()
     removed: tuple[RemovedMember, ...] = ()  # the main server's Removes
@@ -182,26 +172,12 @@ class ForgetEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class ServerReport:
-    """One server of an event's tree, as the Center shows it (``center.live.ServerState``)."""
-
-    name: str
-    role: str  # "main" | "child"
-    parent: str | None
-    zone: str
-    address: str
-    connected: bool  # holds a control link to the Controller now
-    upstream: str  # "none" for the main, else the child's link Up as it reported it
-    participants: int
-
-
-@dataclass(frozen=True, slots=True)
 class RecordLiveState:
-    """Store the event's tree state for the Center (``center.live.record_live_state``)."""
+    """Report the event's tree state to the Center (``sources.ControllerSources``)."""
 
     event_id: int
     state: LiveState
-    servers: tuple[ServerReport, ...]
+    servers: tuple[ServerState, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +230,7 @@ class _Event:
     assignments: dict[str, AssignmentReceived] = field(default_factory=dict)
     was_ready: bool = False
     restored: bool = False  # assigned by a previous process
-    recorded: tuple[LiveState, tuple[ServerReport, ...]] | None = None
+    recorded: tuple[LiveState, tuple[ServerState, ...]] | None = None
     removals: set[str] = field(default_factory=set)  # credential ids sent to the Center
 
     @property
@@ -507,7 +483,7 @@ class Planner:
             self._closed.add(event_id)
             reports = event.recorded[1] if event is not None and event.recorded else ()
             ended = tuple(
-                ServerReport(
+                ServerState(
                     r.name,
                     r.role,
                     r.parent,
@@ -539,11 +515,11 @@ class Planner:
                 event.recorded = recorded
                 self._out.append(RecordLiveState(event.event_id, *recorded))
 
-    def _state(self, event: _Event) -> tuple[LiveState, tuple[ServerReport, ...]]:
+    def _state(self, event: _Event) -> tuple[LiveState, tuple[ServerState, ...]]:
         tree = event.tree
         if tree is None:
             return LiveState.DEGRADED, ()
-        reports: list[ServerReport] = []
+        reports: list[ServerState] = []
         linked = all_well = True
         for server in tree.servers:
             connected = server.name in self._connected
@@ -554,7 +530,7 @@ class Planner:
             linked = linked and connected
             all_well = all_well and well
             reports.append(
-                ServerReport(
+                ServerState(
                     name=server.name,
                     role=role,
                     parent=server.parent,

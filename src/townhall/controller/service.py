@@ -3,16 +3,17 @@
 A thin shell around ``plan.Planner``. It accepts live servers on
 ``controller.listen`` over TLS, requiring a client certificate from the
 Manager's CA; the certificate's common name must be a server registered in
-the Manager (``manager.registry``), and when that server enrolled, the very
-certificate it enrolled with. Every ``controller.tick_seconds`` it reads the
-due events (``center.live.due_events``) and their trees
-(``manager.registry.event_tree``), in a worker thread so the loop never waits
-on the database, and carries out what the Planner answers: assignments and
-ends over the links (``link``), its own rows (``records``), and the trees'
-state for the Center (``center.live.record_live_state``), in order, one
-command at a time. It never reads another component's tables itself. A peer
-that misbehaves loses its own link and nothing else. docs/controller.md
-describes the service, its certificate and running several instances.
+the Manager, and when that server enrolled, the very certificate it enrolled
+with. Every ``controller.tick_seconds`` it reads the due events and their
+trees, in a worker thread so the loop never waits, and carries out what the
+Planner answers: assignments and ends over the links (``link``), its own rows
+(``records``), and the trees' state for the Center, in order, one command at
+a time. Everything it knows of the Center and the Manager comes through the
+``sources.ControllerSources`` it is given; its own database holds only its
+assignments (and, on PostgreSQL, the lock that makes it the active
+Controller). A peer that misbehaves loses its own link and nothing else.
+docs/controller.md describes the service, its certificate and running
+several instances.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import random
 import secrets
 import ssl
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -52,13 +52,19 @@ from townhall.controller.plan import (
     SendAssignment,
     SendEnd,
     StoredAssignment,
-    TreeServer,
+)
+from townhall.controller.sources import (
+    ControllerSources,
+    SourceRefused,
+    SourceUnavailable,
+    address_of,
 )
 from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.store.conventions import now_utc
+from townhall.wire.names import Zone
 
-__all__ = ["ControllerService", "PeerRefused", "server_ssl_context"]
+__all__ = ["ControllerService", "PeerRefused", "address_of", "server_ssl_context"]
 
 log = logging.getLogger("townhall.controller")
 
@@ -81,14 +87,6 @@ class PeerRefused(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class _Registered:
-    name: str
-    address: str
-    zone: str
-    fingerprint: str | None
-
-
 def server_ssl_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLContext:
     """The Controller's listening side: its certificate; client certificates required."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -98,11 +96,6 @@ def server_ssl_context(cert_file: str, key_file: str, ca_file: str) -> ssl.SSLCo
     context.verify_mode = ssl.CERT_REQUIRED
     context.set_alpn_protocols([link.ALPN])
     return context
-
-
-def address_of(host: str, port: int) -> str:
-    """``host:port``, with an IPv6 address in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _common_name(ssl_object: Any) -> str | None:
@@ -157,9 +150,10 @@ class _Link:
 class ControllerService:
     """The running Controller: ``await start()``, then ``await close()``.
 
-    ``sessions`` opens sessions on the database holding the Center's, the
-    Manager's and the Controller's tables; ``ssl_context`` from
-    ``server_ssl_context``; ``center_key`` is sent in every assignment.
+    ``sessions`` opens sessions on the database holding the Controller's own
+    table; ``sources`` answers for the Center and the Manager; ``ssl_context``
+    from ``server_ssl_context``; ``center_key``, the Center's public key, is
+    sent in every assignment.
     ``port`` overrides the port of ``controller.listen`` (0: any free one;
     the bound one is ``self.port`` after ``start``).
     """
@@ -169,6 +163,7 @@ class ControllerService:
         settings: Settings,
         *,
         sessions: sessionmaker[Session],
+        sources: ControllerSources,
         ssl_context: ssl.SSLContext,
         center_key: Ed25519PublicKey,
         host: str | None = None,
@@ -182,6 +177,7 @@ class ControllerService:
         self._settings = settings.controller
         self._sessions = sessions
         self._link_secrets = LinkSecretBox.for_settings(settings)
+        self._sources = sources
         self._ssl = ssl_context
         self._center_key = center_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
         self._new_secret = new_secret
@@ -299,84 +295,28 @@ class ControllerService:
             return records.load_assignments(session, self._link_secrets)
 
     def _read(self, now: datetime) -> tuple[Sequence[DueEventLike], dict[int, EventTree | None]]:
-        from townhall.center.live import due_events
-        from townhall.manager import registry
-
         settings = self._settings
-        with self._sessions() as session:
-            due: Sequence[DueEventLike] = due_events(
-                session,
-                now=now,
-                lead=timedelta(minutes=settings.lead_minutes),
-                grace=timedelta(minutes=settings.grace_minutes),
-            )
-            trees: dict[int, EventTree | None] = {}
-            for event in due:
-                if event.cancelled:
-                    continue
-                try:
-                    resolved, _ = registry.event_tree(session, event.event_id)
-                except registry.ManagerError:
-                    trees[event.event_id] = None
-                    continue
-                trees[event.event_id] = EventTree(
-                    tuple(
-                        TreeServer(
-                            name=node.server.name,
-                            parent=node.parent,
-                            address=address_of(node.server.host, node.server.port),
-                            zone=node.server.zone,
-                        )
-                        for node in resolved.nodes
-                    )
-                )
-            session.rollback()
-            return due, trees
-
-    def _registered(self, name: str) -> _Registered | None:
-        from townhall.manager import registry
-
-        with self._sessions() as session:
-            server = registry.server_by_name(session, name)
-            if server is None:
-                return None
-            return _Registered(
-                server.name,
-                address_of(server.host, server.port),
-                server.zone,
-                server.cert_fingerprint,
-            )
+        due = self._sources.due_events(
+            now=now,
+            lead=timedelta(minutes=settings.lead_minutes),
+            grace=timedelta(minutes=settings.grace_minutes),
+        )
+        trees = self._sources.event_trees([event.event_id for event in due if not event.cancelled])
+        return due, trees
 
     def _write(self, command: Command) -> None:
-        from townhall.center.live import ServerState, record_live_state
-
+        if isinstance(command, RecordLiveState):
+            self._sources.report_live_state(command.event_id, command.state, command.servers)
+            return
+        if isinstance(command, RecordRemovals):
+            self._sources.report_removals(command.event_id, command.removed)
+            return
         with self._sessions() as session:
             match command:
                 case SaveAssignments(event_id=event_id, rows=rows):
                     records.save_assignments(session, event_id, rows, self._link_secrets)
                 case ForgetEvent(event_id=event_id):
                     records.forget_event(session, event_id)
-                case RecordLiveState(event_id=event_id, state=state, servers=servers):
-                    record_live_state(
-                        session,
-                        event_id,
-                        state.value,
-                        [
-                            ServerState(
-                                name=s.name,
-                                role=s.role,
-                                parent=s.parent,
-                                zone=s.zone,
-                                address=s.address,
-                                connected=s.connected,
-                                upstream=s.upstream,
-                                participants=s.participants,
-                            )
-                            for s in servers
-                        ],
-                    )
-                case RecordRemovals():
-                    _record_removals(session, command)
             session.commit()
 
     # -- carrying out the Planner's commands, in order -------------------------------------------
@@ -419,7 +359,7 @@ class ControllerService:
             try:
                 await asyncio.to_thread(self._write, command)
                 return
-            except OperationalError as error:
+            except (OperationalError, SourceUnavailable) as error:
                 failures += 1
                 if failures >= DB_ATTEMPTS and not must_land:
                     log.error("could not store %s: %s", type(command).__name__, error)
@@ -427,7 +367,7 @@ class ControllerService:
                 if failures >= DB_ATTEMPTS:
                     log.error("could not store %s yet, trying again: %s", "assignments", error)
                 await asyncio.sleep(DB_BACKOFF.delay(failures - 1, random.random()))
-            except (SQLAlchemyError, ValueError) as error:
+            except (SQLAlchemyError, ValueError, SourceRefused) as error:
                 # An event deleted meanwhile, say: logged, and the next change writes again.
                 log.warning("could not store %s: %s", type(command).__name__, error)
                 return
@@ -454,7 +394,7 @@ class ControllerService:
             now = now_utc()
             try:
                 due, trees = await asyncio.to_thread(self._read, now)
-            except (SQLAlchemyError, OSError) as error:
+            except (SQLAlchemyError, OSError, SourceUnavailable, SourceRefused) as error:
                 # No tick on a failed read: an empty list would end every event.
                 log.error("could not read the due events: %s", error)
             else:
@@ -480,9 +420,9 @@ class ControllerService:
             current.bye(link.ByeCode.PROTOCOL_ERROR, str(error))
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as error:
             log.info("control link of %s lost: %s", current.name or "a peer", error)
-        except SQLAlchemyError as error:
+        except (SQLAlchemyError, SourceUnavailable, SourceRefused) as error:
             log.error("could not look up a linking server: %s", error)
-            current.bye(link.ByeCode.SHUTDOWN, "the Controller cannot read its database now")
+            current.bye(link.ByeCode.SHUTDOWN, "the Controller cannot reach the Manager now")
         except Exception:  # noqa: BLE001 - whatever it was, it ends this link only
             log.exception("control link of %s failed", current.name or "a peer")
             current.bye(link.ByeCode.SHUTDOWN, "the Controller failed on this link")
@@ -514,7 +454,7 @@ class ControllerService:
             )
         if common_name is None:
             raise PeerRefused(link.ByeCode.UNKNOWN_SERVER, "the certificate names no server")
-        registered = await asyncio.to_thread(self._registered, common_name)
+        registered = await asyncio.to_thread(self._sources.registered_server, common_name)
         if registered is None:
             raise PeerRefused(
                 link.ByeCode.UNKNOWN_SERVER,
@@ -537,7 +477,7 @@ class ControllerService:
                 version=version,
                 name=name,
                 address=registered.address,
-                zone="dmz" if registered.zone == "dmz" else "internal",
+                zone=Zone.DMZ if registered.zone == Zone.DMZ else Zone.INTERNAL,
                 keepalive=keepalive,
             )
         )
@@ -610,22 +550,3 @@ def reports_of(events: Sequence[link.EventReport]) -> list[ReportedEvent]:
         )
         for e in events
     ]
-
-
-def _record_removals(session: Session, command: RecordRemovals) -> None:
-    """THE Controller's one call into the Center for removals (issue 10, item 2).
-
-    The main server's Removes go to ``center.live.record_removals``, which bars
-    the people from new tickets. At merge, route this call through the
-    Controller's interface to the Center (``controller/sources.py``).
-    """
-    from townhall.center.live import ReportedRemoval, record_removals
-
-    record_removals(
-        session,
-        command.event_id,
-        [
-            ReportedRemoval(r.credential_id, r.by_credential_id, r.name, r.by_name)
-            for r in command.removed
-        ],
-    )

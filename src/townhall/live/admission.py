@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from townhall.ticket import Credential, TicketError, sealed_issued_at, verify_sealed_credential
 from townhall.wire import AuthFailure
+from townhall.wire.names import NOT_IN_LABELS, is_server_name
 
 __all__ = [
     "LINK_TICKET_MAGIC",
@@ -34,8 +35,7 @@ __all__ = [
 
 LINK_TICKET_MAGIC: Final = b"THL1"
 _NAME_MAX: Final = 64
-_NOT_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_NOT_NAME = re.compile(f"[{NOT_IN_LABELS}]")
 _SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 
@@ -124,7 +124,7 @@ def link_ticket(server_name: str, secret: str) -> bytes:
         0x00    1
         secret  m  its link secret, ASCII (the parent holds its SHA-256 only)
     """
-    if not _SERVER_NAME.fullmatch(server_name) or not _SECRET.fullmatch(secret):
+    if not is_server_name(server_name) or not _SECRET.fullmatch(secret):
         raise ValueError("a server name and a 16-128 character URL-safe secret")
     return LINK_TICKET_MAGIC + server_name.encode() + b"\x00" + secret.encode()
 

@@ -110,10 +110,11 @@ from townhall.wire import (
     encode_message,
 )
 from townhall.wire.messages import BANNED_CHUNK, FORWARDED_COMMANDS
+from townhall.wire.names import NOT_IN_LABELS, SERVER_NAME_RULE, Upstream, is_server_name
 
 __all__ = ["UPSTREAM_TRANSITIONS", "EventRoom", "RoomSettings", "Upstream", "UpstreamInput"]
 
-_NOT_TITLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NOT_TITLE: Final = re.compile(f"[{NOT_IN_LABELS}]")
 _SPEAKERS_IN_LECTURE: Final = frozenset({TicketRole.MODERATOR, TicketRole.PRESENTER})
 
 
@@ -148,8 +149,8 @@ class RoomSettings:
     keyframe_interval: float = 0.3
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", self.server_name):
-            raise ValueError("a server name is 1-64 of A-Z a-z 0-9 . _ -, not starting with . _ -")
+        if not is_server_name(self.server_name):
+            raise ValueError(f"a server name is {SERVER_NAME_RULE}")
         if self.capacity < 0 or self.chat_log_size < 1 or self.history_on_join < 0:
             raise ValueError("capacity, chat_log_size and history_on_join out of range")
         if self.request_rate <= 0 or self.request_burst < 1 or self.max_outgoing_chat < 1:
@@ -158,18 +159,9 @@ class RoomSettings:
             raise ValueError("chat_seq_base out of range")
 
 
-class Upstream(enum.Enum):
-    """A child's link Up, as a state machine (``UPSTREAM_TRANSITIONS``)."""
-
-    NONE = "none"  # the main server, or nothing assigned yet
-    CONNECTING = "connecting"  # ConnectUpstream asked for; waiting for the transport
-    HANDSHAKE = "handshake"  # Hello and Auth; waiting for AuthOk
-    SYNCING = "syncing"  # members and Resync sent Up; waiting for Synced
-    UP = "up"
-    WAITING = "waiting"  # lost; a wakeup after the backoff tries again
-
-
 class UpstreamInput(enum.Enum):
+    """What moves a child's link Up (``townhall.wire.names.Upstream``) on."""
+
     ASSIGNED = "assigned"  # a parent was assigned, or changed
     TRANSPORT_UP = "transport-up"
     AUTH_OK = "auth-ok"

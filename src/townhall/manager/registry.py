@@ -20,7 +20,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from townhall.manager.tables import EventTree, Server, Tree, TreeNode
 from townhall.pki import DevCA
 from townhall.store.conventions import now_utc
+from townhall.wire.names import SERVER_NAME_MAX, SERVER_NAME_RULE, Zone, is_server_name
 
 MAX_ID = 2**31 - 1
 MAX_NODES = 1000
@@ -40,17 +41,14 @@ MAX_CAPACITY = 100_000
 MAX_CSR_BYTES = 8192
 MAX_SECRET_LENGTH = 200
 DEFAULT_CAPACITY = 1000
-ZONES = ("internal", "dmz")
+ZONES = tuple(zone.value for zone in Zone)
 # Prefixes make leaked secrets easy to scan for, and tell a server's pull token
 # from a user's API token (th_) before any lookup.
 ENROL_PREFIX = "the_"
 PULL_PREFIX = "thp_"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _EC_CURVES = (ec.SECP256R1, ec.SECP384R1)
 _RSA_BITS = (2048, 16384)
-
-Zone = Literal["internal", "dmz"]
 
 
 class ManagerError(ValueError):
@@ -71,8 +69,10 @@ def digest(secret: str) -> str:
 
 
 def check_name(value: str) -> str:
-    if not NAME_PATTERN.fullmatch(value):
-        raise ValueError("1 to 64 letters, digits, dots, dashes or underscores")
+    """A server name: the one rule tickets, certificates and the live servers share, so
+    that the Manager never registers a server no ticket could name."""
+    if not is_server_name(value):
+        raise ValueError(SERVER_NAME_RULE)
     return value
 
 
@@ -116,7 +116,7 @@ def parse_address(value: str) -> tuple[str, int]:
     return check_host(host), int(port)
 
 
-Name = Annotated[str, Field(max_length=64), AfterValidator(check_name)]
+Name = Annotated[str, Field(max_length=SERVER_NAME_MAX), AfterValidator(check_name)]
 Host = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(check_host)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Capacity = Annotated[int, Field(ge=1, le=MAX_CAPACITY)]
@@ -131,7 +131,7 @@ class ServerIn(BaseModel):
     name: Name
     host: Host
     port: Port
-    zone: Zone = "internal"
+    zone: Zone = Zone.INTERNAL
     capacity: Capacity = DEFAULT_CAPACITY
 
 
@@ -207,7 +207,11 @@ def create_server(session: Session, data: ServerIn) -> Server:
     if server_by_name(session, data.name) is not None:
         raise ManagerError(409, "server_name_taken", f"a server {data.name} already exists")
     server = Server(
-        name=data.name, host=data.host, port=data.port, zone=data.zone, capacity=data.capacity
+        name=data.name,
+        host=data.host,
+        port=data.port,
+        zone=data.zone.value,
+        capacity=data.capacity,
     )
     session.add(server)
     _flush(session, "server_name_taken", f"a server {data.name} already exists")
@@ -215,7 +219,8 @@ def create_server(session: Session, data: ServerIn) -> Server:
 
 
 def update_server(session: Session, server: Server, patch: ServerPatch) -> Server:
-    for key, value in patch.model_dump(exclude_unset=True).items():
+    # JSON mode: a zone is stored as its plain string, not as the enum.
+    for key, value in patch.model_dump(mode="json", exclude_unset=True).items():
         if value is None:
             raise ManagerError(422, "invalid_input", f"{key}: may not be null")
         setattr(server, key, value)
@@ -478,7 +483,18 @@ class Enrolment:
 
 
 def start_enrolment(session: Session, server: Server, hours: float) -> tuple[str, datetime]:
-    """A new one-time secret for ``server`` (any earlier one stops working); shown once."""
+    """A new one-time secret for ``server`` (any earlier one stops working); shown once.
+
+    A server registered before the name rule was shared (``-edge`` was once
+    accepted) is refused: no ticket, certificate or live server takes its name.
+    """
+    if not is_server_name(server.name):
+        raise ManagerError(
+            422,
+            "invalid_server_name",
+            f"{server.name[:80]!r} cannot be enrolled: a server name is {SERVER_NAME_RULE}; "
+            "register the server again under such a name",
+        )
     secret = ENROL_PREFIX + secrets.token_urlsafe(32)
     expires = now_utc() + timedelta(hours=hours)
     server.enrol_digest = digest(secret)

@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from townhall.config import parse_listen
+
 
 def serve(
     listen: Annotated[
@@ -57,7 +59,6 @@ def serve(
     """Run the sign-in service that nginx's auth_request asks (see docs/reverse-proxy.md)."""
     import uvicorn
 
-    from townhall.config import parse_listen
     from townhall.proxyauth.ldap import LdapServer
     from townhall.proxyauth.service import ProxyAuth, ProxyAuthConfig
 

@@ -37,6 +37,7 @@ from msgspec import Meta
 
 from townhall.wire.errors import LocalProtocolError, RemoteProtocolError
 from townhall.wire.frames import Channel, pack_frame
+from townhall.wire.names import NOT_IN_LABELS
 
 __all__ = [
     "CHAT_TEXT_MAX_BYTES",
@@ -103,8 +104,8 @@ ALPN: Final = "townhall/1"  # what a TLS client and server agree on for this pro
 CHAT_TEXT_MAX_BYTES: Final = 4096
 
 # No C0 or C1 controls anywhere; in names and labels also no bidirectional
-# overrides, which would let a name display as someone else's (CVE-2021-42574).
-_LABEL_CHARS = "\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+# overrides, which would let a name display as someone else's (names.NOT_IN_LABELS).
+_LABEL_CHARS = NOT_IN_LABELS
 _TEXT_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"  # tab, LF and CR are fine in chat
 _NOT_LABEL = re.compile(f"[{_LABEL_CHARS}]")
 

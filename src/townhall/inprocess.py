@@ -1,0 +1,151 @@
+"""The Controller's sources, served in process from the Center's and the Manager's modules.
+
+``InProcessSources`` implements ``townhall.controller.sources.ControllerSources``
+when the Controller runs beside the Center and the Manager on one database:
+each call opens a session, asks the owner's own functions
+(``center.live.due_events`` and ``record_live_state``,
+``manager.registry.event_tree`` and ``server_by_name``), and hands back the
+contract's plain values, never a row. It is part of the composition root:
+only ``townhall.cli`` and ``townhall.onebox`` use it, so the Controller
+itself imports neither component. A Controller on another machine would be
+handed an HTTP client with the same four calls instead (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from townhall import schema
+from townhall.center import live
+from townhall.config import Settings
+from townhall.controller.command import Wiring
+from townhall.controller.plan import RemovedMember
+from townhall.controller.sources import (
+    DueEventLike,
+    EventTree,
+    LiveState,
+    RegisteredServer,
+    ServerState,
+    SourceRefused,
+    SourceUnavailable,
+    TreeServer,
+    address_of,
+)
+from townhall.manager import registry
+from townhall.store import make_engine, make_session_factory
+
+__all__ = ["InProcessSources", "center_key", "controller_wiring", "migrate", "sources"]
+
+
+class InProcessSources:
+    """``ControllerSources`` over the Center's and the Manager's tables in this process."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def due_events(
+        self, *, now: datetime, lead: timedelta, grace: timedelta
+    ) -> Sequence[DueEventLike]:
+        # The Center's own DueEvent has the contract's shape: handed on as it is.
+        with _translated(), self._sessions() as session:
+            return live.due_events(session, now=now, lead=lead, grace=grace)
+
+    def event_trees(self, event_ids: Sequence[int]) -> dict[int, EventTree | None]:
+        trees: dict[int, EventTree | None] = {}
+        with _translated(), self._sessions() as session:
+            for event_id in event_ids:
+                try:
+                    resolved, _ = registry.event_tree(session, event_id)
+                except registry.ManagerError:
+                    trees[event_id] = None
+                    continue
+                trees[event_id] = EventTree(
+                    tuple(
+                        TreeServer(
+                            name=node.server.name,
+                            parent=node.parent,
+                            address=address_of(node.server.host, node.server.port),
+                            zone=node.server.zone,
+                        )
+                        for node in resolved.nodes
+                    )
+                )
+            session.rollback()
+        return trees
+
+    def registered_server(self, name: str) -> RegisteredServer | None:
+        with _translated(), self._sessions() as session:
+            server = registry.server_by_name(session, name)
+            if server is None:
+                return None
+            return RegisteredServer(
+                name=server.name,
+                host=server.host,
+                port=server.port,
+                zone=server.zone,
+                capacity=server.capacity,
+                fingerprint=server.cert_fingerprint,
+            )
+
+    def report_live_state(
+        self, event_id: int, state: LiveState, servers: Sequence[ServerState]
+    ) -> None:
+        with _translated(), self._sessions() as session:
+            live.record_live_state(session, event_id, state.value, servers)
+
+    def report_removals(self, event_id: int, removed: Sequence[RemovedMember]) -> None:
+        reported = [
+            live.ReportedRemoval(r.credential_id, r.by_credential_id, r.name, r.by_name)
+            for r in removed
+        ]
+        with _translated(), self._sessions() as session:
+            live.record_removals(session, event_id, reported)
+
+
+@contextlib.contextmanager
+def sources(settings: Settings) -> Iterator[InProcessSources]:
+    """The Center's and the Manager's side on the database of ``settings``, while open."""
+    engine = make_engine(settings.database_url)
+    try:
+        yield InProcessSources(make_session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+def migrate(settings: Settings) -> None:
+    engine = make_engine(settings.database_url)
+    try:
+        schema.migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def center_key(settings: Settings) -> Ed25519PublicKey:
+    """The Center's public key: ``controller.center_public_key``, else (one machine) the
+    Center's own, which the Center makes on first use."""
+    configured = settings.controller.center_key_bytes()
+    if configured is not None:
+        return Ed25519PublicKey.from_public_bytes(configured)
+    return live.center_public_key(settings)
+
+
+def controller_wiring() -> Wiring:
+    """What ``townhall controller`` and ``townhall live`` are handed on this machine."""
+    return Wiring(migrate=migrate, sources=sources, center_key=center_key)
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """The database's failures as the contract's: a lost connection may pass, the rest not."""
+    try:
+        yield
+    except OperationalError as error:
+        raise SourceUnavailable(str(error)) from error
+    except (SQLAlchemyError, ValueError) as error:
+        raise SourceRefused(str(error)) from error
