@@ -288,7 +288,7 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
     import uvicorn
 
     from townhall.center.accounts import CenterSecret
-    from townhall.center.app import create_app
+    from townhall.webprocess import create_app
 
     host, port = parse_listen(settings.center.listen)
     # proxy_headers stays off: the peer address is what tells a trusted proxy
@@ -311,7 +311,7 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
     if config is not None:
         os.environ["TOWNHALL_CONFIG"] = str(config.resolve())
     uvicorn.run(
-        "townhall.center.app:app_from_environment",
+        "townhall.webprocess:app_from_environment",
         factory=True,
         workers=settings.center.workers,
         **options,  # type: ignore[arg-type]

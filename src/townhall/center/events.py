@@ -25,6 +25,7 @@ from townhall.center import invitations, mailer
 from townhall.center.accounts import user_by_email, user_by_name, valid_email
 from townhall.center.tables import Event, EventRole, Registration, TicketCredential, User
 from townhall.store.conventions import naive_utc, now_utc, utc
+from townhall.web.errors import WebError
 
 Kind = Literal["meeting", "lecture", "webinar"]
 Visibility = Literal["public", "private"]
@@ -35,14 +36,8 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-class EventError(ValueError):
-    """A request the rules refuse; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class EventError(WebError, ValueError):
+    """A request the scheduling rules refuse (``WebError``: status, code, message)."""
 
 
 def _printable(value: str) -> str:

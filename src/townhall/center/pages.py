@@ -1,9 +1,7 @@
 """The Center's HTML portal: sign-in, catalog, scheduling, event pages, account, admin.
 
 Pages are rendered on the server by Jinja2 with autoescape on and work without
-JavaScript; ``static/townhall.js`` only shows times in the browser's zone and
-asks before destructive buttons. The Content-Security-Policy (``app``) forbids
-inline script and style, so the templates carry none. Every rule lives in
+JavaScript. Every rule lives in
 ``events`` and ``accounts``, shared with the REST API; this module only turns
 forms into their models and results into pages. It knows nothing of SMTP or
 iCalendar beyond calling ``mailer`` and ``calendar``, and nothing of server
@@ -12,8 +10,11 @@ trees beyond the Manager's in-process calls (``manager.registry.list_trees``,
 tree choice, and nothing of live servers beyond ``center.live`` (the Join button's
 ticket, the Live section's tree state).
 
-Every form posts a double-submit CSRF token (``auth.check_csrf``). Password
-sign-in opens a portal session; an SSO user never gets one (``auth``). The
+Pages render in the web shell's frame (``townhall.web.render``); who may ask
+a route is in its signature (``SignedInUser``, ``EventPost``, ``AdminPage``
+...: the shell's ``SignedIn`` dependency), and every form posts the shell's
+session-bound CSRF token. Password sign-in opens a portal session; an SSO
+user never gets one (``auth``). The
 personal link ``/j/<registration>.<signature>`` from an invitation mail is a
 bearer secret: it shows its registrant the event without an account.
 """
@@ -24,49 +25,54 @@ import email
 import email.policy
 import logging
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo, available_timezones
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
-import jinja2
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
-from fastapi.responses import RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from townhall.center import accounts, calendar, events, live, mailer
-from townhall.center.api import DB, MAX_ID, EventId, ItemId, dialin_code, join_ticket
-from townhall.center.auth import (
-    CSRF_COOKIE,
-    SESSION_COOKIE,
-    AuthError,
-    Viewer,
-    check_csrf,
-    context_of,
-    csrf_token,
-    identify,
-)
+from townhall.center.api import EventId, dialin_code, join_ticket
+from townhall.center.auth import SESSION_COOKIE, CenterViewer, context_of
 from townhall.center.events import EventError, EventIn, EventPatch, RegistrationIn
 from townhall.center.tables import Event, MailJob, Registration, User
 from townhall.manager import registry as manager_registry
 from townhall.store.conventions import now_utc, utc
+from townhall.web.csrf import make_token, set_csrf_cookie
+from townhall.web.deps import DB, MAX_ID, Done, ItemId, SignedIn, checked_form, page_viewer
+from townhall.web.errors import redirect, safe_next
+from townhall.web.render import Pages, viewer_zone, zoneinfo
+from townhall.web.shell import Viewer, shell_of
 
-log = logging.getLogger("townhall.center.pages")
+router = APIRouter(include_in_schema=False)
 
-HERE = FilePath(__file__).parent
+
+# --- shared --------------------------------------------------------------------------
+
+
+CENTER = FilePath(__file__).parent
+
+
+PAGES = Pages(CENTER / "templates")
+
+
+render = PAGES.render
+
+
 PAGE_SIZE = 50
-ZONES = tuple(sorted(available_timezones()))
-# Fixed English names: strftime's %a and %b follow the process locale.
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+NOT_ADMIN = "only administrators may see this page"
+
+
 # Short confirmations after a redirect: the query names one, the text is ours,
 # so nothing a link carries is ever shown.
 NOTICES = {
@@ -83,195 +89,57 @@ NOTICES = {
     "user_added": "The user is added.",
     "tree": "The event's server tree is saved.",
 }
-SIGNED_IN_VIA = {
-    "sso": "single sign-on at the proxy",
-    "session": "password",
-    "token": "API token",
-    "anonymous": "not signed in",
+
+
+_FIELD_LABELS = {
+    "starts_at": "start",
+    "duration_minutes": "duration",
+    "audio_mode": "audio",
+    "timezone": "time zone",
 }
 
 
-# --- rendering ----------------------------------------------------------------------
+Who = Annotated[CenterViewer, Depends(page_viewer)]
 
 
-def _zoneinfo(name: str) -> ZoneInfo:
-    try:
-        return events.check_timezone(name or "UTC")
-    except ValueError:
-        return ZoneInfo("UTC")
+# Whoever posts a form from our pages, signed in or not (sign-in, sign-out).
+FormViewer = Annotated[CenterViewer, Depends(checked_form)]
 
 
-def _when(value: datetime | None, zone: str) -> str:
-    """A stored naive-UTC time as the reader of ``zone`` says it: Tue 5 May 2031, 14:00 CEST."""
-    if value is None:
-        return ""
-    moment = utc(value).astimezone(_zoneinfo(zone))
-    return (
-        f"{_DAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1]} {moment.year}, "
-        f"{moment:%H:%M} {moment.tzname()}"
-    )
+SignedInUser = Annotated[User, Depends(SignedIn())]
 
 
-def _stamp(value: datetime | None, zone: str) -> str:
-    if value is None:
-        return ""
-    return f"{utc(value).astimezone(_zoneinfo(zone)):%Y-%m-%d %H:%M}"
+EventPost = Annotated[User, Depends(SignedIn(form=True, back="/events/{event_id}"))]
 
 
-def _iso(value: datetime) -> str:
-    return utc(value).isoformat().replace("+00:00", "Z")
+AccountPost = Annotated[User, Depends(SignedIn(form=True, back="/account"))]
 
 
-def _duration(minutes: int) -> str:
-    hours, rest = divmod(minutes, 60)
-    if not hours:
-        return f"{rest} min"
-    return f"{hours} h {rest} min" if rest else f"{hours} h"
+AdminPage = Annotated[User, Depends(SignedIn(admin=NOT_ADMIN))]
 
 
-def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters.update(when=_when, stamp=_stamp, iso=_iso, duration=_duration)
-    environment.globals.update(zones=ZONES, via_text=SIGNED_IN_VIA)
-    return environment
+AdminPost = Annotated[User, Depends(SignedIn(form=True, admin=NOT_ADMIN))]
 
 
-TEMPLATES = Jinja2Templates(env=_environment())
-
-
-def static_files() -> StaticFiles:
-    return StaticFiles(directory=HERE / "static")
-
-
-def _secure(request: Request) -> bool:
-    return context_of(request).base_url.startswith("https://")
-
-
-def _viewer_of(request: Request) -> Viewer:
-    viewer = getattr(request.state, "viewer", None)
-    return viewer if isinstance(viewer, Viewer) else Viewer(None, "anonymous")
-
-
-def viewer_zone(request: Request, user: User | None) -> str:
-    default = context_of(request).settings.center.default_timezone
-    return (user.timezone if user is not None and user.timezone else "") or default or "UTC"
-
-
-def _set_csrf_cookie(request: Request, response: Response, value: str | None = None) -> None:
-    value = value or getattr(request.state, "new_csrf", None)
-    if value:
-        response.set_cookie(
-            CSRF_COOKIE,
-            value,
-            httponly=True,
-            samesite="strict",
-            secure=_secure(request),
-            path="/",
-        )
-
-
-def render(
-    request: Request,
-    name: str,
-    context: dict[str, Any] | None = None,
-    *,
-    status: int = 200,
-    cache: str = "private, no-cache",
-    templates: Jinja2Templates = TEMPLATES,
-) -> Response:
-    viewer = _viewer_of(request)
-    user = viewer.user
-    page: dict[str, Any] = {
-        "viewer": viewer,
-        "me": user,
-        "is_admin": user is not None and user.role == "admin",
-        "csrf": csrf_token(request),
-        "zone": viewer_zone(request, user),
-        "zone_chosen": bool(user is not None and user.timezone),
-        "notice": "",
-        "errors": [],
-    }
-    page.update(context or {})
-    response = templates.TemplateResponse(request, name, page, status_code=status)
-    response.headers["cache-control"] = cache
-    _set_csrf_cookie(request, response)
-    return response
-
-
-_TITLES = {
-    400: "Bad request",
-    401: "Sign-in needed",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Not allowed here",
-    409: "Conflict",
-    413: "Too large",
-    415: "Unsupported",
-    422: "Please check your input",
-}
-
-
-def error_page(request: Request, status: int, code: str, message: str) -> Response:
-    title = _TITLES.get(status, "Something went wrong" if status >= 500 else "Error")
-    return render(
-        request,
-        "error.html",
-        {"title": title, "code": code, "message": message, "status": status},
-        status=status,
-    )
-
-
-def redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
-
-
-def safe_next(value: str | None) -> str:
-    """Only same-site relative paths: ``/x``, never ``//host``, ``/\\host`` or a scheme."""
-    if not value or len(value) > 2000 or not value.startswith("/"):
-        return "/events"
-    if value.startswith(("//", "/\\")) or "\\" in value:
-        return "/events"
-    if any(ord(c) < 33 or ord(c) == 127 for c in value):
-        return "/events"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return "/events"
-    return value
-
-
-def to_login(request: Request, back: str | None = None) -> RedirectResponse:
-    if back is None:
-        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return redirect("/login?" + urlencode({"next": safe_next(back)}, safe="/"))
-
-
-def _notice(done: str) -> str:
+def notice(done: str) -> str:
     return NOTICES.get(done, "")
 
 
-# --- dependencies ---------------------------------------------------------------------
+def validation_problems(error: ValidationError) -> list[str]:
+    """A form's refusals as the reader names its fields."""
+    problems = []
+    for item in error.errors()[:20]:
+        location = item.get("loc", ())
+        field = str(location[0]) if location else "form"
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{_FIELD_LABELS.get(field, field)}: {message}")
+    return problems
 
 
-def page_viewer(request: Request, session: DB) -> Viewer:
-    viewer = identify(request, session)
-    request.state.viewer = viewer
-    return viewer
+# --- signin --------------------------------------------------------------------------
 
 
-Who = Annotated[Viewer, Depends(page_viewer)]
-Csrf = Annotated[str, Form(max_length=100)]
-Done = Annotated[str, Query(max_length=20)]
-
-router = APIRouter(include_in_schema=False)
-
-
-# --- sign-in ----------------------------------------------------------------------------
+log = logging.getLogger("townhall.center.pages")
 
 
 @router.get("/")
@@ -296,13 +164,11 @@ def login_form(
 def login(
     request: Request,
     session: DB,
-    viewer: Who,
-    csrf: Csrf = "",
+    viewer: FormViewer,
     username: Annotated[str, Form(max_length=254)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/events",
 ) -> Response:
-    check_csrf(request, csrf)
     target = safe_next(next)
     if viewer.via == "sso":
         return redirect(target)
@@ -317,44 +183,47 @@ def login(
         log.info("failed password sign-in for %r from %s", username[:128], peer)
         context = {"next": target, "username": username, "error": "Wrong username or password."}
         return render(request, "login.html", context, status=401)
-    old = request.cookies.get(SESSION_COOKIE, "")
+    shell = shell_of(request)
+    cookie = shell.cookie_name(SESSION_COOKIE)
+    old = request.cookies.get(cookie, "")
     if old:
         accounts.close_session(session, old)
     minutes = context_of(request).settings.center.session_minutes
-    _, value = accounts.open_session(session, user, minutes)
+    web_session, value = accounts.open_session(session, user, minutes)
     session.commit()
     response = redirect(target)
     response.set_cookie(
-        SESSION_COOKIE,
+        cookie,
         value,
         max_age=minutes * 60,
         httponly=True,
         samesite="lax",
-        secure=_secure(request),
+        secure=shell.https,
         path="/",
     )
-    # A new session gets a new form token, so one planted before sign-in is worthless.
-    _set_csrf_cookie(request, response, secrets.token_urlsafe(24))
+    # A new session gets a new form token bound to it, so one planted before
+    # sign-in, or taken from another session, is worthless.
+    signed_in = Viewer(user, "session", str(web_session.id))
+    set_csrf_cookie(request, response, make_token(shell, signed_in))
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, session: DB, viewer: Who, csrf: Csrf = "") -> Response:
-    check_csrf(request, csrf)
+def logout(request: Request, session: DB, viewer: FormViewer) -> Response:
     if viewer.via == "sso":
         return render(request, "signed_out.html", {"sso": True})
-    cookie = request.cookies.get(SESSION_COOKIE, "")
+    shell = shell_of(request)
+    name = shell.cookie_name(SESSION_COOKIE)
+    cookie = request.cookies.get(name, "")
     if cookie:
         accounts.close_session(session, cookie)
         session.commit()
     response = redirect("/login")
-    response.delete_cookie(
-        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_secure(request)
-    )
+    response.delete_cookie(name, path="/", httponly=True, samesite="lax", secure=shell.https)
     return response
 
 
-# --- catalog ------------------------------------------------------------------------------
+# --- catalog -------------------------------------------------------------------------
 
 
 def _day_bound(value: str, name: str, zone: ZoneInfo) -> datetime | None:
@@ -375,7 +244,7 @@ def _day_bound(value: str, name: str, zone: ZoneInfo) -> datetime | None:
 def catalog_page(
     request: Request,
     session: DB,
-    viewer: Who,
+    user: SignedInUser,
     q: Annotated[str, Query(max_length=200)] = "",
     when: Literal["upcoming", "past", "all"] = "upcoming",
     date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
@@ -383,10 +252,7 @@ def catalog_page(
     cancelled: bool = False,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    user = viewer.user
-    if user is None:
-        return to_login(request)
-    zone = _zoneinfo(viewer_zone(request, user))
+    zone = zoneinfo(viewer_zone(request, user))
     errors: list[str] = []
     try:
         after = _day_bound(date_from, "from", zone)
@@ -433,7 +299,13 @@ def catalog_page(
     return render(request, "events.html", context, status=422 if errors else 200)
 
 
-# --- scheduling -----------------------------------------------------------------------------
+# --- scheduling ----------------------------------------------------------------------
+
+
+NewEventPost = Annotated[User, Depends(SignedIn(form=True, back="/events/new"))]
+
+
+EditEventPost = Annotated[User, Depends(SignedIn(form=True, back="/events/{event_id}/edit"))]
 
 
 class EventForm(BaseModel):
@@ -452,15 +324,6 @@ class EventForm(BaseModel):
     moderators: str = ""
     presenters: str = ""
     invitees: str = ""
-    csrf: str = ""
-
-
-_FIELD_LABELS = {
-    "starts_at": "start",
-    "duration_minutes": "duration",
-    "audio_mode": "audio",
-    "timezone": "time zone",
-}
 
 
 def _split(text: str, separators: str) -> list[str]:
@@ -508,16 +371,6 @@ def _form_data(form: EventForm) -> tuple[dict[str, Any], list[str]]:
     return data, problems
 
 
-def _validation_problems(error: ValidationError) -> list[str]:
-    problems = []
-    for item in error.errors()[:20]:
-        location = item.get("loc", ())
-        field = str(location[0]) if location else "form"
-        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-        problems.append(f"{_FIELD_LABELS.get(field, field)}: {message}")
-    return problems
-
-
 def _read_event_form(form: EventForm, model: type[BaseModel]) -> tuple[Any, list[str]]:
     data, problems = _form_data(form)
     if problems:
@@ -525,11 +378,11 @@ def _read_event_form(form: EventForm, model: type[BaseModel]) -> tuple[Any, list
     try:
         return model.model_validate(data), []
     except ValidationError as error:
-        return None, _validation_problems(error)
+        return None, validation_problems(error)
 
 
 def _form_of(event: Event, session: Session) -> EventForm:
-    zone = _zoneinfo(event.timezone)
+    zone = zoneinfo(event.timezone)
     invited = [
         r.email for r in events.active_registrations(session, event) if r.source == "invited"
     ]
@@ -558,23 +411,17 @@ def _event_form_page(
 
 
 @router.get("/events/new")
-def new_event_form(request: Request, viewer: Who) -> Response:
-    if viewer.user is None:
-        return to_login(request)
-    if not events.can_schedule(viewer.user):
+def new_event_form(request: Request, user: SignedInUser) -> Response:
+    if not events.can_schedule(user):
         raise EventError(403, "not_organizer", "only organizers and admins may schedule events")
-    form = EventForm(timezone=viewer_zone(request, viewer.user))
+    form = EventForm(timezone=viewer_zone(request, user))
     return _event_form_page(request, form, event=None, errors=[], status=200)
 
 
 @router.post("/events/new")
 def create_event(
-    request: Request, session: DB, viewer: Who, form: Annotated[EventForm, Form()]
+    request: Request, session: DB, user: NewEventPost, form: Annotated[EventForm, Form()]
 ) -> Response:
-    check_csrf(request, form.csrf)
-    user = viewer.user
-    if user is None:
-        return to_login(request, "/events/new")
     if not events.can_schedule(user):
         raise EventError(403, "not_organizer", "only organizers and admins may schedule events")
     data, problems = _read_event_form(form, EventIn)
@@ -595,10 +442,10 @@ def create_event(
 
 
 @router.get("/events/{event_id}/edit")
-def edit_event_form(request: Request, session: DB, viewer: Who, event_id: EventId) -> Response:
-    if viewer.user is None:
-        return to_login(request)
-    event = events.get_managed(session, event_id, viewer.user)
+def edit_event_form(
+    request: Request, session: DB, user: SignedInUser, event_id: EventId
+) -> Response:
+    event = events.get_managed(session, event_id, user)
     return _event_form_page(request, _form_of(event, session), event=event, errors=[], status=200)
 
 
@@ -606,14 +453,11 @@ def edit_event_form(request: Request, session: DB, viewer: Who, event_id: EventI
 def edit_event(
     request: Request,
     session: DB,
-    viewer: Who,
+    user: EditEventPost,
     event_id: EventId,
     form: Annotated[EventForm, Form()],
 ) -> Response:
-    check_csrf(request, form.csrf)
-    if viewer.user is None:
-        return to_login(request, f"/events/{event_id}/edit")
-    event = events.get_managed(session, event_id, viewer.user)
+    event = events.get_managed(session, event_id, user)
     data, problems = _read_event_form(form, EventPatch)
     if problems:
         return _event_form_page(request, form, event=event, errors=problems, status=422)
@@ -630,20 +474,15 @@ def edit_event(
 
 
 @router.post("/events/{event_id}/cancel")
-def cancel_event(
-    request: Request, session: DB, viewer: Who, event_id: EventId, csrf: Csrf = ""
-) -> Response:
-    check_csrf(request, csrf)
-    if viewer.user is None:
-        return to_login(request, f"/events/{event_id}")
+def cancel_event(request: Request, session: DB, user: EventPost, event_id: EventId) -> Response:
     ctx = context_of(request)
-    event = events.get_managed(session, event_id, viewer.user)
+    event = events.get_managed(session, event_id, user)
     events.cancel_event(session, event, ctx.links, ctx.sender)
     session.commit()
     return redirect(f"/events/{event.id}?done=cancelled")
 
 
-# --- the event page ---------------------------------------------------------------------------
+# --- event ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,9 +493,9 @@ class Guest:
     dialin_code: str
 
 
-def _event_page(
+def show_event(
     request: Request,
-    session: DB,
+    session: Session,
     event: Event,
     user: User | None,
     *,
@@ -695,7 +534,7 @@ def _event_page(
     context = {
         "event": event,
         "zone": zone,
-        "event_zone": _zoneinfo(event.timezone).key,
+        "event_zone": zoneinfo(event.timezone).key,
         "may_join": may_join,
         "has_tree": has_tree,
         "live_state": live_state,
@@ -726,136 +565,48 @@ def _event_page(
 
 @router.get("/events/{event_id}")
 def event_page(
-    request: Request, session: DB, viewer: Who, event_id: EventId, done: Done = ""
+    request: Request, session: DB, user: SignedInUser, event_id: EventId, done: Done = ""
 ) -> Response:
-    if viewer.user is None:
-        return to_login(request)
-    event = events.get_visible(session, event_id, viewer.user)
-    return _event_page(request, session, event, viewer.user, notice=_notice(done))
+    event = events.get_visible(session, event_id, user)
+    return show_event(request, session, event, user, notice=notice(done))
 
 
 @router.post("/events/{event_id}/tree")
 def choose_tree(
     request: Request,
     session: DB,
-    viewer: Who,
+    user: EventPost,
     event_id: EventId,
-    csrf: Csrf = "",
     tree_id: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """The event's managers choose its server tree; empty: the Manager's default tree."""
-    check_csrf(request, csrf)
-    user = viewer.user
-    if user is None:
-        return to_login(request, f"/events/{event_id}")
     event = events.get_managed(session, event_id, user)
     if event.status != "scheduled":
         raise EventError(409, "event_cancelled", "a cancelled event cannot be changed")
     text = tree_id.strip()
     if text and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID):
-        return _event_page(request, session, event, user, errors=["tree: not a tree"], status=422)
+        return show_event(request, session, event, user, errors=["tree: not a tree"], status=422)
     try:
         manager_registry.choose_tree(session, event.id, int(text) if text else None)
     except manager_registry.ManagerError as error:
         session.rollback()
-        return _event_page(request, session, event, user, errors=[error.message], status=422)
+        return show_event(request, session, event, user, errors=[error.message], status=422)
     session.commit()
     return redirect(f"/events/{event.id}?done=tree")
 
 
 @router.post("/events/{event_id}/ticket")
-def join(
-    request: Request, session: DB, viewer: Who, event_id: EventId, csrf: Csrf = ""
-) -> Response:
+def join(request: Request, session: DB, user: EventPost, event_id: EventId) -> Response:
     """The Join button: the same join ticket as ``POST /api/v1/events/{id}/ticket``."""
-    check_csrf(request, csrf)
-    user = viewer.user
-    if user is None:
-        return to_login(request, f"/events/{event_id}")
     event = events.get_visible(session, event_id, user)
     return join_ticket(request, session, event, user)
 
 
-@router.post("/events/{event_id}/register")
-def register(
-    request: Request, session: DB, viewer: Who, event_id: EventId, csrf: Csrf = ""
-) -> Response:
-    check_csrf(request, csrf)
-    user = viewer.user
-    if user is None:
-        return to_login(request, f"/events/{event_id}")
-    ctx = context_of(request)
-    event = session.get(Event, event_id)
-    if event is None or not (event.visibility == "public" or events.can_view(session, event, user)):
-        raise EventError(404, "event_not_found", f"no event {event_id}")
-    events.register(session, event, user, RegistrationIn(), ctx.links, ctx.sender)
-    session.commit()
-    return redirect(f"/events/{event.id}?done=registered")
-
-
-@router.post("/events/{event_id}/registrations")
-def add_registration(
-    request: Request,
-    session: DB,
-    viewer: Who,
-    event_id: EventId,
-    csrf: Csrf = "",
-    email: Annotated[str, Form(max_length=300)] = "",
-    display_name: Annotated[str, Form(max_length=300)] = "",
-) -> Response:
-    check_csrf(request, csrf)
-    user = viewer.user
-    if user is None:
-        return to_login(request, f"/events/{event_id}")
-    ctx = context_of(request)
-    event = events.get_managed(session, event_id, user)
-    try:
-        if not email.strip():
-            raise ValueError("email: enter an email address")
-        data = RegistrationIn(email=email, display_name=display_name)
-    except ValidationError as error:
-        problems = _validation_problems(error)
-        return _event_page(request, session, event, user, errors=problems, status=422)
-    except ValueError as error:
-        return _event_page(request, session, event, user, errors=[str(error)], status=422)
-    events.register(session, event, user, data, ctx.links, ctx.sender)
-    session.commit()
-    return redirect(f"/events/{event.id}?done=added")
-
-
-@router.post("/events/{event_id}/registrations/{registration_id}/revoke")
-def revoke_registration(
-    request: Request,
-    session: DB,
-    viewer: Who,
-    event_id: EventId,
-    registration_id: ItemId,
-    csrf: Csrf = "",
-) -> Response:
-    check_csrf(request, csrf)
-    user = viewer.user
-    if user is None:
-        return to_login(request, f"/events/{event_id}")
-    ctx = context_of(request)
-    event = events.get_visible(session, event_id, user)
-    registration = events.revoke_registration(
-        session, event, user, registration_id, ctx.links, ctx.sender
-    )
-    own = registration.user_id == user.id or registration.email == user.email
-    session.commit()
-    if not events.can_view(session, event, user):
-        return redirect("/events")  # a private event is gone for whoever left it
-    return redirect(f"/events/{event.id}?done={'unregistered' if own else 'revoked'}")
-
-
 @router.post("/events/{event_id}/mail/{job_id}/retry")
 def retry_mail(
-    request: Request, session: DB, viewer: Who, event_id: EventId, job_id: ItemId, csrf: Csrf = ""
+    request: Request, session: DB, user: EventPost, event_id: EventId, job_id: ItemId
 ) -> Response:
-    check_csrf(request, csrf)
-    if viewer.user is None:
-        return to_login(request, f"/events/{event_id}")
-    event = events.get_managed(session, event_id, viewer.user)
+    event = events.get_managed(session, event_id, user)
     job = session.get(MailJob, job_id)
     if job is None or job.event_id != event.id:
         raise EventError(404, "mail_not_found", f"no mail {job_id} for this event")
@@ -865,10 +616,10 @@ def retry_mail(
 
 
 @router.get("/events/{event_id}/calendar.ics")
-def event_calendar(request: Request, session: DB, viewer: Who, event_id: EventId) -> Response:
-    if viewer.user is None:
-        return to_login(request)
-    event = events.get_visible(session, event_id, viewer.user)
+def event_calendar(
+    request: Request, session: DB, user: SignedInUser, event_id: EventId
+) -> Response:
+    event = events.get_visible(session, event_id, user)
     ctx = context_of(request)
     body = calendar.event_ics(
         event,
@@ -889,10 +640,8 @@ def event_calendar(request: Request, session: DB, viewer: Who, event_id: EventId
 
 
 @router.get("/events/{event_id}/dialin")
-def dialin_page(request: Request, session: DB, viewer: Who, event_id: EventId) -> Response:
-    if viewer.user is None:
-        return to_login(request)
-    event = events.get_visible(session, event_id, viewer.user)
+def dialin_page(request: Request, session: DB, user: SignedInUser, event_id: EventId) -> Response:
+    event = events.get_visible(session, event_id, user)
     context = {
         "event": event,
         "numbers": context_of(request).settings.center.dialin_numbers,
@@ -925,10 +674,69 @@ def join_link(
             "this registration was revoked: ask the organizer if you think it should not be",
         )
     guest = Guest(registration=registration, dialin_code=dialin_code(request, event))
-    return _event_page(request, session, event, viewer.user, guest=guest)
+    return show_event(request, session, event, viewer.user, guest=guest)
 
 
-# --- account ----------------------------------------------------------------------------------
+# --- registrations -------------------------------------------------------------------
+
+
+@router.post("/events/{event_id}/register")
+def register(request: Request, session: DB, user: EventPost, event_id: EventId) -> Response:
+    ctx = context_of(request)
+    event = session.get(Event, event_id)
+    if event is None or not (event.visibility == "public" or events.can_view(session, event, user)):
+        raise EventError(404, "event_not_found", f"no event {event_id}")
+    events.register(session, event, user, RegistrationIn(), ctx.links, ctx.sender)
+    session.commit()
+    return redirect(f"/events/{event.id}?done=registered")
+
+
+@router.post("/events/{event_id}/registrations")
+def add_registration(
+    request: Request,
+    session: DB,
+    user: EventPost,
+    event_id: EventId,
+    email: Annotated[str, Form(max_length=300)] = "",
+    display_name: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
+    ctx = context_of(request)
+    event = events.get_managed(session, event_id, user)
+    try:
+        if not email.strip():
+            raise ValueError("email: enter an email address")
+        data = RegistrationIn(email=email, display_name=display_name)
+    except ValidationError as error:
+        problems = validation_problems(error)
+        return show_event(request, session, event, user, errors=problems, status=422)
+    except ValueError as error:
+        return show_event(request, session, event, user, errors=[str(error)], status=422)
+    events.register(session, event, user, data, ctx.links, ctx.sender)
+    session.commit()
+    return redirect(f"/events/{event.id}?done=added")
+
+
+@router.post("/events/{event_id}/registrations/{registration_id}/revoke")
+def revoke_registration(
+    request: Request,
+    session: DB,
+    user: EventPost,
+    event_id: EventId,
+    registration_id: ItemId,
+) -> Response:
+    ctx = context_of(request)
+    event = events.get_visible(session, event_id, user)
+    registration = events.revoke_registration(
+        session, event, user, registration_id, ctx.links, ctx.sender
+    )
+    own = registration.user_id == user.id or registration.email == user.email
+    session.commit()
+    if not events.can_view(session, event, user):
+        return redirect("/events")  # a private event is gone for whoever left it
+    return redirect(f"/events/{event.id}?done={'unregistered' if own else 'revoked'}")
+
+
+# --- account -------------------------------------------------------------------------
 
 
 def _account_page(
@@ -956,24 +764,17 @@ def _account_page(
 
 
 @router.get("/account")
-def account_page(request: Request, session: DB, viewer: Who, done: Done = "") -> Response:
-    if viewer.user is None:
-        return to_login(request)
-    return _account_page(request, session, viewer.user, notice=_notice(done))
+def account_page(request: Request, session: DB, user: SignedInUser, done: Done = "") -> Response:
+    return _account_page(request, session, user, notice=notice(done))
 
 
 @router.post("/account/timezone")
 def set_timezone(
     request: Request,
     session: DB,
-    viewer: Who,
-    csrf: Csrf = "",
+    user: AccountPost,
     timezone: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    check_csrf(request, csrf)
-    user = viewer.user
-    if user is None:
-        return to_login(request, "/account")
     timezone = timezone.strip()
     if timezone:
         try:
@@ -989,14 +790,9 @@ def set_timezone(
 def create_token(
     request: Request,
     session: DB,
-    viewer: Who,
-    csrf: Csrf = "",
+    user: AccountPost,
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    check_csrf(request, csrf)
-    user = viewer.user
-    if user is None:
-        return to_login(request, "/account")
     try:
         _, value = accounts.create_token(session, user, name)
     except accounts.AccountError as error:
@@ -1007,39 +803,23 @@ def create_token(
 
 
 @router.post("/account/tokens/{token_id}/revoke")
-def revoke_token(
-    request: Request, session: DB, viewer: Who, token_id: ItemId, csrf: Csrf = ""
-) -> Response:
-    check_csrf(request, csrf)
-    if viewer.user is None:
-        return to_login(request, "/account")
-    if not accounts.revoke_token(session, viewer.user, token_id):
+def revoke_token(request: Request, session: DB, user: AccountPost, token_id: ItemId) -> Response:
+    if not accounts.revoke_token(session, user, token_id):
         raise EventError(404, "token_not_found", f"no token {token_id}")
     session.commit()
     return redirect("/account?done=token_revoked")
 
 
-# --- administration ----------------------------------------------------------------------------
-
-
-def _admin(request: Request, viewer: Viewer) -> User | Response:
-    if viewer.user is None:
-        return to_login(request)
-    if viewer.user.role != "admin":
-        raise AuthError(403, "not_admin", "only administrators may see this page")
-    return viewer.user
+# --- admin ---------------------------------------------------------------------------
 
 
 @router.get("/admin/outbox")
 def outbox_page(
     request: Request,
     session: DB,
-    viewer: Who,
+    _: AdminPage,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
-    admin = _admin(request, viewer)
-    if isinstance(admin, Response):
-        return admin
     total = session.scalar(select(func.count()).select_from(MailJob)) or 0
     jobs = session.scalars(
         select(MailJob).order_by(MailJob.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
@@ -1077,10 +857,7 @@ def _readable(raw: bytes) -> tuple[list[tuple[str, str]], str, list[tuple[str, s
 
 
 @router.get("/admin/outbox/{job_id}")
-def outbox_message(request: Request, session: DB, viewer: Who, job_id: ItemId) -> Response:
-    admin = _admin(request, viewer)
-    if isinstance(admin, Response):
-        return admin
+def outbox_message(request: Request, session: DB, _: AdminPage, job_id: ItemId) -> Response:
     job = session.get(MailJob, job_id)
     if job is None:
         raise EventError(404, "mail_not_found", f"no mail {job_id}")
@@ -1110,28 +887,20 @@ def _users_page(
 
 
 @router.get("/admin/users")
-def users_page(request: Request, session: DB, viewer: Who, done: Done = "") -> Response:
-    admin = _admin(request, viewer)
-    if isinstance(admin, Response):
-        return admin
-    return _users_page(request, session, notice=_notice(done))
+def users_page(request: Request, session: DB, _: AdminPage, done: Done = "") -> Response:
+    return _users_page(request, session, notice=notice(done))
 
 
 @router.post("/admin/users")
 def add_user(
     request: Request,
     session: DB,
-    viewer: Who,
-    csrf: Csrf = "",
+    _: AdminPost,
     username: Annotated[str, Form(max_length=200)] = "",
     email: Annotated[str, Form(max_length=300)] = "",
     role: Annotated[str, Form(max_length=20)] = "member",
     password: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
-    check_csrf(request, csrf)
-    admin = _admin(request, viewer)
-    if isinstance(admin, Response):
-        return admin
     form = {"username": username, "email": email, "role": role}
     try:
         accounts.create_user(

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from townhall.manager.tables import EventTree, Server, Tree, TreeNode
 from townhall.pki import DevCA
 from townhall.store.conventions import now_utc
+from townhall.web.errors import WebError
 
 MAX_ID = 2**31 - 1
 MAX_NODES = 1000
@@ -53,14 +54,8 @@ _RSA_BITS = (2048, 16384)
 Zone = Literal["internal", "dmz"]
 
 
-class ManagerError(ValueError):
-    """A request the rules refuse; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class ManagerError(WebError, ValueError):
+    """A request the Manager's rules refuse (``WebError``: status, code, message)."""
 
 
 def digest(secret: str) -> str:
