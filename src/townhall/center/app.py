@@ -2,7 +2,7 @@
 
 ``component(ctx)`` is what the composition root (``townhall.webprocess``)
 hangs on the web shell: the REST API (``api``, JSON errors under ``/api``),
-the portal (``pages``) and the background mail worker. ``open_context``
+the portal (``pages``, one router per area) and the background mail worker. ``open_context``
 builds the Center's ``CenterContext`` from frozen settings, with no
 module-level state, so tests build as many independent Centers as they need.
 The Center knows nothing of the other components it runs beside.
@@ -13,14 +13,27 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from townhall.center import api, pages
+from townhall.center import api
 from townhall.center.accounts import CenterSecret
 from townhall.center.context import CenterContext
 from townhall.center.mailer import MailWorker
+from townhall.center.pages import (
+    account,
+    admin,
+    catalog,
+    event,
+    registrations,
+    scheduling,
+    signin,
+)
 from townhall.center.sso import SsoVerifier
 from townhall.config import Settings
 from townhall.web.app import Component
 
+# The portal's areas, in the order their routes are tried.
+PAGE_AREAS = tuple(
+    area.router for area in (signin, catalog, scheduling, event, registrations, account, admin)
+)
 SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 
 
@@ -40,7 +53,7 @@ def component(ctx: CenterContext, *, run_workers: bool = True) -> Component:
     worker = MailWorker(ctx.sessions, ctx.settings.center.mail, ctx.settings.outbox_dir)
     return Component(
         name="center",
-        routers=(api.router, pages.router),
+        routers=(api.router, *PAGE_AREAS),
         json_prefixes=("/api/",),
         state=ctx,
         workers=(worker.run,) if run_workers else (),
