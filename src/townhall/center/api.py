@@ -21,7 +21,7 @@ from townhall import ticket
 from townhall.center import accounts, events, live, mailer
 from townhall.center.auth import context_of, identify
 from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch, RegistrationIn
-from townhall.center.tables import Event, MailJob, Registration, User
+from townhall.center.tables import ApiToken, Event, MailJob, Registration, User
 from townhall.store.conventions import now_utc, utc
 from townhall.web.deps import DB, MAX_ID, ItemId, api_viewer, check_api_write
 from townhall.web.errors import ERRORS
@@ -255,7 +255,7 @@ def _registration_out(registration: Registration) -> RegistrationOut:
     )
 
 
-def _token_out(token: accounts.ApiToken) -> TokenOut:
+def _token_out(token: ApiToken) -> TokenOut:
     return TokenOut(
         id=token.id,
         name=token.name,

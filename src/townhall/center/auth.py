@@ -97,12 +97,12 @@ def identify(request: Request, session: Session) -> CenterViewer:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer":
             raise AuthError(401, "bad_authorization", "only Bearer tokens are accepted")
-        user = accounts.user_for_token(session, value.strip())
-        if user is None:
+        token_user = accounts.user_for_token(session, value.strip())
+        if token_user is None:
             raise AuthError(401, "bad_token", "the API token is unknown or revoked")
         if session.dirty:  # last_used_at moved on (at most once a minute)
             session.commit()
-        return Viewer(user, "token", str(user.id))
+        return Viewer(token_user, "token", str(token_user.id))
     cookie = request.cookies.get(shell_of(request).cookie_name(SESSION_COOKIE), "")
     if cookie:
         web_session = accounts.find_session(session, cookie)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -190,7 +190,7 @@ def can_view(session: Session, event: Event, user: User | None) -> bool:
     return registration is not None and registration.status == "registered"
 
 
-def visible_events(user: User) -> Select[tuple[Event]]:
+def visible_events(user: User) -> Select[Any]:  # Select's parameters differ in 2.0 and 2.1
     query = select(Event)
     if user.role == "admin":
         return query
@@ -257,6 +257,7 @@ _LISTED = (
     Event.status,
     Event.sequence,
 )
+_LISTED_KEYS = tuple(column.key for column in _LISTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,14 +329,14 @@ def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Lis
             )
         )
     order = Event.starts_at.desc() if query.when == "past" else Event.starts_at.asc()
-    statement = (
+    listing = (
         statement.with_only_columns(*_LISTED, User.username)
         .join(User, User.id == Event.organizer_id)
         .order_by(order, Event.id)
         .limit(query.limit + 1)
         .offset(query.offset)
     )
-    rows = session.execute(statement).all()
+    rows = session.execute(listing).all()
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     people: dict[tuple[int, str], list[str]] = {}
@@ -350,7 +351,7 @@ def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Lis
             people.setdefault((event_id, role), []).append(username)
     listed = [
         Listed(
-            *row[:-1],
+            **dict(zip(_LISTED_KEYS, row, strict=False)),
             organizer=row[-1],
             moderators=tuple(people.get((row.id, "moderator"), ())),
             presenters=tuple(people.get((row.id, "presenter"), ())),
