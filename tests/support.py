@@ -12,10 +12,10 @@ import httpx
 import uvicorn
 
 from townhall.center import accounts
-from townhall.center.app import create_app
 from townhall.config import Settings
 from townhall.schema import migrate
 from townhall.store import make_engine
+from townhall.webprocess import create_app
 
 
 def make_settings(data: Path, database_url: str, **center: object) -> Settings:

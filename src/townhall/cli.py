@@ -29,7 +29,6 @@ from townhall.center.accounts import (
     hash_password,
     user_by_name,
 )
-from townhall.center.app import create_app
 from townhall.center.tables import Event, User
 from townhall.client.command import register as register_participant
 from townhall.config import Settings, default_data_dir, load_settings, parse_listen
@@ -42,6 +41,7 @@ from townhall.pki import DevCA
 from townhall.proxyauth import register as register_proxy_auth
 from townhall.store import make_engine, make_session_factory
 from townhall.store.conventions import now_utc
+from townhall.webprocess import create_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Townhall: live online events.")
 users_app = typer.Typer(no_args_is_help=True, help="Local accounts of the Center.")
@@ -324,7 +324,7 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
     if config is not None:
         os.environ["TOWNHALL_CONFIG"] = str(config.resolve())
     uvicorn.run(
-        "townhall.center.app:app_from_environment",
+        "townhall.webprocess:app_from_environment",
         factory=True,
         workers=settings.center.workers,
         **options,  # type: ignore[arg-type]

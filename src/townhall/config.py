@@ -14,10 +14,15 @@ import base64
 import ipaddress
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from townhall.datafolder import open_data_folder
 
@@ -275,7 +280,13 @@ def load_settings(data: Path | None = None, config_file: Path | None = None) -> 
 
     class _FromFile(Settings):
         @classmethod
-        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, **_):  # type: ignore[override]
+        def settings_customise_sources(  # type: ignore[override]
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            **_: Any,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
             return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
 
     return _FromFile(data=data)

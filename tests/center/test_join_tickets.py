@@ -23,7 +23,6 @@ from tests.manager.manager_support import make_tree, register, signed_in
 from tests.support import Center, make_settings, start_center
 from townhall import ticket
 from townhall.center import accounts
-from townhall.center.app import create_app
 from townhall.center.live import (
     DueEvent,
     center_public_key,
@@ -34,6 +33,7 @@ from townhall.center.live import (
 from townhall.config import Settings
 from townhall.pki import DevCA
 from townhall.store.conventions import now_utc
+from townhall.webprocess import create_app
 
 API = "/api/v1"
 PROXY_COOKIE = "_oauth2_proxy"

@@ -39,12 +39,12 @@ import httpx
 import uvicorn
 
 from tests.support import Center, free_port
-from townhall.center.app import create_app
 from townhall.config import Settings
 from townhall.desktop.session import find_login_form
 from townhall.pki import DevCA
 from townhall.schema import migrate
 from townhall.store import make_engine
+from townhall.webprocess import create_app
 
 REPO = Path(__file__).resolve().parents[2]
 APACHE_CONF = REPO / "deploy" / "reverse-proxy" / "apache" / "townhall.conf"

@@ -16,16 +16,19 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 
 from townhall.center import events, live
-from townhall.center.api import DB, ERRORS, MAX_ID, EventId, ItemId, Me, join_ticket
-from townhall.center.auth import check_csrf, context_of, identify
+from townhall.center.api import EventId, Me, join_ticket
+from townhall.center.auth import context_of
 from townhall.center.events import EventError
+from townhall.center.pages.common import EventPost
 from townhall.center.tables import Event, Registration, Removal, User
 from townhall.store.conventions import utc
+from townhall.web.deps import DB, MAX_ID, ItemId
+from townhall.web.errors import ERRORS
 
 router = APIRouter()
 
@@ -88,17 +91,9 @@ def let_back_in(session: DB, user: Me, event_id: EventId, removal_id: ItemId) ->
 
 @router.post("/events/{event_id}/removals/{removal_id}/let-back-in", include_in_schema=False)
 def let_back_in_page(
-    request: Request,
-    session: DB,
-    event_id: EventId,
-    removal_id: ItemId,
-    csrf: Annotated[str, Form(max_length=100)] = "",
+    session: DB, user: EventPost, event_id: EventId, removal_id: ItemId
 ) -> Response:
-    """The event page's "Let back in" button."""
-    check_csrf(request, csrf)
-    user = identify(request, session).user
-    if user is None:
-        return RedirectResponse(f"/login?next=/events/{event_id}", status_code=303)
+    """The event page's "Let back in" button (signed in, CSRF checked by ``EventPost``)."""
     event = events.get_managed(session, event_id, user)
     live.let_back_in(session, event, removal_id, user)
     session.commit()

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from townhall.center.tables import ApiToken, User, WebSession
 from townhall.store.conventions import now_utc
+from townhall.web.errors import WebError
 
 ROLES = ("admin", "organizer", "member")
 TOKEN_PREFIX = "th_"  # noqa: S105 - a prefix that makes leaked tokens easy to scan for
@@ -36,11 +37,11 @@ EMAIL_PATTERN = re.compile(
 _hasher = PasswordHasher()
 
 
-class AccountError(ValueError):
+class AccountError(WebError, ValueError):
+    """An account, password or token the rules refuse: always the sender's input (422)."""
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(422, code, message)
 
 
 def digest(secret: str) -> str:

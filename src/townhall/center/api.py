@@ -1,7 +1,7 @@
 """The REST API under ``/api/v1``: events, registrations, join tickets, the current user, tokens.
 
 Every answer is JSON; every error is ``{"error": {"code", "message"}}`` with a
-4xx status that says whose fault it is (``app`` installs the handlers). Path
+4xx status that says whose fault it is (``townhall.web.errors``). Path
 and query values are bounded here, bodies by the models in ``events``; no
 input reaches the database unchecked, so bad input never becomes a 5xx.
 """
@@ -9,7 +9,6 @@ input reaches the database unchecked, so bad input never becomes a 5xx.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 
@@ -20,42 +19,23 @@ from sqlalchemy.orm import Session
 
 from townhall import ticket
 from townhall.center import accounts, events, live, mailer
-from townhall.center.auth import (
-    AuthError,
-    Viewer,
-    check_api_write,
-    client_address,
-    context_of,
-    identify,
-)
+from townhall.center.auth import client_address, context_of, identify
 from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch, RegistrationIn
-from townhall.center.tables import Event, MailJob, Registration, User
+from townhall.center.tables import ApiToken, Event, MailJob, Registration, User
 from townhall.store.conventions import now_utc, utc
+from townhall.web.deps import DB, MAX_ID, ItemId, api_viewer, check_api_write
+from townhall.web.errors import ERRORS
 from townhall.wire.names import NOT_IN_LABELS
 
-MAX_ID = 2**31 - 1
 EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
-ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
-
-
-async def db_session(request: Request) -> AsyncIterator[Session]:
-    # An async dependency on purpose: a sync one costs two thread-pool hops per
-    # request (enter and exit). Opening a Session does no IO; closing one only
-    # hands its connection back to the pool.
-    with context_of(request).session() as session:
-        yield session
-
-
-DB = Annotated[Session, Depends(db_session)]
 
 
 def api_user(request: Request, session: DB) -> User:
-    viewer: Viewer = identify(request, session)
-    if viewer.user is None:
-        raise AuthError(401, "not_signed_in", "sign in, or send Authorization: Bearer <token>")
-    check_api_write(request, viewer)
-    request.state.viewer = viewer
-    return viewer.user
+    """The signed-in caller as the Center's own ``User`` (``web.deps.api_viewer``)."""
+    user = api_viewer(request, session).user
+    if not isinstance(user, User):
+        raise TypeError("the web shell's identify answered someone not a Center user")
+    return user
 
 
 Me = Annotated[User, Depends(api_user)]
@@ -64,15 +44,6 @@ router = APIRouter(prefix="/api/v1", tags=["api"])
 
 
 # --- response models (they are also the OpenAPI document) ------------------------------
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: ErrorBody
 
 
 class MeOut(BaseModel):
@@ -201,11 +172,6 @@ class NewTokenOut(TokenOut):
     token: str = Field(description="shown once; only its digest is kept")
 
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)
-}
-
-
 def live_out(session: Session, event: Event) -> LiveOut:
     state, servers = live.live_state(session, event.id)
     return LiveOut(
@@ -303,7 +269,7 @@ def _registration_out(registration: Registration) -> RegistrationOut:
     )
 
 
-def _token_out(token: accounts.ApiToken) -> TokenOut:
+def _token_out(token: ApiToken) -> TokenOut:
     return TokenOut(
         id=token.id,
         name=token.name,

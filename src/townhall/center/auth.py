@@ -4,19 +4,18 @@ Order of trust, first match wins: a header (or signed assertion) from a
 trusted proxy, then ``Authorization: Bearer``, then the portal's session
 cookie. An SSO user is never given a Center session of its own: identity is
 re-read from the proxy on every request, so signing out at the proxy signs
-out of the Center. Writes authenticated by a cookie or the proxy must carry
-proof they come from our own pages (a CSRF token for forms, a JSON body for
-the API), since browsers attach both to cross-site requests.
+out of the Center. ``identify`` is what the web shell calls for every
+component (``townhall.web.shell.Identify``); the proof that a write comes
+from our own pages (CSRF token, JSON body) is the shell's (``web.csrf``,
+``web.deps``), bound to the ``session_key`` given here.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import secrets
 import time
-from dataclasses import dataclass
-from typing import Literal
+from typing import TypeAlias
 
 from fastapi import Request
 from sqlalchemy.orm import Session
@@ -24,30 +23,19 @@ from sqlalchemy.orm import Session
 from townhall.center import accounts
 from townhall.center.context import CenterContext
 from townhall.center.sso import SsoIdentity, SsoRefused
-from townhall.center.tables import User, WebSession
+from townhall.center.tables import User
+from townhall.web.errors import WebError
+from townhall.web.shell import Viewer, shell_of
 
+# Over HTTPS the cookie is __Host-townhall_session (``WebShell.cookie_name``).
 SESSION_COOKIE = "townhall_session"
-CSRF_COOKIE = "townhall_csrf"
 log = logging.getLogger("townhall.center.auth")
 
-
-class AuthError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+CenterViewer: TypeAlias = Viewer[User]
 
 
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    user: User | None
-    via: Literal["sso", "token", "session", "anonymous"]
-    web_session: WebSession | None = None
-
-    @property
-    def signed_in(self) -> bool:
-        return self.user is not None
+class AuthError(WebError):
+    """Who is asking could not be established, or may not do this."""
 
 
 def context_of(request: Request) -> CenterContext:
@@ -133,7 +121,7 @@ def _sso_user(session: Session, ctx: CenterContext, identity: SsoIdentity) -> Us
     return user
 
 
-def identify(request: Request, session: Session) -> Viewer:
+def identify(request: Request, session: Session) -> CenterViewer:
     ctx = context_of(request)
     peer = request.client.host if request.client else None
     try:
@@ -141,49 +129,22 @@ def identify(request: Request, session: Session) -> Viewer:
     except SsoRefused as refused:
         raise AuthError(400, refused.code, refused.message) from refused
     if identity is not None:
-        return Viewer(_sso_user(session, ctx, identity), "sso")
+        user = _sso_user(session, ctx, identity)
+        return Viewer(user, "sso", user.username)
     authorization = request.headers.get("authorization", "")
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer":
             raise AuthError(401, "bad_authorization", "only Bearer tokens are accepted")
-        user = accounts.user_for_token(session, value.strip())
-        if user is None:
+        token_user = accounts.user_for_token(session, value.strip())
+        if token_user is None:
             raise AuthError(401, "bad_token", "the API token is unknown or revoked")
         if session.dirty:  # last_used_at moved on (at most once a minute)
             session.commit()
-        return Viewer(user, "token")
-    cookie = request.cookies.get(SESSION_COOKIE, "")
+        return Viewer(token_user, "token", str(token_user.id))
+    cookie = request.cookies.get(shell_of(request).cookie_name(SESSION_COOKIE), "")
     if cookie:
         web_session = accounts.find_session(session, cookie)
         if web_session is not None:
-            return Viewer(web_session.user, "session", web_session)
+            return Viewer(web_session.user, "session", str(web_session.id))
     return Viewer(None, "anonymous")
-
-
-def csrf_token(request: Request) -> str:
-    """The double-submit token for this browser (set as a cookie by the pages)."""
-    existing = request.cookies.get(CSRF_COOKIE, "")
-    if 20 <= len(existing) <= 64 and existing.replace("-", "").replace("_", "").isalnum():
-        return existing
-    token = getattr(request.state, "new_csrf", None)
-    if token is None:
-        token = secrets.token_urlsafe(24)
-        request.state.new_csrf = token
-    return token
-
-
-def check_csrf(request: Request, submitted: str) -> None:
-    expected = request.cookies.get(CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected.encode(), submitted.encode()):
-        raise AuthError(
-            403, "csrf_failed", "the form is stale or came from another site; reload and retry"
-        )
-
-
-def check_api_write(request: Request, viewer: Viewer) -> None:
-    """Cookie- or proxy-authenticated API writes must be JSON (a cross-site form cannot be)."""
-    if viewer.via in ("session", "sso") and request.method in ("POST", "PUT", "PATCH"):
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            raise AuthError(415, "json_required", "send the body as application/json")

@@ -109,4 +109,5 @@ def event_ics(
                 ),
             )
     calendar.add_component(item)
-    return calendar.to_ical()
+    data: bytes = calendar.to_ical()
+    return data

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -25,6 +25,7 @@ from townhall.center import invitations, mailer
 from townhall.center.accounts import email_owner, user_by_name, valid_email
 from townhall.center.tables import Event, EventRole, Registration, TicketCredential, User
 from townhall.store.conventions import naive_utc, now_utc, utc
+from townhall.web.errors import WebError
 
 Kind = Literal["meeting", "lecture", "webinar"]
 Visibility = Literal["public", "private"]
@@ -35,14 +36,8 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-class EventError(ValueError):
-    """A request the rules refuse; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class EventError(WebError, ValueError):
+    """A request the scheduling rules refuse (``WebError``: status, code, message)."""
 
 
 def _printable(value: str) -> str:
@@ -196,7 +191,7 @@ def can_view(session: Session, event: Event, user: User | None) -> bool:
     return registration is not None and registration.status == "registered"
 
 
-def visible_events(user: User) -> Select[tuple[Event]]:
+def visible_events(user: User) -> Select[Any]:  # Select's parameters differ in 2.0 and 2.1
     query = select(Event)
     if user.role == "admin":
         return query
@@ -266,6 +261,7 @@ _LISTED = (
     Event.status,
     Event.sequence,
 )
+_LISTED_KEYS = tuple(column.key for column in _LISTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,14 +333,14 @@ def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Lis
             )
         )
     order = Event.starts_at.desc() if query.when == "past" else Event.starts_at.asc()
-    statement = (
+    listing = (
         statement.with_only_columns(*_LISTED, User.username)
         .join(User, User.id == Event.organizer_id)
         .order_by(order, Event.id)
         .limit(query.limit + 1)
         .offset(query.offset)
     )
-    rows = session.execute(statement).all()
+    rows = session.execute(listing).all()
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     people: dict[tuple[int, str], list[str]] = {}
@@ -359,7 +355,7 @@ def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Lis
             people.setdefault((event_id, role), []).append(username)
     listed = [
         Listed(
-            *row[:-1],
+            **dict(zip(_LISTED_KEYS, row, strict=False)),
             organizer=row[-1],
             moderators=tuple(people.get((row.id, "moderator"), ())),
             presenters=tuple(people.get((row.id, "presenter"), ())),

@@ -3,8 +3,9 @@
 Three kinds of caller: administrators (identified as by the Center's API:
 proxy SSO, API token or portal session), live servers with the pull token
 they got at enrolment, and a server enrolling with its one-time secret.
-Errors are the Center's ``{"error": {"code", "message"}}`` with a 4xx status
-(``center.app`` installs the handler for ``ManagerError``). Path values are
+Errors are the web shell's ``{"error": {"code", "message"}}`` with a 4xx
+status (``townhall.web.errors``; ``ManagerError`` is one of that family).
+Administrators are identified by the shell (``web.deps.api_viewer``). Path values are
 bounded here and bodies by the models in ``registry``, so bad input never
 becomes a 5xx. ``docs/manager.md`` lists the routes.
 """
@@ -18,8 +19,6 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from townhall.center.api import DB, ERRORS
-from townhall.center.auth import AuthError, Viewer, check_api_write, context_of, identify
 from townhall.manager import registry
 from townhall.manager.registry import (
     MAX_ID,
@@ -34,6 +33,9 @@ from townhall.manager.registry import (
 from townhall.manager.tables import Server, Tree
 from townhall.pki import DevCA
 from townhall.store.conventions import utc
+from townhall.web.deps import DB, api_viewer
+from townhall.web.errors import ERRORS, WebError
+from townhall.web.shell import Person, Viewer, shell_of
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -49,21 +51,18 @@ def _bearer(request: Request) -> str | None:
         return None
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() != "bearer":
-        raise AuthError(401, "bad_authorization", "only Bearer tokens are accepted")
+        raise WebError(401, "bad_authorization", "only Bearer tokens are accepted")
     return value.strip()
 
 
-def _admin(request: Request, session: Session) -> Viewer:
-    viewer = identify(request, session)
-    if viewer.user is None:
-        raise AuthError(401, "not_signed_in", "sign in, or send Authorization: Bearer <token>")
-    check_api_write(request, viewer)
-    if viewer.user.role != "admin":
-        raise AuthError(403, "not_admin", "only administrators manage servers and trees")
+def _admin(request: Request, session: Session) -> Viewer[Person]:
+    viewer = api_viewer(request, session)
+    if viewer.user is None or viewer.user.role != "admin":
+        raise WebError(403, "not_admin", "only administrators manage servers and trees")
     return viewer
 
 
-def admin(request: Request, session: DB) -> Viewer:
+def admin(request: Request, session: DB) -> Viewer[Person]:
     return _admin(request, session)
 
 
@@ -89,7 +88,7 @@ def pulling_server(request: Request, session: DB) -> Server:
     return server
 
 
-Admin = Annotated[Viewer, Depends(admin)]
+Admin = Annotated[Viewer[Person], Depends(admin)]
 Puller = Annotated[Server, Depends(pulling_server)]
 
 
@@ -333,7 +332,7 @@ def choose_tree(session: DB, _: Admin, event_id: ItemId, body: EventTreeIn) -> E
 @router.post("/enroll", response_model=EnrolOut, responses=ERRORS)
 def enroll(request: Request, response: Response, session: DB, body: EnrolIn) -> EnrolOut:
     """Trade the one-time secret and a certificate request for credentials."""
-    settings = context_of(request).settings
+    settings = shell_of(request).settings
     enrolment = registry.enrol(session, DevCA.ensure(settings.ca_dir), body)
     session.commit()
     response.headers["cache-control"] = "no-store"
@@ -347,7 +346,7 @@ def enroll(request: Request, response: Response, session: DB, body: EnrolIn) -> 
 @router.get("/self", response_model=SelfOut, responses=ERRORS)
 def self_config(request: Request, session: DB, server: Puller) -> SelfOut:
     """The configuration an enrolled server pulls: itself, its trees, the Controller."""
-    settings = context_of(request).settings
+    settings = shell_of(request).settings
     return SelfOut(
         name=server.name,
         host=server.host,

@@ -1,12 +1,13 @@
 """The Manager's admin pages under ``/manager``: servers, trees, the default tree.
 
-Server-rendered like the Center's portal, and in its frame: the templates in
-``templates/`` extend the Center's ``base.html`` and are rendered through
-``townhall.center.pages.render`` (same sign-in, CSRF token, security headers).
-Only administrators see these pages. Every rule lives in ``registry``, shared
-with the JSON API; this module turns forms into its models and results into
-pages. Enrolment secrets are made by ``townhall manager enroll`` on the
-command line, never shown here.
+Server-rendered in the site's frame like the Center's portal: the templates
+in ``templates/`` extend the web shell's ``base.html`` and are rendered by
+``townhall.web.render.Pages`` (same sign-in, CSRF token, security headers).
+Only administrators see these pages (``AdminPage``, ``AdminPost``: the web
+shell's ``SignedIn`` dependency, which checks a post's CSRF token first).
+Every rule lives in ``registry``, shared with the JSON API; this module turns
+forms into its models and results into pages. Enrolment secrets are made by
+``townhall manager enroll`` on the command line, never shown here.
 """
 
 from __future__ import annotations
@@ -14,34 +15,22 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-import jinja2
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from townhall.center import pages as center_pages
-from townhall.center.api import DB
-from townhall.center.auth import AuthError, Viewer, check_csrf
-from townhall.center.pages import Csrf, Done, Who, redirect, to_login
 from townhall.manager import registry
 from townhall.manager.api import ItemId
 from townhall.manager.registry import ManagerError, NodeIn, ServerIn, ServerPatch, TreeReplace
 from townhall.manager.tables import Server, Tree
+from townhall.web.deps import DB, Done, SignedIn
+from townhall.web.errors import redirect
+from townhall.web.render import Pages
+from townhall.web.shell import Person
 
 HERE = FilePath(__file__).parent
-# The Center's environment (filters, globals) with our templates looked up first.
-TEMPLATES = Jinja2Templates(
-    env=center_pages.TEMPLATES.env.overlay(
-        loader=jinja2.ChoiceLoader(
-            [
-                jinja2.FileSystemLoader(HERE / "templates"),
-                jinja2.FileSystemLoader(center_pages.HERE / "templates"),
-            ]
-        )
-    )
-)
+PAGES = Pages(HERE / "templates")
 # Form values for "not in this tree" and "main server": server names cannot contain ':'.
 OUT = ":out"
 MAIN = ":main"
@@ -65,17 +54,14 @@ STATES = {
 router = APIRouter(prefix="/manager", include_in_schema=False)
 
 
+NOT_ADMIN = "only administrators manage servers and trees"
+# An administrator asking a page, or posting one of its forms (CSRF checked first).
+AdminPage = Annotated[Person, Depends(SignedIn(admin=NOT_ADMIN))]
+AdminPost = Annotated[Person, Depends(SignedIn(form=True, admin=NOT_ADMIN))]
+
+
 def render(request: Request, name: str, context: dict[str, Any], *, status: int = 200) -> Response:
-    return center_pages.render(request, name, context, status=status, templates=TEMPLATES)
-
-
-def _admin(request: Request, viewer: Viewer) -> Response | None:
-    """A redirect to sign in, None for an admin; anyone else is refused."""
-    if viewer.user is None:
-        return to_login(request)
-    if viewer.user.role != "admin":
-        raise AuthError(403, "not_admin", "only administrators manage servers and trees")
-    return None
+    return PAGES.render(request, name, context, status=status)
 
 
 def _problems(error: ValidationError) -> list[str]:
@@ -96,7 +82,6 @@ class ServerForm(BaseModel):
     port: str = ""
     zone: str = "internal"
     capacity: str = str(registry.DEFAULT_CAPACITY)
-    csrf: str = ""
 
 
 def _servers_page(
@@ -127,26 +112,19 @@ def _number(value: str, field: str) -> int:
 
 
 @router.get("")
-def home(request: Request, viewer: Who) -> Response:
-    return _admin(request, viewer) or redirect("/manager/servers")
+def home(_: AdminPage) -> Response:
+    return redirect("/manager/servers")
 
 
 @router.get("/servers")
-def servers_page(request: Request, session: DB, viewer: Who, done: Done = "") -> Response:
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
+def servers_page(request: Request, session: DB, _: AdminPage, done: Done = "") -> Response:
     return _servers_page(request, session, notice=NOTICES.get(done, ""))
 
 
 @router.post("/servers")
 def add_server(
-    request: Request, session: DB, viewer: Who, form: Annotated[ServerForm, Form()]
+    request: Request, session: DB, _: AdminPost, form: Annotated[ServerForm, Form()]
 ) -> Response:
-    check_csrf(request, form.csrf)
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
     try:
         data = ServerIn(
             name=form.name.strip(),
@@ -198,11 +176,8 @@ def _server_page(
 
 @router.get("/servers/{server_id}")
 def server_page(
-    request: Request, session: DB, viewer: Who, server_id: ItemId, done: Done = ""
+    request: Request, session: DB, _: AdminPage, server_id: ItemId, done: Done = ""
 ) -> Response:
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
     server = registry.get_server(session, server_id)
     return _server_page(request, session, server, notice=NOTICES.get(done, ""))
 
@@ -211,14 +186,10 @@ def server_page(
 def save_server(
     request: Request,
     session: DB,
-    viewer: Who,
+    _: AdminPost,
     server_id: ItemId,
     form: Annotated[ServerForm, Form()],
 ) -> Response:
-    check_csrf(request, form.csrf)
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
     server = registry.get_server(session, server_id)
     try:
         patch = ServerPatch(
@@ -239,13 +210,7 @@ def save_server(
 
 
 @router.post("/servers/{server_id}/delete")
-def delete_server(
-    request: Request, session: DB, viewer: Who, server_id: ItemId, csrf: Csrf = ""
-) -> Response:
-    check_csrf(request, csrf)
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
+def delete_server(request: Request, session: DB, _: AdminPost, server_id: ItemId) -> Response:
     server = registry.get_server(session, server_id)
     try:
         registry.delete_server(session, server)
@@ -274,10 +239,7 @@ def _trees_page(
 
 
 @router.get("/trees")
-def trees_page(request: Request, session: DB, viewer: Who, done: Done = "") -> Response:
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
+def trees_page(request: Request, session: DB, _: AdminPage, done: Done = "") -> Response:
     return _trees_page(request, session, notice=NOTICES.get(done, ""))
 
 
@@ -285,14 +247,9 @@ def trees_page(request: Request, session: DB, viewer: Who, done: Done = "") -> R
 def add_tree(
     request: Request,
     session: DB,
-    viewer: Who,
-    csrf: Csrf = "",
+    _: AdminPost,
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    check_csrf(request, csrf)
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
     try:
         tree = registry.create_tree(session, registry.TreeIn(name=name.strip()))
     except ValidationError as error:
@@ -335,11 +292,8 @@ def _tree_page(
 
 @router.get("/trees/{tree_id}")
 def tree_page(
-    request: Request, session: DB, viewer: Who, tree_id: ItemId, done: Done = ""
+    request: Request, session: DB, _: AdminPage, tree_id: ItemId, done: Done = ""
 ) -> Response:
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
     tree = registry.get_tree(session, tree_id)
     return _tree_page(request, session, tree, notice=NOTICES.get(done, ""))
 
@@ -348,18 +302,13 @@ def tree_page(
 def save_tree(
     request: Request,
     session: DB,
-    viewer: Who,
+    _: AdminPost,
     tree_id: ItemId,
-    csrf: Csrf = "",
     name: Annotated[str, Form(max_length=200)] = "",
     server: Annotated[list[str], Form(max_length=MAX_FORM_ROWS)] = [],  # noqa: B006
     parent: Annotated[list[str], Form(max_length=MAX_FORM_ROWS)] = [],  # noqa: B006
 ) -> Response:
     """One row per registered server: its parent here, ``:main``, or ``:out``."""
-    check_csrf(request, csrf)
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
     tree = registry.get_tree(session, tree_id)
     if len(server) != len(parent):
         raise ManagerError(400, "invalid_form", "every server row needs its parent choice")
@@ -392,26 +341,14 @@ def save_tree(
 
 
 @router.post("/trees/{tree_id}/default")
-def make_default(
-    request: Request, session: DB, viewer: Who, tree_id: ItemId, csrf: Csrf = ""
-) -> Response:
-    check_csrf(request, csrf)
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
+def make_default(request: Request, session: DB, _: AdminPost, tree_id: ItemId) -> Response:
     registry.make_default(session, registry.get_tree(session, tree_id))
     session.commit()
     return redirect(f"/manager/trees/{tree_id}?done=default_set")
 
 
 @router.post("/trees/{tree_id}/delete")
-def delete_tree(
-    request: Request, session: DB, viewer: Who, tree_id: ItemId, csrf: Csrf = ""
-) -> Response:
-    check_csrf(request, csrf)
-    refused = _admin(request, viewer)
-    if refused is not None:
-        return refused
+def delete_tree(request: Request, session: DB, _: AdminPost, tree_id: ItemId) -> Response:
     registry.delete_tree(session, registry.get_tree(session, tree_id))
     session.commit()
     return redirect("/manager/trees?done=tree_deleted")

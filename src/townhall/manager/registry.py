@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from townhall.manager.tables import EventTree, Server, Tree, TreeNode
 from townhall.pki import DevCA
 from townhall.store.conventions import now_utc
+from townhall.web.errors import WebError
 from townhall.wire.names import SERVER_NAME_MAX, SERVER_NAME_RULE, Zone, is_server_name
 
 MAX_ID = 2**31 - 1
@@ -51,14 +52,8 @@ _EC_CURVES = (ec.SECP256R1, ec.SECP384R1)
 _RSA_BITS = (2048, 16384)
 
 
-class ManagerError(ValueError):
-    """A request the rules refuse; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class ManagerError(WebError, ValueError):
+    """A request the Manager's rules refuse (``WebError``: status, code, message)."""
 
 
 def digest(secret: str) -> str:

@@ -1,0 +1,95 @@
+"""The catalog: the events a signed-in user may see, searched, filtered by day, in pages.
+
+Dates are days in the reader's time zone; the rules of what one may see are
+``events.catalog``'s.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from townhall.center import events
+from townhall.center.pages.common import PAGE_SIZE, SignedInUser, render
+from townhall.web.deps import DB
+from townhall.web.render import viewer_zone, zoneinfo
+
+router = APIRouter(include_in_schema=False)
+
+
+def _day_bound(value: str, name: str, zone: ZoneInfo) -> datetime | None:
+    """A date input, taken as a day in the reader's zone."""
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as error:
+        raise ValueError(f"{name}: not a date (YYYY-MM-DD)") from error
+    moment = datetime.combine(day, time.min, tzinfo=zone)
+    if not events.EARLIEST <= moment < events.LATEST - timedelta(days=1):
+        raise ValueError(f"{name}: out of range")
+    return moment
+
+
+@router.get("/events")
+def catalog_page(
+    request: Request,
+    session: DB,
+    user: SignedInUser,
+    q: Annotated[str, Query(max_length=200)] = "",
+    when: Literal["upcoming", "past", "all"] = "upcoming",
+    date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
+    date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
+    cancelled: bool = False,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    zone = zoneinfo(viewer_zone(request, user))
+    errors: list[str] = []
+    try:
+        after = _day_bound(date_from, "from", zone)
+        before = _day_bound(date_to, "to", zone)
+    except ValueError as error:
+        errors.append(str(error))
+        after = before = None
+    if before is not None:
+        before += timedelta(days=1)  # "to" names the last day shown
+    rows: list[events.Listed] = []
+    more = False
+    if not errors:
+        query = events.CatalogQuery(
+            text=q.strip(),
+            when=when,
+            starts_after=after,
+            starts_before=before,
+            include_cancelled=cancelled,
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
+        )
+        rows, more = events.catalog(session, user, query)
+    params: dict[str, str] = {"q": q, "when": when, "from": date_from, "to": date_to}
+    if cancelled:
+        params["cancelled"] = "1"
+    kept = {key: value for key, value in params.items() if value}
+
+    def page_link(number: int) -> str:
+        return "/events?" + urlencode({**kept, "page": str(number)})
+
+    context = {
+        "rows": rows,
+        "q": q,
+        "when": when,
+        "date_from": date_from,
+        "date_to": date_to,
+        "cancelled": cancelled,
+        "page": page,
+        "prev_link": page_link(page - 1) if page > 1 else "",
+        "next_link": page_link(page + 1) if more else "",
+        "can_schedule": events.can_schedule(user),
+        "errors": errors,
+    }
+    return render(request, "events.html", context, status=422 if errors else 200)

@@ -1,0 +1,110 @@
+"""Request dependencies every component's routes share: database, viewer, forms, ids.
+
+``DB`` is a SQLAlchemy session for the request. ``Who`` is whoever asks a
+page (possibly nobody); ``SignedIn`` is a dependency that answers the signed-in
+user or refuses, and, for form posts, checks the CSRF token first
+(``csrf``), so a route declares in its signature what it needs instead of
+repeating a preamble. ``ApiViewer`` is the JSON API's equivalent: a 401 for
+nobody, and a cookie- or proxy-authenticated write must be JSON (a cross-site
+form cannot send that). ``ItemId`` bounds ids in paths to what the
+database's integer columns hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+from sqlalchemy.orm import Session
+
+from townhall.web.csrf import MAX_TOKEN, check_csrf
+from townhall.web.errors import SignInNeeded, WebError
+from townhall.web.shell import Person, Viewer, shell_of
+
+MAX_ID = 2**31 - 1
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# The name of a short confirmation after a redirect (``?done=created``).
+Done = Annotated[str, Query(max_length=20)]
+
+
+async def db_session(request: Request) -> AsyncIterator[Session]:
+    # An async dependency on purpose: a sync one costs two thread-pool hops per
+    # request (enter and exit). Opening a Session does no IO; closing one only
+    # hands its connection back to the pool.
+    with shell_of(request).sessions() as session:
+        yield session
+
+
+DB = Annotated[Session, Depends(db_session)]
+
+
+def page_viewer(request: Request, session: DB) -> Viewer[Person]:
+    """Whoever asks a page; kept on the request for rendering and CSRF."""
+    viewer = shell_of(request).identify(request, session)
+    request.state.viewer = viewer
+    return viewer
+
+
+Who = Annotated[Viewer[Person], Depends(page_viewer)]
+
+
+async def checked_form(request: Request, viewer: Who) -> Viewer[Person]:
+    """A form post from our own pages (its CSRF token holds for this sign-in)."""
+    form = await request.form()
+    submitted = form.get("csrf", "")
+    if not isinstance(submitted, str) or len(submitted) > MAX_TOKEN:
+        submitted = ""
+    check_csrf(request, submitted, viewer)
+    return viewer
+
+
+CheckedForm = Annotated[Viewer[Person], Depends(checked_form)]
+
+
+class SignedIn:
+    """A dependency answering the signed-in user of a page, or refusing.
+
+    ``form``: a post, whose CSRF token is checked before anything else.
+    ``back``: where to return after signing in, a pattern of the path's
+    parameters (``"/events/{event_id}"``); by default the page itself.
+    ``admin``: administrators only, and the message the others get.
+    """
+
+    def __init__(
+        self, *, form: bool = False, back: str | None = None, admin: str | None = None
+    ) -> None:
+        self.form = form
+        self.back = back
+        self.admin = admin
+
+    async def __call__(self, request: Request, viewer: Who) -> Person:
+        if self.form:
+            await checked_form(request, viewer)
+        if viewer.user is None:
+            back = self.back.format(**request.path_params) if self.back is not None else None
+            raise SignInNeeded(back)
+        if self.admin is not None and viewer.user.role != "admin":
+            raise WebError(403, "not_admin", self.admin)
+        return viewer.user
+
+
+def check_api_write(request: Request, viewer: Viewer[Person]) -> None:
+    """Cookie- or proxy-authenticated API writes must be JSON (a cross-site form cannot be)."""
+    if viewer.via in ("session", "sso") and request.method in ("POST", "PUT", "PATCH"):
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise WebError(415, "json_required", "send the body as application/json")
+
+
+def api_viewer(request: Request, session: DB) -> Viewer[Person]:
+    """A signed-in caller of the JSON API (SSO, token or session), or 401."""
+    viewer = shell_of(request).identify(request, session)
+    if viewer.user is None:
+        raise WebError(401, "not_signed_in", "sign in, or send Authorization: Bearer <token>")
+    check_api_write(request, viewer)
+    request.state.viewer = viewer
+    return viewer
+
+
+ApiViewer = Annotated[Viewer[Person], Depends(api_viewer)]
