@@ -27,6 +27,7 @@ from townhall.wire import (
     Member,
     MemberJoined,
     Message,
+    OpenStream,
     Pong,
     Role,
     RosterUpdate,
@@ -34,6 +35,8 @@ from townhall.wire import (
     SpeakingMode,
     StateSnapshot,
     StreamInfo,
+    StreamKind,
+    StreamOpened,
     Welcome,
     encode_message,
 )
@@ -53,7 +56,11 @@ FRAMES: dict[str, Message | MediaFrame] = {
         title="All hands",
         mode=SpeakingMode.MODERATED,
         attendance=2,
-        streams=(StreamInfo(stream_id=1, owner="Ana María", codec=Codec.OPUS),),
+        streams=(
+            StreamInfo(
+                stream_id=1, owner="Ana María", codec=Codec.OPUS, kind=StreamKind.MICROPHONE
+            ),
+        ),
     ),
     "roster_update": RosterUpdate(
         changed=(Member(name="Ana María", moderator=True, floor=True), Member(name="Bo")),
@@ -62,6 +69,10 @@ FRAMES: dict[str, Message | MediaFrame] = {
     "send_chat": SendChat(text="Hi 👋", seq=1),
     "chat_posted": ChatPosted(sender="Ana María", text="Hi 👋", to="Bo", seq=1),
     "bye": Bye(reason=ByeReason.NORMAL),
+    "open_stream_camera": OpenStream(codec=Codec.H264, kind=StreamKind.CAMERA),
+    "stream_opened_screen": StreamOpened(
+        stream=StreamInfo(stream_id=3, owner="Bo", codec=Codec.VP8, kind=StreamKind.SCREEN)
+    ),
     "member_joined": MemberJoined(
         name="Ana María",
         credential_id="cred-0001",

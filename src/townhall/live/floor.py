@@ -42,6 +42,7 @@ from townhall.wire import (
     StateSnapshot,
     StreamClosed,
     StreamInfo,
+    StreamKind,
     StreamOpened,
     TakeFloor,
 )
@@ -255,15 +256,18 @@ class Floor:
                     out.extend(roster_chunks(self.member(n) for n in lowered))
                 return out
             case OpenStream(codec=codec):
-                if any(s.owner == name and s.codec is codec for s in self._streams.values()):
+                kind = StreamKind.of(codec, command.kind)
+                if any(s.owner == name and s.kind is kind for s in self._streams.values()):
                     return self._refuse(
-                        name, ErrorCode.UNAVAILABLE, f"a {codec.value} stream is open"
+                        name, ErrorCode.UNAVAILABLE, f"a {kind.value} stream is open"
                     )
                 if len(self._streams) >= MAX_STREAMS:
                     return self._refuse(name, ErrorCode.UNAVAILABLE, "no room for another stream")
                 while self._next_stream in self._streams:
                     self._next_stream = self._next_stream % _U32 + 1
-                info = StreamInfo(stream_id=self._next_stream, owner=name, codec=codec)
+                info = StreamInfo(
+                    stream_id=self._next_stream, owner=name, codec=codec, kind=kind
+                )
                 self._streams[info.stream_id] = info
                 self._next_stream = self._next_stream % _U32 + 1
                 return [StreamOpened(stream=info)]
