@@ -24,6 +24,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from townhall import browser
 from townhall.center import api, pages
 from townhall.center.accounts import AccountError, CenterSecret
 from townhall.center.auth import AuthError
@@ -89,7 +90,11 @@ class Limits:
             if refused:
                 return
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                # A route that sets its own policy (the browser room's) keeps it.
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, bounded_receive, send_with_headers)
@@ -212,6 +217,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(browser.router)
     app.include_router(manager_api.router)
     app.include_router(manager_pages.router)
     app.mount("/static", pages.static_files(), name="static")
