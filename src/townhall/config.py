@@ -149,6 +149,26 @@ class ControllerSettings(_Section):
         return value
 
 
+class LiveSettings(_Section):
+    """What every live server started from these settings shares: who may open its
+    browsers' WebSocket (docs/protocol.md, "WebSocket")."""
+
+    # Page origins (or URLs) whose pages may open the WebSocket of the live port;
+    # empty: the Center's public URL alone.
+    browser_origins: tuple[str, ...] = ()
+
+    @field_validator("browser_origins")
+    @classmethod
+    def _origins_are_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not origin.startswith(("https://", "http://")):
+                raise ValueError(f"a browser origin starts with https:// or http://: {origin!r}")
+        return value
+
+    def origins(self, center: CenterSettings) -> tuple[str, ...]:
+        return self.browser_origins or (center.public_url,)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TOWNHALL_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -158,6 +178,7 @@ class Settings(BaseSettings):
     center: CenterSettings = Field(default_factory=CenterSettings)
     manager: ManagerSettings = Field(default_factory=ManagerSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     @property
     def ca_dir(self) -> Path:

@@ -256,10 +256,14 @@ class WireClient(asyncio.Protocol):
     # -- writing ----------------------------------------------------------------------
 
     def send(self, item: Message | EncodedMessage | MediaFrame) -> None:
-        assert self.transport is not None
-        self.transport.write(self.conn.send(item))
+        self.write_wire(self.conn.send(item))
 
     def send_raw(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def write_wire(self, data: bytes) -> None:
+        """Write wire frames (whole ones) the way this client's transport carries them."""
         assert self.transport is not None
         self.transport.write(data)
 
@@ -297,7 +301,7 @@ class WireClient(asyncio.Protocol):
                 payload=seq.to_bytes(4, "big") * (size // 4),
             )
             data += self.conn.send(frame)
-        self.transport.write(bytes(data))
+        self.write_wire(bytes(data))
 
     def media_from(self, stream_id: int) -> list[int]:
         return [f.seq for f in self.media if f.stream_id == stream_id]

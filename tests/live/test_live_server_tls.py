@@ -87,7 +87,7 @@ async def test_a_participant_probes_the_load_joins_and_chats(pki: Pki, issuer: C
         await ana.wait_for(lambda: "bo" not in ana.roster, "bo leaving the roster")
 
 
-@pytest.mark.parametrize("alpn", [["http/1.1"], []])
+@pytest.mark.parametrize("alpn", [["h2"], []])
 async def test_a_connection_without_alpn_townhall_is_refused(
     pki: Pki, issuer: Center, alpn: list[str]
 ) -> None:
@@ -96,6 +96,15 @@ async def test_a_connection_without_alpn_townhall_is_refused(
         stranger = await connect(main.port, pki.client_ssl(alpn), "stranger", sealed(issuer, "bo"))
         await stranger.closed_by_server()
         assert stranger.raw == b"" and stranger.welcome is None
+
+
+async def test_wire_frames_on_the_http_door_get_an_http_error(pki: Pki, issuer: Center) -> None:
+    async with running(pki, "main") as main:
+        assign_main(main, issuer)
+        context = pki.client_ssl(["http/1.1"])
+        stranger = await connect(main.port, context, "stranger", sealed(issuer, "bo"))
+        await stranger.closed_by_server()
+        assert bytes(stranger.raw).startswith(b"HTTP/1.1 400 ") and stranger.welcome is None
 
 
 async def test_a_main_and_a_child_relay_chat_and_media_both_ways(pki: Pki, issuer: Center) -> None:

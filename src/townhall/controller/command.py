@@ -292,7 +292,15 @@ def live(
         raise _fail(str(error)) from error
     _logging()
     typer.echo(f"live server {name} on {plan.listen}, Controller at {plan.controller}", err=True)
-    _run(run_live(identity, plan, report_seconds=settings.controller.report_seconds))
+    origins = settings.live.origins(settings.center)
+    _run(
+        run_live(
+            identity,
+            plan,
+            report_seconds=settings.controller.report_seconds,
+            server_options={"browser_origins": origins},
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

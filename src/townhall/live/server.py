@@ -22,7 +22,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final, cast
 
@@ -41,7 +41,8 @@ from townhall.live.events import (
 from townhall.live.outbox import Outbox
 from townhall.live.room import EventRoom, RoomSettings, Upstream
 from townhall.live.routing import Arrived, Failed, Opening, room_for_link, room_for_participant
-from townhall.live.tls import TLSSession
+from townhall.live.tls import HTTP_ALPN, TLSSession
+from townhall.live.websocket import CloseCode, WebSocketDoor, origin_of
 from townhall.wire import AuthFailure, Load, Role, Settings
 
 __all__ = ["CONNECT_TIMEOUT", "EventStatus", "LiveServer", "ServerCounters", "split_address"]
@@ -131,6 +132,7 @@ class _Conn(asyncio.BufferedProtocol):
         "_server",
         "abort_handle",
         "closing",
+        "door",
         "lost",
         "opened_at",
         "opening",
@@ -151,6 +153,7 @@ class _Conn(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.room: _Room | None = None
         self.opening: Opening | None = None
+        self.door: WebSocketDoor | None = None  # HTTP/1.1: a browser's WebSocket
         self.opened_at = 0.0
         self.paused = False
         self.closing = False
@@ -200,6 +203,25 @@ class _Conn(asyncio.BufferedProtocol):
             self._plaintext(b"")
 
     def _plaintext(self, data: bytes) -> None:
+        """Decrypted bytes (``b""``: EOF): through the WebSocket door if any, to the core."""
+        door = self.door
+        if door is None:
+            self._deliver(data)
+            return
+        received = door.receive(data)
+        if received.out:
+            self.send_plain(received.out)
+        if received.upgraded:
+            self._server._upgraded(self)
+        if received.frames:
+            self._deliver(received.frames)
+        if received.finished and not self.closing:
+            if door.upgraded:
+                self._deliver(b"")  # the core ends the connection as at EOF
+            else:
+                self._server._close(self, linger=True)
+
+    def _deliver(self, data: bytes) -> None:
         room = self.room
         if room is not None:
             try:
@@ -212,6 +234,14 @@ class _Conn(asyncio.BufferedProtocol):
             self._server._opening_data(self, data)
 
     def send(self, data: bytes) -> None:
+        """Write wire bytes: encrypted, and over a WebSocket one message per frame."""
+        if self.door is not None:
+            data = self.door.send(data)
+            if not data:
+                return
+        self.send_plain(data)
+
+    def send_plain(self, data: bytes) -> None:
         """Encrypt and write (the transport takes what the socket does not)."""
         transport = self.transport
         assert transport is not None
@@ -254,11 +284,13 @@ class LiveServer:
         on_status_change: Callable[[], None] | None = None,
         outbox_limits: Mapping[str, int] | None = None,
         wire_settings: Settings | None = None,
+        browser_origins: Iterable[str] = (),
     ) -> None:
         """``room_defaults``: more ``RoomSettings`` fields for every room (tests shrink
         bounds and the backoff); ``outbox_limits``: ``Outbox`` keyword arguments;
         ``wire_settings``: each connection's timers (its ``handshake_timeout`` also
-        bounds the wait for Auth before a room is picked)."""
+        bounds the wait for Auth before a room is picked); ``browser_origins``: the
+        Center's public URLs (or origins) whose pages may open the WebSocket."""
         unknown = set(room_defaults or {}) - {f.name for f in fields(RoomSettings)}
         if unknown or {"server_name", "center_public_key"} & set(room_defaults or {}):
             raise TypeError(f"not room defaults: {sorted(unknown) or 'name or key'}")
@@ -269,6 +301,7 @@ class LiveServer:
         self.host = host
         self.port = port
         self.capacity = capacity
+        self.browser_origins = frozenset(origin_of(url) for url in browser_origins)
         self._server_ssl = server_ssl
         self._upstream_ssl = upstream_ssl
         self._room_defaults = dict(room_defaults or {})
@@ -565,9 +598,19 @@ class LiveServer:
                 else:
                     conn.secured.set_exception(ConnectionError("the parent refused ALPN"))
             return
+        alpn = conn.tls.alpn()
+        if alpn == HTTP_ALPN:
+            conn.door = WebSocketDoor(self.browser_origins)
+            return
         if not conn.tls.alpn_ok():
             log.info("live server %s: a connection without ALPN townhall/1 refused", self.name)
             self._close(conn)
+            return
+        conn.opening = Opening(server_name=self.name, now=conn.opened_at, settings=self._wire)
+
+    def _upgraded(self, conn: _Conn) -> None:
+        """A browser's WebSocket is open: its frames play the handshake as on the native port."""
+        if conn.closing or conn.room is not None:
             return
         conn.opening = Opening(server_name=self.name, now=conn.opened_at, settings=self._wire)
 
@@ -618,6 +661,8 @@ class LiveServer:
             target = room_for_link(arrived.ticket, children)
         else:
             target = Refusal(AuthFailure.NOT_ALLOWED, "a live server takes no controller link")
+        if conn.door is not None and role is not Role.PARTICIPANT:
+            target = Refusal(AuthFailure.NOT_ALLOWED, "only participants connect by WebSocket")
         if isinstance(target, Refusal):
             self._write(conn, opening.refuse(target))
             self._close(conn)
@@ -710,8 +755,15 @@ class LiveServer:
         if data and conn.transport is not None and not conn.transport.is_closing():
             conn.transport.write(data)
 
-    def _close(self, conn: _Conn, *, notify: bool = True) -> None:
-        """Close TLS and the transport after what it holds is sent; abort if that is slow."""
+    def _close(
+        self, conn: _Conn, *, notify: bool = True, code: int | None = None, linger: bool = False
+    ) -> None:
+        """Close TLS and the transport after what it holds is sent; abort if that is slow.
+
+        A WebSocket gets its close frame first: ``code``, or the one the wire's last
+        farewell (AuthFailed, Bye) calls for. With ``linger`` (an HTTP answer) only our
+        side is shut: closing a socket with unread input resets it, and the reset can
+        destroy the answer before the client reads it, so the client closes first."""
         if conn.closing or conn.transport is None:
             return
         conn.closing = True
@@ -720,8 +772,15 @@ class LiveServer:
             conn.timer = None
         if not conn.transport.is_closing():
             if notify:
+                if conn.door is not None:
+                    farewell = conn.door.close(code)
+                    if farewell:
+                        conn.send_plain(farewell)
                 conn.transport.write(conn.tls.close_notify())
-            conn.transport.close()
+            if linger and conn.transport.can_write_eof():
+                conn.transport.write_eof()
+            else:
+                conn.transport.close()
         if not conn.lost and self._loop is not None:
             conn.abort_handle = self._loop.call_later(CLOSE_GRACE, conn.transport.abort)
 
@@ -733,7 +792,10 @@ class LiveServer:
     def _broken(self, conn: _Conn, doing: str) -> None:
         """The core raised on this connection's bytes: a bug, but only this connection pays."""
         log.exception("live server %s: closing a connection after an error %s", self.name, doing)
-        self._abort(conn)
+        if conn.door is not None:
+            self._close(conn, code=CloseCode.INTERNAL_ERROR)
+        else:
+            self._abort(conn)
         room = conn.room
         if room is not None:
             room.dispatcher.lost(conn, time.time())

@@ -4,8 +4,9 @@ A live server's listening port takes ``server_ssl_context`` (its certificate,
 and the CA whose client certificates it accepts from child servers; a
 participant presents none), and its link Up, like any client of the protocol,
 ``upstream_ssl_context`` (the CA that signs the servers it connects to, and
-its own certificate for mutual TLS). Both offer ALPN ``townhall/1`` only; the
-shell refuses a connection that did not agree on it (``TLSSession.alpn_ok``).
+its own certificate for mutual TLS). The link Up offers ALPN ``townhall/1``
+only; the listening port also ``http/1.1`` (browsers' WebSocket), and the
+shell refuses a connection that agreed on neither (``TLSSession.alpn``).
 ``TLSSession`` runs TLS over a plain transport with memory BIOs: the live
 server's own lean replacement for asyncio's SSL transport on its hot path.
 """
@@ -18,7 +19,11 @@ from typing import Final
 
 from townhall.wire import ALPN
 
-__all__ = ["ALPN", "TLSSession", "server_ssl_context", "upstream_ssl_context"]
+__all__ = ["ALPN", "HTTP_ALPN", "TLSSession", "server_ssl_context", "upstream_ssl_context"]
+
+HTTP_ALPN: Final = "http/1.1"
+"""The live port's second protocol: HTTP/1.1 with a WebSocket upgrade, for browsers
+(``townhall.live.websocket``). Never ``h2``: a browser that offers it gets HTTP/1.1."""
 
 
 StrPath = str | Path
@@ -36,7 +41,7 @@ def server_ssl_context(
     if ca_file is not None:
         context.load_verify_locations(cafile=ca_file)
         context.verify_mode = ssl.CERT_OPTIONAL
-    context.set_alpn_protocols([ALPN])
+    context.set_alpn_protocols([ALPN, HTTP_ALPN])  # ours first: a server's preference wins
     return context
 
 
@@ -132,7 +137,11 @@ class TLSSession:
         return self._out.read()
 
     def alpn_ok(self) -> bool:
-        return self.secure and self.ssl.selected_alpn_protocol() == ALPN
+        return self.alpn() == ALPN
+
+    def alpn(self) -> str | None:
+        """The protocol ALPN agreed on (None: none, or the handshake is not done)."""
+        return self.ssl.selected_alpn_protocol() if self.secure else None
 
 
 _READ_SIZE: Final = 256 * 1024
