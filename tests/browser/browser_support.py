@@ -223,3 +223,36 @@ class StaticServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)
+
+
+def rms(samples: Sequence[float] | np.ndarray) -> float:
+    data = np.asarray(samples, dtype=np.float64)
+    return float(np.sqrt(np.mean(data * data))) if data.size else 0.0
+
+
+def strongest_frequencies(
+    samples: Sequence[float] | np.ndarray, sample_rate: float, count: int = 1
+) -> list[float]:
+    """The ``count`` strongest spectral peaks of a signal, in Hz, strongest first.
+
+    Hann window, zero-padding and parabolic interpolation give a fraction of a hertz on a
+    second of audio; peaks closer than 20 Hz to a stronger one count as the same peak.
+    """
+    data = np.asarray(samples, dtype=np.float64)
+    data = data - data.mean()
+    size = 1 << int(np.ceil(np.log2(len(data) * 4)))
+    spectrum = np.abs(np.fft.rfft(data * np.hanning(len(data)), size))
+    bin_hz = sample_rate / size
+    order = np.argsort(spectrum)[::-1]
+    peaks: list[float] = []
+    for index in order:
+        if len(peaks) == count:
+            break
+        if index == 0 or index >= len(spectrum) - 1:
+            continue
+        left, centre, right = np.log(spectrum[index - 1 : index + 2] + 1e-12)
+        offset = 0.5 * (left - right) / (left - 2 * centre + right)
+        frequency = float((index + offset) * bin_hz)
+        if all(abs(frequency - peak) > 20 for peak in peaks):
+            peaks.append(frequency)
+    return peaks

@@ -1,0 +1,165 @@
+"""Audio in real Chromium, no server: fake microphone -> startMicrophone -> Opus -> createPlayout.
+
+The fake microphone plays a tone file the test writes; what the playout plays is read from an
+AnalyserNode on its output and measured here (frequency, loudness). Page helpers are in
+``pages/media-lab.js``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.browser.browser_support import StaticServer, rms, strongest_frequencies
+from tests.browser.conftest import OpenBrowser, ToneFile
+
+WAIT_MS = 30_000
+
+
+def start_loop(
+    open_browser: OpenBrowser,
+    tone_file: ToneFile,
+    static_server: StaticServer,
+    frequency: float = 440,
+    **options: Any,
+) -> Page:
+    page = open_browser(audio_file=tone_file(frequency)).new_page()
+    page.goto(static_server.url + "/pages/media.html")
+    page.evaluate(
+        """async (options) => {
+            window.lab = await import('/pages/media-lab.js');
+            await window.lab.startAudioLoop(options);
+        }""",
+        options,
+    )
+    return page
+
+
+def wait_for_frames(page: Page, frames: int, stream_id: int = 1) -> dict[str, Any]:
+    """Wait until the playout has received ``frames`` frames of a stream; its stats then."""
+    page.wait_for_function(
+        """([id, frames]) => townhallTest.playout.stats().streams
+            .some((s) => s.id === id && s.framesReceived >= frames)""",
+        arg=[stream_id, frames],
+        timeout=WAIT_MS,
+    )
+    stats: dict[str, Any] = page.evaluate("() => townhallTest.playout.stats()")
+    return next(s for s in stats["streams"] if s["id"] == stream_id)
+
+
+def played(page: Page) -> tuple[list[float], float]:
+    output = page.evaluate("() => window.lab.recentOutput()")
+    return output["samples"], output["sampleRate"]
+
+
+def test_the_microphones_tone_is_played_out_at_its_frequency(
+    open_browser: OpenBrowser, tone_file: ToneFile, static_server: StaticServer
+) -> None:
+    # Default capture settings (echo cancellation, noise suppression, gain control), as in a room.
+    page = start_loop(open_browser, tone_file, static_server, 440)
+    stream = wait_for_frames(page, 100)
+    samples, rate = played(page)
+    assert rms(samples) > 0.01, "the playout is silent"
+    [frequency] = strongest_frequencies(samples, rate)
+    assert frequency == pytest.approx(440, abs=5)
+    assert stream["decodeErrors"] == 0
+    assert page.evaluate("() => townhallTest.mic.stats().codec") == "opus"
+
+
+def test_playout_stays_low_latency_and_reports_levels(
+    open_browser: OpenBrowser, tone_file: ToneFile, static_server: StaticServer
+) -> None:
+    page = start_loop(open_browser, tone_file, static_server, 440, processing=False)
+    stream = wait_for_frames(page, 250)
+    # Loopback in one page has a few ms of jitter: the buffer keeps to its 40-60 ms target.
+    assert 40 <= stream["targetMs"] <= 100
+    assert stream["bufferedMs"] < 200
+    levels = dict(page.evaluate("() => [...townhallTest.playout.levels()]"))
+    assert levels[1] > 0.5, "a full-scale tone shows as loud"
+    assert page.evaluate("() => townhallTest.mic.level()") > 0.5
+
+
+def test_every_tenth_packet_lost_is_concealed_and_the_tone_goes_on(
+    open_browser: OpenBrowser, tone_file: ToneFile, static_server: StaticServer
+) -> None:
+    page = start_loop(open_browser, tone_file, static_server, 440, dropEvery=10, processing=False)
+    stream = wait_for_frames(page, 150)
+    assert stream["lost"] >= 10
+    assert stream["framesConcealed"] >= stream["lost"] - 2
+    samples, rate = played(page)
+    # The lost 20 ms are filled with the tone's last period: no gap, no drop in loudness.
+    assert rms(samples) > 0.25
+    [frequency] = strongest_frequencies(samples, rate)
+    assert frequency == pytest.approx(440, abs=5)
+
+
+def test_two_speakers_at_once_are_mixed(
+    open_browser: OpenBrowser, tone_file: ToneFile, static_server: StaticServer
+) -> None:
+    page = start_loop(open_browser, tone_file, static_server, 440, secondTone=660, processing=False)
+    wait_for_frames(page, 100, stream_id=1)
+    wait_for_frames(page, 100, stream_id=2)
+    samples, rate = played(page)
+    assert sorted(strongest_frequencies(samples, rate, 2)) == [
+        pytest.approx(440, abs=5),
+        pytest.approx(660, abs=5),
+    ]
+    levels = dict(page.evaluate("() => [...townhallTest.playout.levels()]"))
+    assert levels[1] > 0.3 and levels[2] > 0.3
+
+
+def test_a_muted_microphone_sends_nothing_and_the_speaker_falls_silent(
+    open_browser: OpenBrowser, tone_file: ToneFile, static_server: StaticServer
+) -> None:
+    page = start_loop(open_browser, tone_file, static_server, 440, processing=False)
+    wait_for_frames(page, 50)
+    sent_at_mute = page.evaluate(
+        "() => { townhallTest.mic.setMuted(true); return townhallTest.sent; }"
+    )
+    page.wait_for_function(
+        "() => (townhallTest.playout.levels().get(1) ?? 0) < 0.05", timeout=WAIT_MS
+    )
+    # At most what was already inside the encoder when muting comes out afterwards.
+    assert page.evaluate("() => townhallTest.sent") - sent_at_mute <= 3
+    assert page.evaluate("() => townhallTest.mic.level()") == 0
+    assert rms(played(page)[0][-2400:]) < 0.01, "the last 50 ms played are not silent"
+
+    page.evaluate("() => townhallTest.mic.setMuted(false)")
+    page.wait_for_function(
+        "() => (townhallTest.playout.levels().get(1) ?? 0) > 0.5", timeout=WAIT_MS
+    )
+
+
+def test_bad_packets_are_counted_and_dropped_without_disturbing_other_streams(
+    open_browser: OpenBrowser, tone_file: ToneFile, static_server: StaticServer
+) -> None:
+    page = start_loop(open_browser, tone_file, static_server, 440, processing=False)
+    wait_for_frames(page, 50)
+    refused = page.evaluate(
+        """() => {
+            const playout = townhallTest.playout;
+            playout.push(7, 1, 0, new Uint8Array(0));                // empty
+            playout.push(7, 2, 0, new Uint8Array(9000));             // over the wire's limit
+            for (let seq = 3; seq < 40; seq++) {                      // not Opus at all
+                playout.push(7, seq, 0, crypto.getRandomValues(new Uint8Array(200)));
+            }
+            const errors = [];
+            for (const args of [[-1, 1, 0, new Uint8Array(3)], [7, 2 ** 32, 0, new Uint8Array(3)],
+                                [7, 1, 0, 'not bytes']]) {
+                try { playout.push(...args); } catch (error) { errors.push(error.name); }
+            }
+            return errors;
+        }"""
+    )
+    assert refused == ["TypeError", "TypeError", "TypeError"]
+    stream = wait_for_frames(page, 150)
+    garbage = next(
+        s for s in page.evaluate("() => townhallTest.playout.stats().streams") if s["id"] == 7
+    )
+    assert garbage["malformed"] == 2
+    samples, rate = played(page)
+    assert rms(samples) > 0.25
+    assert strongest_frequencies(samples, rate) == [pytest.approx(440, abs=5)]
+    assert stream["decodeErrors"] == 0
