@@ -89,6 +89,17 @@ def test_a_gap_in_the_frames_stops_decoding_until_a_requested_key_frame(
     assert stats["framesDecoded"] >= 25
 
 
+def test_h264_is_sent_and_shown_where_vp8_cannot_be_encoded(
+    open_browser: OpenBrowser, static_server: StaticServer
+) -> None:
+    # This Chromium encodes VP8; a browser that cannot is played by offering H.264 only.
+    page = start_loop(open_browser, static_server, source="camera", codecs=["h264"], skipFirst=5)
+    stats = wait_for_decoded(page, 5)
+    assert stats["codec"] == "h264"
+    assert stats["decodeErrors"] == 0
+    assert page.evaluate("() => window.lab.canvasVariety().colours") > 3
+
+
 def test_a_shared_screen_from_get_display_media_is_shown(
     open_browser: OpenBrowser, static_server: StaticServer
 ) -> None:

@@ -88,11 +88,12 @@ async function toneEncoder(frequency, onPacket) {
  * Video sender -> view, in one page. The view can join late (after `skipFirst` frames) and
  * frames can be lost (`dropAfter`: drop `dropCount` frames after that many frames sent).
  * @param {{source?: 'camera' | 'screen', canvasTrack?: boolean, skipFirst?: number,
- *          keyFrameSeconds?: number, dropAfter?: number, dropCount?: number}} options
+ *          keyFrameSeconds?: number, dropAfter?: number, dropCount?: number,
+ *          codecs?: Array<'vp8' | 'h264'>}} options
  */
 export async function startVideoLoop({
   source = 'camera', canvasTrack = false, skipFirst = 0, keyFrameSeconds = 3,
-  dropAfter = 0, dropCount = 0,
+  dropAfter = 0, dropCount = 0, codecs = undefined,
 } = {}) {
   lab.frames = 0;
   lab.keyFramesAsked = 0;
@@ -102,7 +103,7 @@ export async function startVideoLoop({
   const track = canvasTrack ? paintedCanvasTrack() : undefined;
   const canvas = /** @type {HTMLCanvasElement} */ (document.getElementById('view'));
   lab.sender = await startVideo({
-    source, track, keyFrameSeconds,
+    source, track, keyFrameSeconds, codecs,
     onFrame(data, timestamp, isKey) {
       seq += 1;
       lab.frames += 1;

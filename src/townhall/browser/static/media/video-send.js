@@ -22,22 +22,22 @@ const PRESETS = {
 };
 
 /**
- * Pick the codec the browser can encode: VP8 if it can, else H.264.
+ * Pick the first codec of `codecs` the browser can encode (VP8, else H.264, by default).
  * @param {number} width @param {number} height @param {number} bitrate @param {number} frameRate
+ * @param {Array<'vp8' | 'h264'>} [codecs]
  * @returns {Promise<{codec: 'vp8' | 'h264', config: any}>}
  */
-export async function chooseVideoCodec(width, height, bitrate, frameRate) {
+export async function chooseVideoCodec(width, height, bitrate, frameRate, codecs = ['vp8', 'h264']) {
   const scope = /** @type {any} */ (globalThis);
   const base = {width, height, bitrate, framerate: frameRate, latencyMode: 'realtime'};
-  const vp8 = {...base, codec: 'vp8'};
-  if ((await scope.VideoEncoder.isConfigSupported(vp8)).supported) {
-    return {codec: 'vp8', config: vp8};
+  for (const codec of codecs) {
+    const config = codec === 'vp8' ? {...base, codec: 'vp8'}
+      : codec === 'h264' ? {...base, codec: H264, avc: {format: 'annexb'}} : null;
+    if (config && (await scope.VideoEncoder.isConfigSupported(config)).supported) {
+      return {codec, config};
+    }
   }
-  const h264 = {...base, codec: H264, avc: {format: 'annexb'}};
-  if ((await scope.VideoEncoder.isConfigSupported(h264)).supported) {
-    return {codec: 'h264', config: h264};
-  }
-  throw new DOMException('This browser can encode neither VP8 nor H.264 video', 'NotSupportedError');
+  throw new DOMException(`This browser can encode none of: ${codecs.join(', ')}`, 'NotSupportedError');
 }
 
 /**
@@ -50,12 +50,13 @@ export async function chooseVideoCodec(width, height, bitrate, frameRate) {
  * @param {MediaStreamTrack} [options.track] send this video track instead of asking for one
  *        (a canvas's captureStream(), say); it is stopped with the sender
  * @param {number} [options.keyFrameSeconds=3] period of the unrequested key frames
+ * @param {Array<'vp8' | 'h264'>} [options.codecs] codecs to try, in order; VP8 then H.264
  * @param {() => void} [options.onEnded] the user stopped sharing, or the camera went away
  * @param {(error: Error) => void} [options.onError] the encoder failed; sending has stopped
  * @returns {Promise<VideoSender>} rejects with the getUserMedia/getDisplayMedia error
  */
 export async function startVideo({
-  source, deviceId, onFrame, track: givenTrack, keyFrameSeconds = 3, onEnded, onError,
+  source, deviceId, onFrame, track: givenTrack, keyFrameSeconds = 3, codecs, onEnded, onError,
 }) {
   const scope = /** @type {any} */ (globalThis);
   if (source !== 'camera' && source !== 'screen') {
@@ -83,7 +84,7 @@ export async function startVideo({
   const settings = videoTrack.getSettings();
   const chosen = await chooseVideoCodec(
     even(settings.width || preset.width), even(settings.height || preset.height),
-    preset.bitrate, preset.frameRate);
+    preset.bitrate, preset.frameRate, codecs);
 
   let stopped = false;
   let keyWanted = true;
