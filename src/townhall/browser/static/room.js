@@ -255,8 +255,12 @@ export function rank(probes, zone = null) {
   return keyed.map(([, p]) => p);
 }
 
-async function connect() {
-  const probes = await Promise.all(room.ticket.servers.map(probe));
+// ?server=NAME joins that server only, as `townhall join --server` does; a rejoin tries all.
+const onlyServer = new URLSearchParams(location.search).get("server");
+
+async function connect({ rejoin = false } = {}) {
+  const servers = room.ticket.servers.filter((s) => rejoin || !onlyServer || s.name === onlyServer);
+  const probes = await Promise.all(servers.map(probe));
   const ranking = rank(probes);
   const failures = probes.filter((p) => !p.reachable).map((p) => `${p.server.name}: ${p.error}`);
   let reason = "unreachable";
@@ -328,7 +332,7 @@ async function rejoin(closed) {
     status("Reconnecting…");
     await new Promise((resolve) => setTimeout(resolve, delay));
     try {
-      await connect();
+      await connect({ rejoin: true });
       room.rejoins += 1;
       return;
     } catch (error) {
@@ -613,6 +617,7 @@ function onMedia(frame) {
   const info = room.streams.get(frame.streamId);
   if (!info) return;
   if (frame.channel === Channel.AUDIO) {
+    for (const tap of audioTaps) tap(info.owner, frame.seq, frame.timestampUs, frame.data.slice());
     if (room.playout) room.playout.push(frame.streamId, frame.seq, frame.timestampUs, frame.data);
     else ensurePlayout();
   } else {
@@ -779,7 +784,11 @@ function showSpeakers() {
 
 // -- for tests: a read-only view of what the page shows ------------------------------------------
 
+const audioTaps = [];
+
 window.townhallRoom = {
+  // A test measures what arrives (decoding it with its own AudioDecoder).
+  tapAudio: (callback) => audioTaps.push(callback),
   snapshot: () => ({
     server: room.server,
     name: room.name,
