@@ -146,7 +146,9 @@ def launch_chromium(
     home = make_nss_home(workdir / "home", ca_files)
     profile = workdir / "profile"
     profile.mkdir(parents=True, exist_ok=True)
-    env = {key: value for key, value in os.environ.items() if key != "DISPLAY"}
+    env: dict[str, str | float | bool] = {
+        key: value for key, value in os.environ.items() if key != "DISPLAY"
+    }
     env["HOME"] = str(home)
     return playwright.chromium.launch_persistent_context(
         str(profile),
@@ -212,8 +214,8 @@ class StaticServer:
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"{self.scheme}://{host}:{port}"
+        port = self.httpd.server_address[1]
+        return f"{self.scheme}://127.0.0.1:{port}"
 
     def __enter__(self) -> StaticServer:
         self.thread.start()
