@@ -9,6 +9,7 @@ from townhall.wire import (
     ByeReason,
     CloseStream,
     Codec,
+    EndEvent,
     ErrorCode,
     GiveFloor,
     LowerHand,
@@ -217,3 +218,17 @@ def test_a_participant_who_leaves_gives_up_floor_hand_and_streams(world: World) 
     assert floor is not None
     assert floor.holder is None and floor.queue == () and sorted(floor.seats) == ["ana", "cy"]
     assert sorted(world.cy.roster) == ["ana", "cy"] and world.cy.streams == {}
+
+
+def test_a_moderator_ends_the_event_for_everyone_on_every_server(world: World) -> None:
+    world.bo.send(EndEvent())
+    world.net.pump()
+    assert [e.code for e in world.bo.errors] == [ErrorCode.NOT_ALLOWED]
+    assert all(client.closed is None for client in world.everyone)
+
+    world.ana.send(EndEvent())
+    world.net.pump()
+    for client in world.everyone:
+        assert client.closed is not None and client.closed.reason is ByeReason.EVENT_ENDED
+    late = world.net.join(world.b, type(world.bo)("late", world.bo.ticket, world.net.now))
+    assert isinstance(late.auth, AuthFailed) and late.auth.reason is AuthFailure.EVENT_NOT_LIVE

@@ -17,6 +17,7 @@ from townhall.wire import (
     ChatPosted,
     CloseStream,
     Codec,
+    EndEvent,
     Error,
     ErrorCode,
     GiveFloor,
@@ -41,6 +42,7 @@ from townhall.wire import (
     StateSnapshot,
     StreamClosed,
     StreamInfo,
+    StreamKind,
     StreamOpened,
     TakeFloor,
     Welcome,
@@ -74,9 +76,14 @@ SAMPLES: list[Message] = [
     Mute(name="bob", muted=False),
     Remove(name="troll"),
     SetSpeakingMode(mode=SpeakingMode.LECTURE),
+    EndEvent(),
     OpenStream(codec=Codec.VP8),
+    OpenStream(codec=Codec.H264, kind=StreamKind.SCREEN),
     CloseStream(stream_id=9),
     StreamOpened(stream=StreamInfo(stream_id=9, owner="alice", codec=Codec.OPUS)),
+    StreamOpened(
+        stream=StreamInfo(stream_id=9, owner="alice", codec=Codec.VP8, kind=StreamKind.CAMERA)
+    ),
     StreamClosed(stream_id=9),
     StateSnapshot(
         event="ev-1",

@@ -23,8 +23,10 @@ from typing import Final
 from townhall.ticket import Role as TicketRole
 from townhall.wire import (
     Banned,
+    Bye,
     ByeReason,
     CloseStream,
+    EndEvent,
     ErrorCode,
     Evict,
     GiveFloor,
@@ -255,6 +257,11 @@ class Floor:
                 if lowered:
                     out.extend(roster_chunks(self.member(n) for n in lowered))
                 return out
+            case EndEvent():
+                if not seat.moderator:
+                    return self._refuse(name, ErrorCode.NOT_ALLOWED, "only a moderator may")
+                # The room ends the event here and down the tree (EventRoom._down).
+                return [Bye(reason=ByeReason.EVENT_ENDED, message=f"ended by {name}")]
             case OpenStream(codec=codec):
                 kind = StreamKind.of(codec, command.kind)
                 if any(s.owner == name and s.kind is kind for s in self._streams.values()):
@@ -265,9 +272,7 @@ class Floor:
                     return self._refuse(name, ErrorCode.UNAVAILABLE, "no room for another stream")
                 while self._next_stream in self._streams:
                     self._next_stream = self._next_stream % _U32 + 1
-                info = StreamInfo(
-                    stream_id=self._next_stream, owner=name, codec=codec, kind=kind
-                )
+                info = StreamInfo(stream_id=self._next_stream, owner=name, codec=codec, kind=kind)
                 self._streams[info.stream_id] = info
                 self._next_stream = self._next_stream % _U32 + 1
                 return [StreamOpened(stream=info)]

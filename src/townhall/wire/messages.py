@@ -58,6 +58,7 @@ __all__ = [
     "CloseStream",
     "Codec",
     "EncodedMessage",
+    "EndEvent",
     "Error",
     "ErrorCode",
     "Evict",
@@ -354,6 +355,10 @@ class SetSpeakingMode(Message, frozen=True):
     mode: SpeakingMode
 
 
+class EndEvent(Message, frozen=True):
+    """A moderator ends the event for everyone, on every server of the tree."""
+
+
 # -- streams (CONTROL 24-27) ------------------------------------------------------
 
 
@@ -572,6 +577,7 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 20): Mute,
         (Channel.CONTROL, 21): Remove,
         (Channel.CONTROL, 22): SetSpeakingMode,
+        (Channel.CONTROL, 23): EndEvent,
         (Channel.CONTROL, 24): OpenStream,
         (Channel.CONTROL, 25): CloseStream,
         (Channel.CONTROL, 26): StreamOpened,
@@ -602,6 +608,7 @@ FORWARDED_COMMANDS: Final[frozenset[type[Message]]] = frozenset(
         Mute,
         Remove,
         SetSpeakingMode,
+        EndEvent,
         OpenStream,
         CloseStream,
     }
