@@ -37,6 +37,7 @@ from tests.browser.test_room_routes import schedule_now
 from tests.e2e.e2e_support import LiveSystem, dominant_frequency
 from tests.support import Center
 from townhall.client.audio import SAMPLE_RATE
+from townhall.wire import ByeReason
 
 # Decodes what reaches the page (the tap in room.js) with the page's own AudioDecoder.
 MEASURE_AUDIO = """async ([owner, seconds]) => {
@@ -186,6 +187,10 @@ def run_event(system: LiveSystem, center: Center, olga: Page, mike: Page, pia: P
         "mike's microphone stream",
     )
     wait_until(lambda: len(pia.watcher.media) - heard_before >= 150, "3 s of mike", 30)
+    wait_until(
+        lambda: olga.locator('#roster li.speaking[data-name="mike"]').count() == 1,
+        "mike shown speaking in olga's roster",
+    )
     pcm = pia.heard(heard_before).astype(np.float64) / 32768
     assert np.sqrt(np.mean(pcm**2)) > 0.02, "silence"
     assert abs(dominant_frequency(pcm, SAMPLE_RATE) - 880) <= 5
@@ -211,6 +216,13 @@ def run_event(system: LiveSystem, center: Center, olga: Page, mike: Page, pia: P
     assert "A moderator removed you" in mike.inner_text("#problems")
     wait_until(lambda: "mike" not in {m["name"] for m in room_state(olga)["roster"]}, "mike gone")
     mike.screenshot(path=str(screenshot_path("room-removed")), full_page=True)
+
+    # Olga ends the event: the Python participant is told, and so is her own page.
+    olga.once("dialog", lambda dialog: dialog.accept())
+    olga.click("#end-event")
+    wait_until(lambda: pia.watcher.left() is not None, "pia told the event ended")
+    assert pia.watcher.left().reason is ByeReason.EVENT_ENDED  # type: ignore[union-attr]
+    wait_until(lambda: "The event has ended." in olga.inner_text("#problems"), "olga's page")
 
 
 def check_video(olga: Page, mike: Page) -> None:

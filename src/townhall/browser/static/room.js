@@ -291,6 +291,9 @@ async function connect({ rejoin = false } = {}) {
   } finally {
     for (const p of ranking) if (p.link) p.link.close("joined another server");
   }
+  if (reason === "event-not-live") {
+    throw new JoinError(reason, "The event is not live on its servers now: it has ended, or has not started yet.");
+  }
   throw new JoinError(reason, `No live server took us: ${failures.join("; ") || "the ticket lists none"}.`);
 }
 
@@ -358,7 +361,9 @@ function finish(reason, message) {
   room.ended = { reason, message };
   stopSending();
   problem("connection", "");
-  problem("ended", SAYS[reason] ? `${SAYS[reason]}${message ? ` (${message})` : ""}` : message || reason);
+  const said = SAYS[reason];
+  const repeats = said && message && said.toLowerCase().includes(message.toLowerCase().replace(/\.$/, ""));
+  problem("ended", said ? `${said}${message && !repeats ? ` (${message})` : ""}` : message || reason);
   status("You are no longer in the event.");
   for (const button of document.querySelectorAll("main button, main select, main input")) button.disabled = true;
 }
@@ -529,6 +534,9 @@ function wireControls() {
   $("remove-member").addEventListener("click", () => {
     const name = target();
     if (name && confirm(`Remove ${name} from the event?`)) command({ type: "Remove", name });
+  });
+  $("end-event").addEventListener("click", () => {
+    if (confirm("End the event for everyone?")) command({ type: "EndEvent" });
   });
   $("share-camera").addEventListener("click", () => toggleVideo("camera"));
   $("share-screen").addEventListener("click", () => toggleVideo("screen"));

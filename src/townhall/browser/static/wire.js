@@ -47,6 +47,7 @@ const MESSAGES = {
   Mute: [0, 20, [["name"], ["muted", true]]],
   Remove: [0, 21, [["name"]]],
   SetSpeakingMode: [0, 22, [["mode"]]],
+  EndEvent: [0, 23, []],
   OpenStream: [0, 24, [["codec"], ["kind", null]]],
   CloseStream: [0, 25, [["stream_id"]]],
   StreamOpened: [0, 26, [["stream", undefined, record(STREAM_INFO)]]],
