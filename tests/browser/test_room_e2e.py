@@ -127,6 +127,16 @@ def run_event(system: LiveSystem, center: Center, olga: Page, mike: Page, pia: P
     assert room_state(mike)["server"] == "child-a"
     assert not olga.is_hidden("#moderation")
     assert mike.is_hidden("#moderation")
+    # Every control has a name a screen reader says; on a phone nothing scrolls sideways.
+    unlabelled = mike.evaluate(
+        """() => [...document.querySelectorAll('#room button, #room select, #room input')]
+          .filter((el) => !(el.textContent.trim() || el.closest('label') || el.ariaLabel))
+          .map((el) => el.id)"""
+    )
+    assert unlabelled == []
+    mike.set_viewport_size({"width": 390, "height": 844})
+    assert mike.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    mike.screenshot(path=str(screenshot_path("room-phone")), full_page=True)
 
     # Chat every way, and privately.
     say(olga, "welcome, everyone")
@@ -154,7 +164,8 @@ def run_event(system: LiveSystem, center: Center, olga: Page, mike: Page, pia: P
     assert olga.locator("#chat-log li.private").count() == 1
 
     # Hands: raised in order, one lowered by the moderator, one by its owner.
-    mike.click("#hand")
+    mike.focus("#hand")  # by keyboard
+    mike.keyboard.press("Enter")
     wait_until(lambda: room_state(olga)["hands"] == ["mike"], "mike's hand")
     pia.do(lambda: pia.watcher.participant.raise_hand())
     wait_until(lambda: room_state(olga)["hands"] == ["mike", "pia"], "two hands, in order")

@@ -571,25 +571,31 @@ async function loadMedia() {
   room.media = { support, send, playout, videoSend, videoView, devices };
   const check = support ? support.checkSupport() : { ok: false, missing: ["the media modules"] };
   if (!check.ok) {
-    problem("support", `This browser lacks ${check.missing.join(", ")}: you can chat and follow the event, but not hear, speak or see video. Use a current Chrome, Edge or Firefox (docs: supported browsers).`);
+    problem("support", `Audio and video cannot work here: this page lacks ${check.missing.join(", ")}. You can still chat and follow the event. Use Chrome or Edge 94 or newer, on an https:// page.`);
   }
-  if (devices) {
-    try {
-      const found = await devices.listDevices();
-      fillDevices($("microphone"), found.microphones);
-      fillDevices($("camera"), found.cameras);
-      if (!found.microphones.length) problem("microphone", "No microphone was found: you can listen, but not speak.");
-    } catch (error) {
-      problem("devices", `Cannot list your devices: ${error.message}`);
-    }
+  await refreshDevices();
+}
+
+// Before the page may use a device, browsers list none or without names; the lists are
+// filled again once the microphone or the camera has started.
+async function refreshDevices() {
+  if (!room.media || !room.media.devices) return;
+  try {
+    const found = await room.media.devices.listDevices();
+    fillDevices($("microphone"), found.microphones);
+    fillDevices($("camera"), found.cameras);
+  } catch (error) {
+    problem("devices", `Cannot list your devices: ${error.message}`);
   }
 }
 
 function fillDevices(select, list) {
+  const chosen = select.value;
   select.replaceChildren(
     Object.assign(document.createElement("option"), { value: "", textContent: "Default" }),
     ...list.map((d, i) => Object.assign(document.createElement("option"), { value: d.deviceId, textContent: d.label || `Device ${i + 1}` })),
   );
+  if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
 }
 
 async function ensurePlayout() {
@@ -692,7 +698,7 @@ function sendFrame(kind, channel, data, timestampUs, keyframe = false) {
 
 async function updateMicrophone() {
   const talk = mayTalk() && room.link && !room.ended;
-  if (talk && !room.senders.has("microphone") && !room.startingMic) {
+  if (talk && !room.senders.has("microphone") && !room.startingMic && !room.micFailed) {
     if (!room.media || !room.media.send) return;
     room.startingMic = true;
     try {
@@ -703,7 +709,9 @@ async function updateMicrophone() {
       room.senders.set("microphone", { codec: "opus", streamId: null, handle: mic });
       openStream("microphone");
       problem("microphone", "");
+      refreshDevices();
     } catch (error) {
+      room.micFailed = true; // not again at every roster change: choosing a microphone retries
       problem("microphone", microphoneProblem(error));
     } finally {
       room.startingMic = false;
@@ -723,10 +731,9 @@ function microphoneProblem(error) {
 }
 
 async function restartMicrophone() {
-  if (room.senders.has("microphone")) {
-    stopSender("microphone");
-    await updateMicrophone();
-  }
+  room.micFailed = false;
+  if (room.senders.has("microphone")) stopSender("microphone");
+  await updateMicrophone();
 }
 
 function stopSender(kind) {
@@ -767,6 +774,7 @@ async function toggleVideo(source) {
     openStream(source);
     button.setAttribute("aria-pressed", "true");
     problem("video", "");
+    refreshDevices();
   } catch (error) {
     const what = source === "screen" ? "screen sharing" : "the camera";
     if (error && error.name === "NotAllowedError") problem("video", `You refused ${what}: allow it in the browser to share.`);
@@ -822,6 +830,7 @@ async function start() {
     problem("ticket", "This is not an event's room address.");
     return;
   }
+  await loadMedia(); // says at once what this browser lacks
   try {
     room.ticket = await fetchTicket();
   } catch (error) {
@@ -835,7 +844,6 @@ async function start() {
   }
   room.title = room.ticket.title;
   render();
-  await loadMedia();
   status(`Finding the best of ${room.ticket.servers.length} live servers…`);
   try {
     await connect();
