@@ -432,7 +432,7 @@ def _prepare_live(settings: Settings, admin: str, live_port: int) -> tuple[Path,
         )
         session.commit()
     for server in onebox.LOCAL_SERVERS:
-        issue_local_identity(settings, server.name, ["127.0.0.1", "localhost"])
+        issue_local_identity(settings, server.name, list(onebox.LOCAL_CERT_HOSTS))
     path = settings.data / onebox.DEMO_TICKET
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:

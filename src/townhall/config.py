@@ -149,9 +149,17 @@ class ControllerSettings(_Section):
         return value
 
 
+class PublicCertificate(_Section):
+    """A live server's certificate for its public name (the one browsers reach it at)."""
+
+    cert_file: str
+    key_file: str
+
+
 class LiveSettings(_Section):
-    """What every live server started from these settings shares: who may open its
-    browsers' WebSocket (docs/protocol.md, "WebSocket")."""
+    """What live servers started from these settings share: who may open their
+    browsers' WebSocket (docs/protocol.md, "WebSocket"), and each one's certificate for
+    its public name (docs/install.md, "Certificates browsers accept")."""
 
     # Page origins (or URLs) whose pages may open the WebSocket of the live port;
     # empty: the Center's public URL alone.
@@ -164,6 +172,14 @@ class LiveSettings(_Section):
             if not origin.startswith(("https://", "http://")):
                 raise ValueError(f"a browser origin starts with https:// or http://: {origin!r}")
         return value
+
+    # By live server name: the certificate its port presents to clients whose SNI is
+    # one of that certificate's DNS names; everyone else gets its identity certificate.
+    public_certificates: dict[str, PublicCertificate] = Field(default_factory=dict)
+    # Connections a live server holds at once (the open file limit is raised to fit),
+    # and those from one address still before authentication.
+    max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
+    max_pending_per_address: int = Field(default=64, ge=1, le=100_000)
 
     def origins(self, center: CenterSettings) -> tuple[str, ...]:
         return self.browser_origins or (center.public_url,)

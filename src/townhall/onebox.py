@@ -37,6 +37,9 @@ TREE_NAME = "one-machine"
 
 
 DEFAULT_LIVE_PORT = 9443
+# The names the development certificates of the local live servers carry: a browser
+# trusting the development CA accepts its live port under either (docs/install.md).
+LOCAL_CERT_HOSTS = ("127.0.0.1", "localhost")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+CONTROLLER_USAGE = x509.ObjectIdentifier(
+    "2.25.88637542026391543198539160240097662160"
+)
+"""The extended key usage that says "this is the Controller" (an X.667 UUID OID of
+our own). Only the Controller's certificate carries it (``sign_csr(controller=True)``);
+live servers accept a control link only from a certificate that does, so another
+certificate of the same CA (a live server's, say) naming the Controller's host is
+not the Controller."""
+
+
+def is_controller_certificate(der: bytes) -> bool:
+    """Whether a certificate (DER) carries ``CONTROLLER_USAGE``."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    return CONTROLLER_USAGE in usage.value
+
 
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -105,7 +124,13 @@ class DevCA:
         return IssuedCertificate(cert_file, key_file)
 
     def sign_csr(
-        self, csr_pem: bytes, name: str, hosts: list[str], *, client: bool = True
+        self,
+        csr_pem: bytes,
+        name: str,
+        hosts: list[str],
+        *,
+        client: bool = True,
+        controller: bool = False,
     ) -> bytes:
         """Certify the key of a signing request for ``name`` and ``hosts``; PEM out.
 
@@ -119,7 +144,7 @@ class DevCA:
         public_key = csr.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise ValueError("the signing request's key must be EC or RSA")
-        cert = self._certificate(public_key, name, hosts, client=client)
+        cert = self._certificate(public_key, name, hosts, client=client, controller=controller)
         return cert.public_bytes(serialization.Encoding.PEM)
 
     def _certificate(
@@ -129,6 +154,7 @@ class DevCA:
         hosts: list[str],
         *,
         client: bool,
+        controller: bool = False,
     ) -> x509.Certificate:
         ca_key = serialization.load_pem_private_key(self.key_file.read_bytes(), password=None)
         ca_cert = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
@@ -141,6 +167,8 @@ class DevCA:
         usages = [ExtendedKeyUsageOID.SERVER_AUTH] + (
             [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
         )
+        if controller:
+            usages.append(CONTROLLER_USAGE)
         now = dt.datetime.now(dt.UTC)
         return (
             x509.CertificateBuilder()

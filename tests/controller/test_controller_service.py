@@ -23,7 +23,7 @@ from townhall.center import live
 from townhall.controller import link
 from townhall.controller.agent import ControllerAgent, agent_ssl_context
 from townhall.controller.identity import LiveIdentity, issue_local_identity
-from townhall.controller.service import ControllerService
+from townhall.controller.service import ControllerService, server_ssl_context
 from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.pki import DevCA
@@ -264,6 +264,38 @@ async def test_a_certificate_from_another_ca_is_refused(world: World, tmp_path: 
             writer.close()
         assert received == b""
         assert service.linked == frozenset()
+
+
+async def test_a_live_servers_certificate_of_the_same_ca_is_not_taken_for_the_controller(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An impostor with a certificate the CA issued to a live server, naming the
+    Controller's host: the Controller's own code, but not its certificate."""
+    world.schedule()
+    impostor = issue_local_identity(world.settings, "child-b", ["127.0.0.1"])
+    service = ControllerService(
+        world.settings,
+        sessions=world.sessions,
+        ssl_context=server_ssl_context(
+            str(impostor.cert_file), str(impostor.key_file), str(impostor.ca_file)
+        ),
+        center_key=live.center_public_key(world.settings),
+        port=0,
+    )
+    await service.start()
+    main = StandIn()
+    try:
+        with caplog.at_level("INFO", logger="townhall.controller.agent"):
+            async with agent(world, service, "main", main) as running:
+                await eventually(lambda: "not the Controller" in caplog.text, "the refusal")
+                assert not running.linked and running.welcome is None
+        assert main.rooms == {} and service.linked == frozenset()
+    finally:
+        await service.close()
+
+    # the real Controller's certificate, from the same CA, says it is the Controller
+    async with controller(world) as real, agent(world, real, "main", main) as running:
+        await eventually(lambda: running.linked, "linked to the real Controller")
 
 
 async def test_an_unregistered_server_is_refused_with_a_clear_message(world: World) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.live.live_support import Center, Client, Network
-from townhall.live import ServerRole
+from tests.live.live_support import START, Center, Client, Network
+from townhall.live import Dispatcher, EventRoom, RoomSettings, ServerRole
 from townhall.wire import ByeReason, ErrorCode, Ping, Pong
 
 
@@ -61,3 +61,28 @@ def test_a_participant_who_floods_is_told_to_slow_down(issuer: Center) -> None:
     ana.chat("later")
     net.pump()
     assert ana.chats[-1].text == "later"
+
+
+def test_tickets_are_checked_against_the_wall_clock_and_timers_run_on_the_monotonic_one(
+    issuer: Center,
+) -> None:
+    """The asyncio shell gives the loop's clock (seconds since boot, say) and the Unix time."""
+    wall, monotonic = START, 1_000.0
+    room = EventRoom(
+        RoomSettings(server_name="main", center_public_key=issuer.signing_key.public_key()),
+        jitter=lambda: 0.0,
+    )
+    dispatcher = Dispatcher(room)
+    dispatcher.handle(issuer.assignment(ServerRole.MAIN), monotonic, wall)
+    credential = next(c for c in issuer.credentials.values() if c.username == "ana")
+    ana = Client("ana", issuer.sealed(credential, wall), monotonic)
+    dispatcher.accept("ana", monotonic)
+    dispatcher.receive("ana", bytes(ana.outgoing), monotonic)  # Hello
+    ana.outgoing.clear()
+    ana.receive(dispatcher.drain("ana"), monotonic)  # Welcome; Auth goes out
+    monotonic += 0.5
+    dispatcher.receive("ana", bytes(ana.outgoing), monotonic, wall + 0.5)
+    ana.receive(dispatcher.drain("ana"), monotonic)
+    assert ana.auth is not None and ana.name == "ana", ana.auth  # not "expired"
+    # keepalive is due on the timers' clock, 15 s after the last byte heard
+    assert dispatcher.timer("ana") == monotonic + 15

@@ -18,6 +18,8 @@ CORE = {
     "floor",
     "outbox",
     "room",
+    "routing",
+    "websocket",
 }
 
 # As for townhall.wire: the network, the file system, threads, clocks, entropy.

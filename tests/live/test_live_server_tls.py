@@ -37,6 +37,7 @@ from townhall.wire import (
     SetSpeakingMode,
     Side,
     SpeakingMode,
+    State,
     TakeFloor,
     Welcome,
 )
@@ -354,7 +355,7 @@ async def test_a_child_in_two_events_links_once_per_event_to_the_right_room(
         assert ana.chats == []
 
 
-def test_the_opening_answers_until_auth_and_keeps_the_frames_to_replay() -> None:
+def test_the_opening_answers_until_auth_and_hands_over_its_connection() -> None:
     client = Connection(Side.CLIENT, now=0.0)
     opening = Opening(server_name="main", now=0.0)
     hello = client.send(Hello(role=Role.PARTICIPANT, version=1, client="t/1"))
@@ -371,8 +372,11 @@ def test_the_opening_answers_until_auth_and_keeps_the_frames_to_replay() -> None
     assert isinstance(step, Arrived)
     client.receive_data(step.out, 0.0)
     assert client.next_event() == Pong(nonce=1, load=Load(participants=3, capacity=9))
-    assert step.hello_frame == hello and step.rest == auth + after
+    assert step.rest == after  # not read: the room's, with the connection
     assert step.ticket == b"ticket" and step.hello.role is Role.PARTICIPANT
+    assert step.connection.state is State.AWAIT_AUTH_RESULT
+    step.connection.receive_data(step.rest, 0.0)
+    assert step.connection.next_event() == Ping(nonce=2)
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,16 @@ from tests.live.websocket_support import CENTER_ORIGIN, connect_ws, join_ws
 from townhall.live import ServerRole
 from townhall.live.server import LiveServer
 from townhall.live.websocket import CloseCode, origin_of
-from townhall.wire import AuthFailed, AuthFailure, ByeReason, Codec, Settings, TakeFloor
+from townhall.wire import (
+    AuthFailed,
+    AuthFailure,
+    ByeReason,
+    Codec,
+    MediaFrame,
+    RequestKeyFrame,
+    Settings,
+    TakeFloor,
+)
 from townhall.wire.frames import Channel, pack_frame
 
 
@@ -231,3 +240,32 @@ def test_origins_are_compared_as_browsers_send_them() -> None:
     assert origin_of("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
     with pytest.raises(ValueError):
         origin_of("center.example")
+
+
+async def test_a_browser_viewer_asks_for_a_key_frame_and_gets_one(pki: Pki, issuer: Center) -> None:
+    async with browser_server(pki) as main:
+        assign_main(main, issuer)
+        ana = await joined(main.port, pki.client_ssl(), "ana", sealed(issuer, "ana"))
+        ana.send(TakeFloor())
+        ana.open_stream(Codec.VP8)
+        await ana.wait_for(lambda: ana.my_stream(Codec.VP8) is not None, "ana's video stream")
+        stream = ana.my_stream(Codec.VP8)
+        assert stream is not None
+        bo = await join_ws(main.port, pki, "bo", sealed(issuer, "bo"))  # joins late
+        assert stream in bo.streams
+        bo.send(RequestKeyFrame(stream_id=stream))
+        await ana.wait_for(
+            lambda: any(isinstance(m, RequestKeyFrame) for m in ana.messages), "the request"
+        )
+        ana.send(
+            MediaFrame.build(
+                Channel.VIDEO,
+                stream_id=stream,
+                seq=0,
+                timestamp_us=0,
+                payload=b"k" * 500,
+                keyframe=True,
+            )
+        )
+        await bo.wait_for(lambda: bool(bo.media), "the key frame")
+        assert bo.media[0].keyframe and bo.media[0].stream_id == stream

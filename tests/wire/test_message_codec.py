@@ -34,6 +34,7 @@ from townhall.wire import (
     RaiseHand,
     RemoteProtocolError,
     Remove,
+    RequestKeyFrame,
     Role,
     RosterUpdate,
     SendChat,
@@ -85,6 +86,7 @@ SAMPLES: list[Message] = [
         stream=StreamInfo(stream_id=9, owner="alice", codec=Codec.VP8, kind=StreamKind.CAMERA)
     ),
     StreamClosed(stream_id=9),
+    RequestKeyFrame(stream_id=2**32 - 1),
     StateSnapshot(
         event="ev-1",
         title="Quarterly review — Q3",

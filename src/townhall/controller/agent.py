@@ -25,8 +25,15 @@ from townhall.config import parse_listen
 from townhall.controller import link
 from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
+from townhall.pki import CONTROLLER_USAGE, is_controller_certificate
 
-__all__ = ["ControllerAgent", "EventStatusLike", "LiveServerLike", "agent_ssl_context"]
+__all__ = [
+    "ControllerAgent",
+    "EventStatusLike",
+    "LiveServerLike",
+    "NotTheController",
+    "agent_ssl_context",
+]
 
 log = logging.getLogger("townhall.controller.agent")
 
@@ -64,8 +71,17 @@ class LiveServerLike(Protocol):
         """(participants, capacity)."""
 
 
+class NotTheController(OSError):
+    """The peer's certificate chains to the CA and names the host, but is not the
+    Controller's: it lacks ``pki.CONTROLLER_USAGE`` (a live server's, say)."""
+
+
 def agent_ssl_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
-    """The live server's side of the link: verify the Controller, present our certificate."""
+    """The live server's side of the link: verify the Controller, present our certificate.
+
+    The chain and the host name are TLS's; that the certificate is the
+    Controller's (``CONTROLLER_USAGE``) the agent checks once the handshake is done.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_verify_locations(cafile=ca_file)
@@ -170,6 +186,14 @@ class ControllerAgent:
                 ssl=self._ssl,
                 server_hostname=self._hostname,
                 limit=READ_SIZE,
+            )
+        tls = writer.get_extra_info("ssl_object")
+        der = tls.getpeercert(binary_form=True) if isinstance(tls, ssl.SSLObject) else None
+        if not der or not is_controller_certificate(der):
+            writer.close()
+            raise NotTheController(
+                f"{self.host}:{self.port} presented a certificate of our CA without the "
+                f"Controller's usage {CONTROLLER_USAGE.dotted_string}: not the Controller"
             )
         core = link.LinkConnection(link.Side.AGENT)
         try:

@@ -197,10 +197,12 @@ async def run_live(
     report_seconds: float = 5.0,
     started: Callable[[Any, ControllerAgent], Awaitable[None] | None] | None = None,
     server_options: dict[str, Any] | None = None,
+    public_certificate: tuple[Path, Path] | None = None,
 ) -> None:
-    """Run the live server and its agent until cancelled."""
+    """Run the live server and its agent until cancelled; ``public_certificate`` (cert,
+    key) is presented to clients that ask for its names (SNI), as browsers do."""
     from townhall.live.server import LiveServer
-    from townhall.live.tls import server_ssl_context, upstream_ssl_context
+    from townhall.live.tls import server_ssl_context, upstream_ssl_context, with_public_certificate
 
     host, port = parse_listen(plan.listen)
     agents: list[ControllerAgent] = []
@@ -209,11 +211,14 @@ async def run_live(
         if agents:
             agents[0].status_changed()
 
+    server_ssl = server_ssl_context(identity.cert_file, identity.key_file, identity.ca_file)
+    if public_certificate is not None:
+        server_ssl = with_public_certificate(server_ssl, *public_certificate)
     server = LiveServer(
         name=plan.name,
         host=host,
         port=port,
-        server_ssl=server_ssl_context(identity.cert_file, identity.key_file, identity.ca_file),
+        server_ssl=server_ssl,
         upstream_ssl=upstream_ssl_context(identity.ca_file, identity.cert_file, identity.key_file),
         capacity=plan.capacity,
         on_status_change=status_changed,
@@ -293,12 +298,20 @@ def live(
     _logging()
     typer.echo(f"live server {name} on {plan.listen}, Controller at {plan.controller}", err=True)
     origins = settings.live.origins(settings.center)
+    public = settings.live.public_certificates.get(name)
     _run(
         run_live(
             identity,
             plan,
             report_seconds=settings.controller.report_seconds,
-            server_options={"browser_origins": origins},
+            server_options={
+                "browser_origins": origins,
+                "max_connections": settings.live.max_connections,
+                "max_pending_per_address": settings.live.max_pending_per_address,
+            },
+            public_certificate=None
+            if public is None
+            else (Path(public.cert_file), Path(public.key_file)),
         )
     )
 

@@ -33,7 +33,7 @@ from cryptography.x509.oid import NameOID
 from townhall.config import Settings, parse_listen
 from townhall.controller.agent import agent_ssl_context
 from townhall.controller.service import server_ssl_context
-from townhall.pki import DevCA
+from townhall.pki import DevCA, is_controller_certificate
 
 __all__ = [
     "EnrolError",
@@ -264,21 +264,40 @@ def controller_certificate(settings: Settings) -> tuple[Path, Path, Path]:
     certificates it accepts. When they are not all there, they are issued
     from the CA of ``manager.ca_dir`` (made if missing: one machine), for the
     host of ``controller.listen`` (on a wildcard address: this machine's name
-    and loopback). On a machine of its own, put the three files there.
+    and loopback), with the usage that says "Controller" (``pki.CONTROLLER_USAGE``:
+live servers refuse any other certificate as the Controller); one this CA
+issued before that usage existed is issued again. On a machine of its own,
+put the three files there, the certificate carrying that usage.
     """
     folder = settings.data / "controller"
     cert_file, key_file, ca_file = folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
     if cert_file.exists() and key_file.exists() and ca_file.exists():
-        return cert_file, key_file, ca_file
+        certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        if is_controller_certificate(der) or not _issued_here(settings, ca_file):
+            return cert_file, key_file, ca_file
+        # issued by this CA before certificates said "Controller": issue it again
     ca = DevCA.ensure(settings.ca_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     key, key_pem = _new_key()
     hosts = _controller_hosts(settings.controller.listen)
-    cert_pem = ca.sign_csr(_csr(key, CONTROLLER_NAME), CONTROLLER_NAME, hosts, client=False)
+    cert_pem = ca.sign_csr(
+        _csr(key, CONTROLLER_NAME), CONTROLLER_NAME, hosts, client=False, controller=True
+    )
     _write_private(key_file, key_pem)
     cert_file.write_bytes(cert_pem)
     ca_file.write_bytes(ca.cert_file.read_bytes())
     return cert_file, key_file, ca_file
+
+
+def _issued_here(settings: Settings, ca_file: Path) -> bool:
+    """Whether ``ca_file`` is the CA of ``manager.ca_dir`` and its key is there to sign."""
+    ca = DevCA(settings.ca_dir)
+    return (
+        ca.key_file.exists()
+        and ca.cert_file.exists()
+        and ca.cert_file.read_bytes() == ca_file.read_bytes()
+    )
 
 
 def controller_ssl_context(settings: Settings) -> ssl.SSLContext:

@@ -17,7 +17,9 @@ What it does between the two:
   bytes encoded once for all) into the ``Outbox``; a frame for a connection
   that is already closing is skipped; media is pushed as droppable;
 - a connection whose control or chat overflows its queue is closed as too
-  slow, and the room is told it is lost.
+  slow, and the room is told it is lost;
+- a listener whose VIDEO the ``Outbox`` began dropping until a keyframe makes
+  the room ask the stream's owner for one (``KeyFramesWanted``).
 
 docs/live.md, "Running a room", shows the shell's loop.
 """
@@ -33,6 +35,8 @@ from townhall.live.events import (
     ConnectUpstream,
     ConnId,
     Event,
+    Greeted,
+    KeyFramesWanted,
     MediaReceived,
     MessageReceived,
     PassEnded,
@@ -47,6 +51,7 @@ from townhall.live.outbox import Outbox
 from townhall.live.room import EventRoom
 from townhall.wire import (
     NEED_DATA,
+    Auth,
     Bye,
     ByeReason,
     Connection,
@@ -86,6 +91,25 @@ class Dispatcher:
         """A participant or a child server connected to us."""
         self._connections[conn] = Connection(Side.SERVER, now=now, settings=self._settings)
 
+    def adopt(
+        self,
+        conn: ConnId,
+        connection: Connection,
+        hello: Hello,
+        auth: Auth,
+        now: float,
+        wall: float | None = None,
+    ) -> None:
+        """A connection whose handshake the shell played up to ``Auth`` (``routing.Opening``):
+        ``connection`` answered Hello and Pings and read ``auth``; the room takes it from
+        there. Feed what followed the Auth frame with ``receive``."""
+        self._connections[conn] = connection
+        if hello.role is Role.SERVER_LINK:
+            self.outbox.mark_link(conn)
+        self._run(Greeted(conn, hello), now, wall)
+        if self._connections.get(conn) is connection:
+            self._run(MessageReceived(conn, auth), now, wall)
+
     def upstream_connected(self, conn: ConnId, now: float) -> None:
         """The transport asked for by ``ConnectUpstream`` is up."""
         self._connections[conn] = Connection(Side.CLIENT, now=now, settings=self._settings)
@@ -96,8 +120,9 @@ class Dispatcher:
         """The transport asked for by ``ConnectUpstream`` could not be opened."""
         self._run(UpstreamLost(), now)
 
-    def receive(self, conn: ConnId, data: bytes, now: float) -> None:
-        """Bytes read from ``conn`` (``b""``: EOF)."""
+    def receive(self, conn: ConnId, data: bytes, now: float, wall: float | None = None) -> None:
+        """Bytes read from ``conn`` (``b""``: EOF). ``now`` is the timers' clock, ``wall``
+        the Unix time (``EventRoom.handle``); so for every method here."""
         connection = self._connections.get(conn)
         if connection is None:
             return
@@ -115,11 +140,11 @@ class Dispatcher:
                 self._finish(conn, event.reason.value, now)
                 return
             if isinstance(event, MediaFrame):
-                self._run(MediaReceived(conn, event), now)
+                self._run(MediaReceived(conn, event), now, wall)
                 continue
             if isinstance(event, Hello) and event.role is Role.SERVER_LINK:
                 self.outbox.mark_link(conn)
-            self._run(MessageReceived(conn, event), now)
+            self._run(MessageReceived(conn, event), now, wall)
 
     def lost(self, conn: ConnId, now: float) -> None:
         """The transport of ``conn`` is closed (by either side); forget it."""
@@ -127,14 +152,14 @@ class Dispatcher:
         if self._connections.pop(conn, None) is not None:
             self._run(ConnectionLost(conn), now)
 
-    def handle(self, event: Event, now: float) -> None:
+    def handle(self, event: Event, now: float, wall: float | None = None) -> None:
         """Any other room event: ``AssignmentReceived``, ``TimerFired``, ``EventEnded``."""
-        self._run(event, now)
+        self._run(event, now, wall)
 
-    def end_pass(self, now: float) -> None:
+    def end_pass(self, now: float, wall: float | None = None) -> None:
         """The shell read what it had this pass and is about to write: the room sends what
         it holds back for once a pass (``PassEnded``). Call it before ``ready``/``drain``."""
-        self._run(PassEnded(), now)
+        self._run(PassEnded(), now, wall)
 
     def shutdown(self, message: str = "the server is shutting down") -> None:
         """Say ``Bye shutdown`` on every connection and close them all (the server stops).
@@ -180,11 +205,14 @@ class Dispatcher:
 
     # -- carrying out commands ----------------------------------------------------------
 
-    def _run(self, event: Event, now: float) -> None:
+    def _run(self, event: Event, now: float, wall: float | None = None) -> None:
         pending: deque[Event] = deque([event])
         while pending:
-            for conn in self._execute(self.room.handle(pending.popleft(), now)):
+            for conn in self._execute(self.room.handle(pending.popleft(), now, wall)):
                 pending.append(ConnectionLost(conn))
+            holds = self.outbox.take_keyframe_holds()
+            if holds:
+                pending.append(KeyFramesWanted(tuple(sorted(holds))))
 
     def _execute(self, commands: list[Command]) -> list[ConnId]:
         """Carry out ``commands``; the connections closed for being too slow."""

@@ -16,7 +16,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from townhall.wire import EncodedMessage, MediaFrame, Message
+from townhall.wire import EncodedMessage, Hello, MediaFrame, Message
 
 __all__ = [
     "AssignmentReceived",
@@ -27,6 +27,8 @@ __all__ = [
     "ConnectionLost",
     "Event",
     "EventEnded",
+    "Greeted",
+    "KeyFramesWanted",
     "MediaReceived",
     "MessageReceived",
     "PassEnded",
@@ -98,6 +100,16 @@ class MessageReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class Greeted:
+    """A connection whose ``Hello`` the shell already answered with ``Welcome`` (its
+    opening, before it knew the room): the room takes it as if it had, and its ``Auth``
+    follows as a ``MessageReceived``."""
+
+    conn: ConnId
+    hello: Hello
+
+
+@dataclass(frozen=True, slots=True)
 class MediaReceived:
     """A media frame arrived on ``conn``; its bytes are relayed as they are."""
 
@@ -144,9 +156,18 @@ class EventEnded:
     """The event is over: everyone is told so and every connection closes."""
 
 
+@dataclass(frozen=True, slots=True)
+class KeyFramesWanted:
+    """This server dropped VIDEO of these streams for some listener, which now waits for
+    each one's next key frame: ask the owners for one (as a viewer's ``RequestKeyFrame``)."""
+
+    stream_ids: tuple[int, ...]
+
+
 Event = (
     AssignmentReceived
     | MessageReceived
+    | Greeted
     | MediaReceived
     | ConnectionLost
     | UpstreamConnected
@@ -154,6 +175,7 @@ Event = (
     | TimerFired
     | PassEnded
     | EventEnded
+    | KeyFramesWanted
 )
 
 

@@ -10,7 +10,8 @@ up stops being drained (its transport pauses), its queue grows, and then:
 - a media frame that would take the queue past ``media_limit`` is dropped
   and counted; after a dropped VIDEO frame, that stream's frames are dropped
   until its next keyframe fits, since VP8 deltas without their reference are
-  useless;
+  useless; ``take_keyframe_holds`` tells which streams started such a wait,
+  so that the room asks their owners for a key frame at once;
 - a control or chat frame is always queued; if it would take the queue past
   ``limit``, the queued media is thrown away first, and if that is not
   enough, ``push`` answers False: the connection is too slow and must be
@@ -71,6 +72,7 @@ class Outbox:
         self._limits = (media_limit, limit)
         self._link_limits = (link_media_limit, link_limit)
         self._queues: dict[Hashable, _Queue] = {}
+        self._holds: set[int] = set()  # VIDEO streams some queue began waiting a keyframe of
 
     def mark_link(self, conn: Hashable) -> None:
         """``conn`` is a server link: it carries a whole subtree, so it gets the link limits."""
@@ -98,7 +100,7 @@ class Outbox:
             return False
         if queue.size + len(data) > queue.limits[0]:
             if video:
-                queue.awaiting_keyframe.add(frame.stream_id)
+                self._hold(queue, frame.stream_id, again=frame.keyframe)
             self._count_drop(queue, len(data))
             return False
         if video:
@@ -131,6 +133,12 @@ class Outbox:
         queue = self._queues.get(conn)
         return QueueStats() if queue is None else queue.stats
 
+    def take_keyframe_holds(self) -> set[int]:
+        """The VIDEO streams whose frames some queue began dropping until a keyframe, since
+        the last call: the room asks their owners for one (``KeyFramesWanted``)."""
+        holds, self._holds = self._holds, set()
+        return holds
+
     def discard(self, conn: Hashable) -> None:
         """Forget ``conn`` and whatever it still had queued."""
         self._queues.pop(conn, None)
@@ -142,6 +150,13 @@ class Outbox:
         if queue is None:
             queue = self._queues[conn] = _Queue(limits=self._limits)
         return queue
+
+    def _hold(self, queue: _Queue, stream_id: int, *, again: bool = False) -> None:
+        """Drop ``stream_id`` here until a keyframe; ask for one when the wait begins, and
+        ``again`` when the keyframe it waited for did not fit either."""
+        if again or stream_id not in queue.awaiting_keyframe:
+            queue.awaiting_keyframe.add(stream_id)
+            self._holds.add(stream_id)
 
     @staticmethod
     def _grew(queue: _Queue, size: int) -> None:
@@ -163,7 +178,7 @@ class Outbox:
                 continue
             self._count_drop(queue, len(data))
             if video_stream is not None:
-                queue.awaiting_keyframe.add(video_stream)
+                self._hold(queue, video_stream)
         queue.chunks = kept
         queue.size -= queue.media
         queue.media = 0

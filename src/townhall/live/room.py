@@ -48,6 +48,8 @@ from townhall.live.events import (
     ConnId,
     Event,
     EventEnded,
+    Greeted,
+    KeyFramesWanted,
     MediaReceived,
     MessageReceived,
     PassEnded,
@@ -73,6 +75,7 @@ from townhall.wire import (
     ByeReason,
     ChatMark,
     ChatPosted,
+    Codec,
     EncodedMessage,
     Error,
     ErrorCode,
@@ -90,6 +93,7 @@ from townhall.wire import (
     Pong,
     Refused,
     RemoteProtocolError,
+    RequestKeyFrame,
     Resync,
     Role,
     RosterDone,
@@ -138,6 +142,10 @@ class RoomSettings:
     # list before the Center made it): it is let in, and the next assignment
     # lists it or revokes it. Covers the Controller's pass and clock skew.
     list_lag: float = 30.0
+    # At most one RequestKeyFrame per stream goes on toward its owner in this many
+    # seconds, however many viewers (and servers dropping frames) ask: one key
+    # frame answers them all, and a key frame costs the owner's uplink ten deltas.
+    keyframe_interval: float = 0.3
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", self.server_name):
@@ -251,7 +259,10 @@ class EventRoom:
         self._expect: int | None = None  # the log number of the next ChatPosted from Up
         self._outgoing: deque[ChatPosted] = deque()  # sent Up, not yet echoed Down
         self._media_refused = 0
+        self._keyframe_asked: dict[int, float] = {}  # stream id -> when last passed on
         self._now = 0.0
+        self._wall = 0.0
+        self._wall_offset = 0.0  # Unix time minus the timers' clock, as last given
         self._out: list[Command] = []
 
     # -- what the shell, the tests and the metrics may read ------------------------------
@@ -310,9 +321,18 @@ class EventRoom:
 
     # -- events in, commands out --------------------------------------------------------
 
-    def handle(self, event: Event, now: float) -> list[Command]:
-        """Apply one event at time ``now`` (Unix seconds); the commands to carry out, in order."""
+    def handle(self, event: Event, now: float, wall: float | None = None) -> list[Command]:
+        """Apply one event at time ``now``; the commands to carry out, in order.
+
+        ``now`` is the clock of timers (monotonic in the asyncio shell: wakeups,
+        rates, backoff); ``wall`` the Unix time at that moment, what tickets and
+        joins are dated by. Without ``wall`` the last difference given holds
+        (none given: the two clocks are one, as in the tests' router).
+        """
         self._now = now
+        if wall is not None:
+            self._wall_offset = wall - now
+        self._wall = now + self._wall_offset
         out: list[Command] = []
         self._out = out
         match event:
@@ -320,6 +340,9 @@ class EventRoom:
                 self._on_media(conn, frame)
             case MessageReceived(conn=conn, message=message):
                 self._on_message(conn, message)
+            case Greeted(conn=conn, hello=hello):
+                if conn not in self._peers:
+                    self._peers[conn] = _Peer(conn, hello.role)
             case ConnectionLost(conn=conn):
                 self._on_lost(conn)
             case AssignmentReceived():
@@ -335,6 +358,9 @@ class EventRoom:
                 self._flush_roster()
             case EventEnded():
                 self._on_ended()
+            case KeyFramesWanted(stream_ids=stream_ids):
+                for stream_id in stream_ids:
+                    self._want_keyframe(stream_id, from_up=False)
             case _:
                 raise LocalProtocolError(f"not a room event: {event!r}")
         self._out = []
@@ -482,7 +508,7 @@ class EventRoom:
             event_keys=assignment.event_keys,
             credentials=assignment.credentials,
             revoked=assignment.revoked,
-            now=self._now,
+            now=self._wall,
             leeway=settings.ticket_leeway,
             listed_before=self._listed_before,
         )
@@ -517,7 +543,7 @@ class EventRoom:
             credential_id=checked.credential_id,
             role=checked.role.value,
             server=settings.server_name,
-            joined_at=self._now,
+            joined_at=self._wall,
         )
         self._join(joined, peer.conn, local=True)
 
@@ -584,6 +610,10 @@ class EventRoom:
             self._up_chat(posted)
         elif type(message) in FORWARDED_COMMANDS:
             self._up_request(peer.name, message)
+        elif isinstance(message, RequestKeyFrame):
+            if not self._want_keyframe(message.stream_id, from_up=False):
+                message_text = f"no video stream {message.stream_id}"
+                self._send(peer.conn, Error(code=ErrorCode.UNKNOWN_STREAM, message=message_text))
         else:  # wire lets nothing else through; a shell without it might
             self._close(peer.conn, ByeReason.PROTOCOL_ERROR, f"{type(message).__name__}?")
 
@@ -640,6 +670,31 @@ class EventRoom:
     def _relay(self, targets: tuple[ConnId, ...], frame: MediaFrame) -> None:
         if targets:
             self._out.append(SendMediaTo(targets, frame))
+
+    def _want_keyframe(self, stream_id: int, *, from_up: bool) -> bool:
+        """Pass a key frame request on toward the stream's owner; False: no such video stream.
+
+        Down the owner's branch if it is here or below (to the owner itself if
+        it is connected here), else Up. A request that came from Up never goes
+        back Up. At most one per stream per ``keyframe_interval``: the rest are
+        answered by the same key frame.
+        """
+        info = self._streams.get(stream_id)
+        if info is None or info.codec is not Codec.VP8:
+            return False
+        last = self._keyframe_asked.get(stream_id)
+        if last is not None and 0 <= self._now - last < self._settings.keyframe_interval:
+            return True
+        route = self._routes.get(info.owner)
+        if route is not None:
+            target = route.conn
+        elif not from_up and self._up_conn is not None and self._up_state in _LINK_OPEN:
+            target = self._up_conn
+        else:
+            return True  # the owner is out of reach now: its next periodic key frame will do
+        self._keyframe_asked[stream_id] = self._now
+        self._send(target, RequestKeyFrame(stream_id=stream_id))
+        return True
 
     # -- Up: toward the main server ---------------------------------------------------------
 
@@ -708,12 +763,15 @@ class EventRoom:
                 case StateSnapshot():
                     self._mode, self._title = item.mode, item.title
                     self._streams = {info.stream_id: info for info in item.streams}
+                    for stream_id in [s for s in self._keyframe_asked if s not in self._streams]:
+                        del self._keyframe_asked[stream_id]
                     self._send_many(self._everyone_below(), item)
                 case StreamOpened(stream=info):
                     self._streams[info.stream_id] = info
                     self._send_many(self._everyone_below(), item)
                 case StreamClosed(stream_id=stream_id):
                     self._streams.pop(stream_id, None)
+                    self._keyframe_asked.pop(stream_id, None)
                     self._send_many(self._everyone_below(), item)
                 case Evict(name=name):
                     route = self._routes.pop(name, None)
@@ -830,6 +888,8 @@ class EventRoom:
                     self._up_request(name, command)
             case Resync(last_seq=last_seq):
                 self._resync(peer, last_seq)
+            case RequestKeyFrame(stream_id=stream_id):
+                self._want_keyframe(stream_id, from_up=False)
             case _:
                 pass  # RosterUpdate, StreamOpened, StreamClosed Up: not used by this cascade
 
@@ -908,6 +968,8 @@ class EventRoom:
                     self._down_chat(seq, message, encode_message(message))
                 case RosterUpdate() | StateSnapshot() | StreamOpened() | StreamClosed():
                     self._down([message])
+                case RequestKeyFrame(stream_id=stream_id):
+                    self._want_keyframe(stream_id, from_up=True)
                 case Bye(reason=ByeReason.EVENT_ENDED):
                     self._on_ended()  # the event ends down the whole tree
                 case _:
@@ -955,7 +1017,7 @@ class EventRoom:
         if old is not None and (old.event_id, old.role) != (assignment.event_id, assignment.role):
             raise LocalProtocolError("a room holds one event in one role: make another room")
         self._assignment = assignment
-        self._listed_before = self._now - self._settings.list_lag
+        self._listed_before = self._wall - self._settings.list_lag
         if old is None:
             self._event_id = str(assignment.event_id)
             self._title = _NOT_TITLE.sub(" ", assignment.title)[:256]

@@ -5,20 +5,22 @@ until it knows the event, and a participant's first words do not say it: it
 says ``Hello``, waits for ``Welcome``, may ``Ping`` (Intelligent Server
 Selection compares the servers' round trips and loads) and only then sends
 ``Auth``. ``Opening`` plays the server's side of that much with a wire
-``Connection`` (answering Welcome, and Pong with the server's load), keeps
-the exact bytes of the Hello and Auth frames, and holds at most ``limit``
-unread bytes. Once Auth is in, ``room_for_participant`` (the event id in the
-sealed credential's clear header) or ``room_for_link`` (the link ticket
-against each room's children) picks the room, and the shell replays the
-Hello and Auth frames into that room's ``Dispatcher`` (whose Welcome, the
-same bytes as ours, it discards), or answers ``refuse()``'s AuthFailed.
+``Connection`` (answering Welcome, and Pong with the server's load), and
+holds at most ``limit`` unread bytes, feeding its connection one whole frame
+at a time so that nothing after Auth is read. Once Auth is in,
+``room_for_participant`` (the event id in the sealed credential's clear
+header) or ``room_for_link`` (the link ticket against each room's children)
+picks the room, and the shell hands that very ``Connection``, its Hello and
+its Auth, and the bytes that followed, to the room's ``Dispatcher``
+(``adopt``): each handshake is played once. Or it answers ``refuse()``'s
+AuthFailed.
 Sans-IO like the core: bytes in, bytes out, ``now`` passed in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from townhall.live.admission import LINK_TICKET_MAGIC, Refusal, check_link
@@ -66,13 +68,18 @@ class Waiting:
 
 @dataclass(frozen=True, slots=True)
 class Arrived:
-    """Auth is in: write ``out``, pick the room, replay ``hello_frame`` then ``rest`` into it."""
+    """Auth is in: write ``out``, pick the room, hand it ``connection`` (which has read
+    Hello and Auth and answered the rest), then ``rest``."""
 
     out: bytes
     hello: Hello
-    ticket: bytes
-    hello_frame: bytes
-    rest: bytes  # the Auth frame and whatever followed it
+    auth: Auth
+    connection: Connection = field(repr=False)
+    rest: bytes  # whatever followed the Auth frame, not yet read
+
+    @property
+    def ticket(self) -> bytes:
+        return self.auth.ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +106,6 @@ class Opening:
         self._connection = Connection(Side.SERVER, now=now, settings=settings)
         self._buffer = bytearray()
         self._hello: Hello | None = None
-        self._hello_frame = b""
         self._done = False
 
     def receive(self, data: bytes, now: float, load: Load) -> Waiting | Arrived | Failed:
@@ -129,16 +135,16 @@ class Opening:
                 connection.receive_data(frame, now)
                 event = connection.next_event()
                 if isinstance(event, Hello):
-                    self._hello, self._hello_frame = event, frame
+                    self._hello = event
                     version = min(event.version, PROTOCOL_VERSION)
                     out += connection.send(Welcome(version=version, server=self._name))
                 elif isinstance(event, Ping):
                     out += connection.send(event.pong(load))
                 elif isinstance(event, Auth) and self._hello is not None:
                     self._done = True
-                    rest = frame + bytes(buffer[position:])
+                    rest = bytes(buffer[position:])
                     buffer.clear()
-                    return Arrived(bytes(out), self._hello, event.ticket, self._hello_frame, rest)
+                    return Arrived(bytes(out), self._hello, event, connection, rest)
                 elif isinstance(event, Bye | ConnectionClosed):
                     self._done = True
                     return Failed(bytes(out), "the peer said Bye")

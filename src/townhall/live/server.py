@@ -38,6 +38,7 @@ from townhall.live.events import (
     RequestWakeup,
     TimerFired,
 )
+from townhall.live.limits import FILE_RESERVE, QuietLog, quiet_accept_errors, raise_file_limit
 from townhall.live.outbox import Outbox
 from townhall.live.room import EventRoom, RoomSettings, Upstream
 from townhall.live.routing import Arrived, Failed, Opening, room_for_link, room_for_participant
@@ -225,7 +226,7 @@ class _Conn(asyncio.BufferedProtocol):
         room = self.room
         if room is not None:
             try:
-                room.dispatcher.receive(self, data, time.time())
+                room.dispatcher.receive(self, data, self._server.now(), time.time())
             except Exception:
                 self._server._broken(self, "reading")
                 return
@@ -285,18 +286,27 @@ class LiveServer:
         outbox_limits: Mapping[str, int] | None = None,
         wire_settings: Settings | None = None,
         browser_origins: Iterable[str] = (),
+        max_connections: int = 10_000,
+        max_pending_per_address: int = 64,
     ) -> None:
         """``room_defaults``: more ``RoomSettings`` fields for every room (tests shrink
         bounds and the backoff); ``outbox_limits``: ``Outbox`` keyword arguments;
         ``wire_settings``: each connection's timers (its ``handshake_timeout`` also
         bounds the wait for Auth before a room is picked); ``browser_origins``: the
-        Center's public URLs (or origins) whose pages may open the WebSocket."""
+        Center's public URLs (or origins) whose pages may open the WebSocket;
+        ``max_connections``: all connections at once (participants, links, those
+        still in their handshake), ``max_pending_per_address``: connections from one
+        address not yet authenticated (docs/live.md, "Connection floods")."""
         unknown = set(room_defaults or {}) - {f.name for f in fields(RoomSettings)}
         if unknown or {"server_name", "center_public_key"} & set(room_defaults or {}):
             raise TypeError(f"not room defaults: {sorted(unknown) or 'name or key'}")
         Outbox(**(outbox_limits or {}))  # fail now, not at the first assignment
         if not 0 <= capacity < 2**32:
             raise ValueError("capacity: 0 (no limit) to 2**32 - 1 participants")
+        if max_connections < 1 or max_pending_per_address < 1:
+            raise ValueError("max_connections and max_pending_per_address: at least 1")
+        self.max_connections = max_connections
+        self.max_pending_per_address = max_pending_per_address
         self.name = name
         self.host = host
         self.port = port
@@ -317,14 +327,35 @@ class LiveServer:
         self._flush_scheduled = False
         self._closing = False
         self._all_lost: asyncio.Future[None] | None = None
+        # accepted, not yet handed to a room: oldest first, and by peer address
+        self._pending: dict[_Conn, str] = {}
+        self._pending_by_address: dict[str, dict[_Conn, None]] = {}
+        self._flood_log: QuietLog | None = None
         self._gone = [0, 0, 0]  # queued, dropped frames and bytes of closed connections
         self._refused_gone = 0  # media refused by rooms since ended
 
     # -- the Controller link's calls ------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen; ``self.port`` is then the port bound (give 0 for any)."""
+        """Listen; ``self.port`` is then the port bound (give 0 for any).
+
+        The process's open file limit is raised to what ``max_connections``
+        needs, or ``max_connections`` lowered to what the hard limit allows.
+        """
         self._loop = asyncio.get_running_loop()
+        quiet_accept_errors(self._loop)
+        self._flood_log = QuietLog(10.0, self._loop.time)
+        files = raise_file_limit(self.max_connections + FILE_RESERVE)
+        if files - FILE_RESERVE < self.max_connections:
+            allowed = max(16, files - FILE_RESERVE)
+            log.warning(
+                "live server %s: %d open files allowed: at most %d connections, not %d",
+                self.name,
+                files,
+                allowed,
+                self.max_connections,
+            )
+            self.max_connections = allowed
         self._server = await self._loop.create_server(
             lambda: _Conn(self, TLSSession(self._server_ssl, server_side=True)),
             self.host,
@@ -349,7 +380,7 @@ class LiveServer:
             room = self._new_room(assignment.event_id, center_public_key)
             self._rooms[assignment.event_id] = room
         room.assignment = assignment
-        room.dispatcher.handle(assignment, time.time())
+        room.dispatcher.handle(assignment, self.now(), time.time())
         self._wake(room)
         self._status_changed()
 
@@ -358,7 +389,7 @@ class LiveServer:
         room = self._rooms.get(event_id)
         if room is None:
             return
-        room.dispatcher.handle(EventEnded(), time.time())
+        room.dispatcher.handle(EventEnded(), self.now(), time.time())
         self._retire(room, drop=False)
         self._status_changed()
 
@@ -460,7 +491,7 @@ class LiveServer:
             room.connecting = None
         if drop:
             for conn in [c for c in self._conns if c.room is room]:
-                room.dispatcher.lost(conn, time.time())
+                room.dispatcher.lost(conn, self.now())
                 self._abort(conn)
             room.dispatcher.take_actions()
             return
@@ -484,7 +515,7 @@ class LiveServer:
             rooms, self._dirty = self._dirty, set()
             for room in rooms:
                 try:
-                    room.dispatcher.end_pass(time.time())
+                    room.dispatcher.end_pass(self.now(), time.time())
                     self._carry_out(room)
                     dispatcher = room.dispatcher
                     for conn in cast("list[_Conn]", dispatcher.ready()):
@@ -510,7 +541,7 @@ class LiveServer:
                     self._write(conn, dispatcher.drain(conn))
                     self._close(conn)
                     self._count_gone(room, conn)
-                    dispatcher.lost(conn, time.time())
+                    dispatcher.lost(conn, self.now())
                     # the room may hold a roster change for it until the next pass
                     self._wake(room)
                 elif isinstance(action, RequestWakeup):
@@ -528,10 +559,10 @@ class LiveServer:
 
     # -- time ---------------------------------------------------------------------------------
 
-    def _loop_time(self, at: float) -> float:
-        """Unix time ``at`` (the core's clock) as a time of the event loop's clock."""
-        assert self._loop is not None
-        return self._loop.time() + (at - time.time())
+    def now(self) -> float:
+        """The cores' clock for timers: the event loop's (monotonic), never the wall
+        clock, which jumps when it is set; Unix time goes along for tickets and joins."""
+        return self._loop.time() if self._loop is not None else time.monotonic()
 
     def _schedule_wakeup(self, room: _Room, at: float) -> None:
         if room.ended or self._loop is None:
@@ -542,10 +573,10 @@ class LiveServer:
             if handle is not None:
                 room.wakeups.discard(handle)
             if not room.ended:
-                room.dispatcher.handle(TimerFired(), time.time())
+                room.dispatcher.handle(TimerFired(), self.now(), time.time())
                 self._wake(room)
 
-        handle = self._loop.call_at(self._loop_time(at) + _TIMER_SLACK, fire)
+        handle = self._loop.call_at(at + _TIMER_SLACK, fire)
         room.wakeups.add(handle)
 
     def _arm(self, conn: _Conn) -> None:
@@ -560,7 +591,7 @@ class LiveServer:
         at = room.dispatcher.timer(conn)
         if at is None:
             return
-        delay = max(0.0, at - time.time()) + _TIMER_SLACK
+        delay = max(0.0, at - self.now()) + _TIMER_SLACK
         conn.timer = self._loop.call_later(delay, self._conn_timer, conn)
 
     def _conn_timer(self, conn: _Conn) -> None:
@@ -568,7 +599,7 @@ class LiveServer:
         room = conn.room
         if room is None or conn.lost:
             return
-        room.dispatcher.handle_timer(conn, time.time())
+        room.dispatcher.handle_timer(conn, self.now())
         self._wake(room)
         self._arm(conn)
 
@@ -584,10 +615,74 @@ class LiveServer:
         if self._closing:
             self._close(conn)
             return
-        conn.opened_at = time.time()
+        if not self._admit(conn):
+            return
+        conn.opened_at = self.now()
         conn.timer = self._loop.call_later(
             self._wire.handshake_timeout, self._opening_timeout, conn
         )
+
+    def _admit(self, conn: _Conn) -> bool:
+        """Bound the connections: all of them, and the unauthenticated ones per address.
+
+        Over a bound, the oldest unauthenticated connection (of that address,
+        or of all) is cut to make room: a flood of idle connections then only
+        ever pushes out its own, while participants already in and server
+        links stay. With nothing to cut, the newcomer is refused.
+        """
+        assert conn.transport is not None
+        peer = conn.transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        same = self._pending_by_address.setdefault(address, {})
+        cut = 0
+        while len(same) >= self.max_pending_per_address:
+            self._evict(next(iter(same)))
+            cut += 1
+        while len(self._conns) > self.max_connections and self._pending:
+            self._evict(next(iter(self._pending)))
+            cut += 1
+        if len(self._conns) > self.max_connections:
+            self._evict(conn)
+            cut += 1
+            self._note_flood(cut, address)
+            return False
+        self._pending[conn] = address
+        self._pending_by_address.setdefault(address, {})[conn] = None
+        if cut:
+            self._note_flood(cut, address)
+        return True
+
+    def _note_flood(self, cut: int, address: str) -> None:
+        def emit(held: int) -> None:
+            log.warning(
+                "live server %s: connection bound reached (%d connections, %d from %s "
+                "unauthenticated): cut %d unauthenticated (%d such notes held back)",
+                self.name,
+                len(self._conns),
+                len(self._pending_by_address.get(address, ())),
+                address,
+                cut,
+                held,
+            )
+
+        if self._flood_log is not None:
+            self._flood_log(emit)
+
+    def _settle(self, conn: _Conn) -> None:
+        """``conn`` is no longer unauthenticated (handed to a room) or no longer here."""
+        address = self._pending.pop(conn, None)
+        if address is None:
+            return
+        same = self._pending_by_address.get(address)
+        if same is not None:
+            same.pop(conn, None)
+            if not same:
+                del self._pending_by_address[address]
+
+    def _evict(self, conn: _Conn) -> None:
+        self._settle(conn)
+        self._conns.discard(conn)  # its descriptor is freed as the abort completes
+        self._abort(conn)
 
     def _secure(self, conn: _Conn) -> None:
         """The TLS handshake is done: ALPN must be ours; then the Opening, or the link Up."""
@@ -632,7 +727,7 @@ class LiveServer:
     def _opening_data(self, conn: _Conn, data: bytes) -> None:
         opening = conn.opening
         assert opening is not None
-        result = opening.receive(data, time.time(), self._pong_load())
+        result = opening.receive(data, self.now(), self._pong_load())
         self._write(conn, result.out)
         if isinstance(result, Failed):
             log.debug("live server %s: closed before Auth: %s", self.name, result.reason)
@@ -670,15 +765,15 @@ class LiveServer:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
+        self._settle(conn)
         conn.opening = None
         conn.room = target
         dispatcher = target.dispatcher
-        dispatcher.accept(conn, conn.opened_at)
-        now = time.time()
+        now, wall = self.now(), time.time()
         try:
-            dispatcher.receive(conn, arrived.hello_frame, now)
-            dispatcher.drain(conn)  # the room's Welcome: the Opening has sent these bytes
-            dispatcher.receive(conn, arrived.rest, now)
+            dispatcher.adopt(conn, arrived.connection, arrived.hello, arrived.auth, now, wall)
+            if arrived.rest:
+                dispatcher.receive(conn, arrived.rest, now, wall)
         except Exception:
             self._broken(conn, "routing")
             return
@@ -721,7 +816,7 @@ class LiveServer:
             if room.connecting is asyncio.current_task():
                 room.connecting = None
                 if not room.ended:
-                    room.dispatcher.upstream_failed(time.time())
+                    room.dispatcher.upstream_failed(self.now())
                     self._wake(room)
             return
         if room.connecting is asyncio.current_task():
@@ -729,11 +824,11 @@ class LiveServer:
         if room.ended or conn.lost:
             self._abort(conn)
             if not room.ended:
-                room.dispatcher.upstream_failed(time.time())
+                room.dispatcher.upstream_failed(self.now())
                 self._wake(room)
             return
         conn.room = room
-        room.dispatcher.upstream_connected(conn, time.time())
+        room.dispatcher.upstream_connected(conn, self.now())
         self._arm(conn)
         self._wake(room)
 
@@ -798,7 +893,7 @@ class LiveServer:
             self._abort(conn)
         room = conn.room
         if room is not None:
-            room.dispatcher.lost(conn, time.time())
+            room.dispatcher.lost(conn, self.now())
             self._wake(room)
 
     def _count_gone(self, room: _Room, conn: _Conn) -> None:
@@ -816,10 +911,11 @@ class LiveServer:
         conn.timer = conn.abort_handle = None
         conn.opening = None
         self._conns.discard(conn)
+        self._settle(conn)
         room = conn.room
         if room is not None:
             self._count_gone(room, conn)
-            room.dispatcher.lost(conn, time.time())
+            room.dispatcher.lost(conn, self.now())
             self._wake(room)
         if self._all_lost is not None and not self._conns and not self._all_lost.done():
             self._all_lost.set_result(None)

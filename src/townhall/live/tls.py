@@ -17,9 +17,19 @@ import ssl
 from pathlib import Path
 from typing import Final
 
+from cryptography import x509
+
 from townhall.wire import ALPN
 
-__all__ = ["ALPN", "HTTP_ALPN", "TLSSession", "server_ssl_context", "upstream_ssl_context"]
+__all__ = [
+    "ALPN",
+    "HTTP_ALPN",
+    "TLSSession",
+    "certificate_names",
+    "server_ssl_context",
+    "upstream_ssl_context",
+    "with_public_certificate",
+]
 
 HTTP_ALPN: Final = "http/1.1"
 """The live port's second protocol: HTTP/1.1 with a WebSocket upgrade, for browsers
@@ -46,6 +56,55 @@ def server_ssl_context(
         context.post_handshake_auth = True
     context.set_alpn_protocols([ALPN, HTTP_ALPN])  # ours first: a server's preference wins
     return context
+
+
+def with_public_certificate(
+    context: ssl.SSLContext, cert_file: StrPath, key_file: StrPath
+) -> ssl.SSLContext:
+    """``context`` (the server's identity) presenting instead, to a client whose SNI is one
+    of the DNS names of ``cert_file``, that certificate: the one for its public name,
+    from the organisation's CA or a public one, that browsers trust.
+
+    Browsers always send SNI for a name; the Controller, child servers and
+    anyone dialling an address (no SNI) or an internal name keep getting the
+    identity certificate, which they verify against the Manager's CA.
+    """
+    names = certificate_names(cert_file)
+    if not names:
+        raise ValueError(f"{cert_file} names no DNS host: a public certificate must")
+    public = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    public.minimum_version = context.minimum_version
+    public.options = context.options
+    public.load_cert_chain(cert_file, key_file)
+    public.set_alpn_protocols([ALPN, HTTP_ALPN])
+
+    def choose(tls: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+        if server_name is not None and _names_match(names, server_name):
+            tls.context = public
+
+    context.sni_callback = choose
+    return context
+
+
+def certificate_names(cert_file: StrPath) -> tuple[str, ...]:
+    """The DNS names (lower case, ``*.`` wildcards kept) a PEM certificate is valid for."""
+    certificate = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(name.lower() for name in san.value.get_values_for_type(x509.DNSName))
+
+
+def _names_match(names: tuple[str, ...], host: str) -> bool:
+    host = host.lower().rstrip(".")
+    for name in names:
+        if name == host:
+            return True
+        if name.startswith("*.") and host.count(".") >= 2:
+            if host.partition(".")[2] == name[2:]:
+                return True
+    return False
 
 
 def upstream_ssl_context(

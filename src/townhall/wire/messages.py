@@ -389,6 +389,13 @@ class StreamClosed(Message, frozen=True):
     stream_id: U32
 
 
+class RequestKeyFrame(Message, frozen=True):
+    """Either way: a viewer of this VIDEO stream needs a key frame; toward the owner,
+    whose answer is to encode its next frame as one."""
+
+    stream_id: U32
+
+
 # -- event state (CONTROL 32-33) ----------------------------------------------------
 
 
@@ -582,6 +589,7 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 25): CloseStream,
         (Channel.CONTROL, 26): StreamOpened,
         (Channel.CONTROL, 27): StreamClosed,
+        (Channel.CONTROL, 28): RequestKeyFrame,
         (Channel.CONTROL, 32): StateSnapshot,
         (Channel.CONTROL, 33): RosterUpdate,
         (Channel.CONTROL, 40): MemberJoined,

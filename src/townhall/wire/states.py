@@ -46,6 +46,7 @@ from townhall.wire.messages import (
     RaiseHand,
     Refused,
     Remove,
+    RequestKeyFrame,
     Resync,
     Role,
     RosterDone,
@@ -138,10 +139,16 @@ _MEDIA: Final = (Channel.AUDIO, Channel.VIDEO)
 OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyType(
     {
         (Role.PARTICIPANT, _CLIENT): _kinds(
-            SendChat, *_FLOOR_COMMANDS, OpenStream, CloseStream, *_MEDIA
+            SendChat, *_FLOOR_COMMANDS, OpenStream, CloseStream, RequestKeyFrame, *_MEDIA
         ),
         (Role.PARTICIPANT, _SERVER): _kinds(
-            ChatPosted, StateSnapshot, RosterUpdate, StreamOpened, StreamClosed, *_MEDIA
+            ChatPosted,
+            StateSnapshot,
+            RosterUpdate,
+            StreamOpened,
+            StreamClosed,
+            RequestKeyFrame,
+            *_MEDIA,
         ),
         (Role.SERVER_LINK, _CLIENT): _kinds(
             ChatPosted,
@@ -152,6 +159,7 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             MemberLeft,
             LinkRequest,
             Resync,
+            RequestKeyFrame,
             *_MEDIA,
         ),
         (Role.SERVER_LINK, _SERVER): _kinds(
@@ -169,6 +177,7 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             Evict,
             Refused,
             Banned,
+            RequestKeyFrame,
             *_MEDIA,
         ),
         (Role.CONTROLLER_LINK, _CLIENT): _kinds(),
