@@ -32,6 +32,8 @@ MESSAGES = {
         "seq": 1,
     },
     "bye": {"type": "Bye", "reason": "normal"},
+    "request_key_frame": {"type": "RequestKeyFrame", "stream_id": 2},
+    "end_event": {"type": "EndEvent"},
     "open_stream_camera": {"type": "OpenStream", "codec": "h264", "kind": "camera"},
     "stream_opened_screen": {
         "type": "StreamOpened",

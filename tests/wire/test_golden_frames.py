@@ -21,6 +21,7 @@ from townhall.wire import (
     Channel,
     ChatPosted,
     Codec,
+    EndEvent,
     Hello,
     Load,
     MediaFrame,
@@ -29,6 +30,7 @@ from townhall.wire import (
     Message,
     OpenStream,
     Pong,
+    RequestKeyFrame,
     Role,
     RosterUpdate,
     SendChat,
@@ -70,6 +72,8 @@ FRAMES: dict[str, Message | MediaFrame] = {
     "chat_posted": ChatPosted(sender="Ana María", text="Hi 👋", to="Bo", seq=1),
     "bye": Bye(reason=ByeReason.NORMAL),
     "open_stream_camera": OpenStream(codec=Codec.H264, kind=StreamKind.CAMERA),
+    "request_key_frame": RequestKeyFrame(stream_id=2),
+    "end_event": EndEvent(),
     "stream_opened_screen": StreamOpened(
         stream=StreamInfo(stream_id=3, owner="Bo", codec=Codec.VP8, kind=StreamKind.SCREEN)
     ),

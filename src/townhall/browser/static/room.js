@@ -404,6 +404,12 @@ function onMessage(message) {
     case "StreamClosed":
       streamEnded(message.stream_id);
       return;
+    case "RequestKeyFrame":
+      // A viewer of one of our video streams lost its picture: the next frame is a key frame.
+      for (const sender of room.senders.values()) {
+        if (sender.streamId === message.stream_id && sender.handle.requestKeyFrame) sender.handle.requestKeyFrame();
+      }
+      return;
     case "Error":
       problem("refused", `Refused: ${message.message || message.code}.`);
       setTimeout(() => problem("refused", ""), 8000);
@@ -659,13 +665,7 @@ function openView(info) {
     view = room.media.videoView.createVideoView(canvas, {
       codec: info.codec,
       onNeedKeyFrame: () => {
-        if (room.link) {
-          try {
-            room.link.send({ type: "RequestKeyFrame", stream_id: info.stream_id });
-          } catch {
-            // an older server has no key-frame request: the next periodic key frame will do
-          }
-        }
+        if (room.link) room.link.send({ type: "RequestKeyFrame", stream_id: info.stream_id });
       },
     });
   } catch (error) {

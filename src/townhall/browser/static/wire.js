@@ -52,6 +52,7 @@ const MESSAGES = {
   CloseStream: [0, 25, [["stream_id"]]],
   StreamOpened: [0, 26, [["stream", undefined, record(STREAM_INFO)]]],
   StreamClosed: [0, 27, [["stream_id"]]],
+  RequestKeyFrame: [0, 28, [["stream_id"]]],
   StateSnapshot: [0, 32, [["event"], ["title"], ["mode"], ["attendance"], ["streams", [], listOf(STREAM_INFO)]]],
   RosterUpdate: [0, 33, [["changed", [], listOf(MEMBER)], ["left", []]]],
   SendChat: [3, 1, [["text"], ["to", null], ["seq", 0]]],
