@@ -95,6 +95,28 @@ def test_every_tenth_packet_lost_is_concealed_and_the_tone_goes_on(
     assert frequency == pytest.approx(440, abs=5)
 
 
+@pytest.mark.parametrize("clock", ["fast", "slow"])
+def test_a_sender_whose_clock_drifts_does_not_make_latency_grow_or_starve(
+    open_browser: OpenBrowser, tone_file: ToneFile, static_server: StaticServer, clock: str
+) -> None:
+    # 4 % off: 20 s of it would be 800 ms more (or less) audio than the page can play.
+    drift = {"fastEvery": 25} if clock == "fast" else {"slowEvery": 25}
+    page = start_loop(open_browser, tone_file, static_server, 440, processing=False, **drift)
+    stream = wait_for_frames(page, 500)
+    # The playout sees the drift (about 40,000 ppm either way) and follows it.
+    if clock == "fast":
+        assert stream["driftPpm"] < -20_000
+        assert stream["samplesDropped"] > 0.03 * 500 * 960
+    else:
+        assert stream["driftPpm"] > 20_000
+        assert stream["samplesInserted"] > 0
+    assert stream["bufferedMs"] < stream["targetMs"] + 60
+    samples, rate = played(page)
+    assert rms(samples) > 0.25
+    # Whole pitch periods are dropped or repeated: the tone keeps its pitch.
+    assert strongest_frequencies(samples, rate) == [pytest.approx(440, abs=5)]
+
+
 def test_two_speakers_at_once_are_mixed(
     open_browser: OpenBrowser, tone_file: ToneFile, static_server: StaticServer
 ) -> None:

@@ -11,11 +11,16 @@ const lab = /** @type {any} */ (window).townhallTest;
 
 /**
  * Microphone -> Opus packets -> playout, in one page; optionally a synthetic second speaker.
- * @param {{dropEvery?: number, processing?: boolean, secondTone?: number}} options
+ * @param {{dropEvery?: number, processing?: boolean, secondTone?: number,
+ *          fastEvery?: number, slowEvery?: number}} options
  *   dropEvery: leave out every n-th packet (a lossy network); secondTone: also send a sine of
- *   this frequency, encoded here, as stream 2 at the microphone's pace
+ *   this frequency, encoded here, as stream 2 at the microphone's pace; fastEvery/slowEvery:
+ *   a sender whose clock runs fast (every n-th packet sent twice) or slow (every n-th packet
+ *   never sent, with no gap in the sequence numbers)
  */
-export async function startAudioLoop({dropEvery = 0, processing = true, secondTone = 0} = {}) {
+export async function startAudioLoop({
+  dropEvery = 0, processing = true, secondTone = 0, fastEvery = 0, slowEvery = 0,
+} = {}) {
   const playout = await createPlayout();
   const analyser = playout.audioContext.createAnalyser();
   analyser.fftSize = 32768;
@@ -31,12 +36,17 @@ export async function startAudioLoop({dropEvery = 0, processing = true, secondTo
   lab.mic = await startMicrophone({
     processing,
     onPacket(packet, timestamp) {
-      seq += 1;
       lab.sent += 1;
       if (tone) tone.next(timestamp);
+      if (slowEvery && lab.sent % slowEvery === 0) return;
+      seq += 1;
       if (dropEvery && seq % dropEvery === 0) return;
       lab.pushed += 1;
       playout.push(1, seq, timestamp, packet);
+      if (fastEvery && lab.sent % fastEvery === 0) {
+        seq += 1;
+        playout.push(1, seq, timestamp + 20000, packet);
+      }
     },
   });
 }

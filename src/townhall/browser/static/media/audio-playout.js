@@ -7,6 +7,7 @@ const STREAM_RATE = 48000;
 const MAX_PACKET = 8 * 1024;        // the wire's AUDIO payload limit
 const MAX_CONCEALED_GAP = 10;       // a longer gap is a pause (muted sender), not a loss
 const JITTER_WINDOW = 250;          // packets (5 s) over which arrival jitter is measured
+const PAUSE_MS = 400;               // arrivals this much later than their sequence says: a pause
 const MAX_PENDING_DECODES = 25;
 
 /**
@@ -59,7 +60,11 @@ export async function createPlayout({audioContext} = {}) {
    * @property {number | null} lastSeq
    * @property {number[]} pendingLoss  frames lost before each packet in the decoder, in order
    * @property {number[]} delays       arrival time minus nominal send time, ms (ring)
+   * @property {number[]} indices      packets since firstSeq, for each delay (ring)
    * @property {number} delayCount
+   * @property {number} lastArrival
+   * @property {number} lastIndex
+   * @property {number} driftPpm       how much faster the receiver's clock runs (estimate)
    * @property {number} firstSeq
    * @property {{packets: number, lost: number, late: number, malformed: number, decodeErrors: number}} counts
    */
@@ -94,15 +99,48 @@ export async function createPlayout({audioContext} = {}) {
 
   /** @param {Receiver} receiver @param {number} streamId @param {number} seq */
   function measureJitter(receiver, streamId, seq) {
-    // Delay of each packet relative to its nominal send time (seq × 20 ms): the spread of
-    // these delays, not their absolute value, is the jitter the buffer has to absorb.
-    const nominal = ((seq - receiver.firstSeq) >>> 0) * 20;
-    receiver.delays[receiver.delayCount % JITTER_WINDOW] = performance.now() - nominal;
+    // Each packet's delay relative to its nominal send time (20 ms per sequence number). The
+    // spread of these delays is the jitter the buffer must absorb, once the straight line
+    // that the two clocks' drift draws through them is taken out (drift is followed apart).
+    const now = performance.now();
+    let index = (seq - receiver.firstSeq) >>> 0;
+    if (receiver.delayCount > 0 && now - receiver.lastArrival > PAUSE_MS &&
+        (index - receiver.lastIndex) * 20 < now - receiver.lastArrival - PAUSE_MS) {
+      // The sender stopped sending for a while (muted): its pause is not network jitter.
+      receiver.firstSeq = seq;
+      receiver.delayCount = 0;
+      index = 0;
+    }
+    receiver.lastArrival = now;
+    receiver.lastIndex = index;
+    const slot = receiver.delayCount % JITTER_WINDOW;
+    receiver.indices[slot] = index;
+    receiver.delays[slot] = now - index * 20;
     receiver.delayCount += 1;
-    if (receiver.delayCount % 10 !== 0) return;
-    const sorted = receiver.delays.slice(0, Math.min(receiver.delayCount, JITTER_WINDOW))
-      .sort((a, b) => a - b);
-    const spread = sorted[Math.floor(0.95 * (sorted.length - 1))] - sorted[0];
+    const count = Math.min(receiver.delayCount, JITTER_WINDOW);
+    if (receiver.delayCount % 10 !== 0 || count < 20) return;
+    let meanX = 0;
+    let meanY = 0;
+    for (let i = 0; i < count; i++) {
+      meanX += receiver.indices[i];
+      meanY += receiver.delays[i];
+    }
+    meanX /= count;
+    meanY /= count;
+    let covariance = 0;
+    let variance = 0;
+    for (let i = 0; i < count; i++) {
+      covariance += (receiver.indices[i] - meanX) * (receiver.delays[i] - meanY);
+      variance += (receiver.indices[i] - meanX) ** 2;
+    }
+    const slope = variance > 0 ? covariance / variance : 0;
+    const residuals = new Float64Array(count);
+    for (let i = 0; i < count; i++) {
+      residuals[i] = receiver.delays[i] - (meanY + slope * (receiver.indices[i] - meanX));
+    }
+    residuals.sort();
+    const spread = residuals[Math.floor(0.95 * (count - 1))] - residuals[0];
+    receiver.driftPpm = Math.round((slope / 20) * 1e6);
     node.port.postMessage({type: 'jitter', id: streamId, ms: spread});
   }
 
@@ -116,7 +154,8 @@ export async function createPlayout({audioContext} = {}) {
       let receiver = receivers.get(streamId);
       if (!receiver) {
         receiver = {
-          decoder: null, lastSeq: null, pendingLoss: [], delays: [], delayCount: 0,
+          decoder: null, lastSeq: null, pendingLoss: [], delays: [], indices: [], delayCount: 0,
+          lastArrival: 0, lastIndex: 0, driftPpm: 0,
           firstSeq: seq, counts: {packets: 0, lost: 0, late: 0, malformed: 0, decodeErrors: 0},
         };
         receivers.set(streamId, receiver);
@@ -173,8 +212,10 @@ export async function createPlayout({audioContext} = {}) {
     levels: () => new Map(levels),
 
     stats() {
-      const streams = workletStreams.map((each) => ({
-        ...each, ...(receivers.get(each.id)?.counts || {}),
+      // Streams whose packets have not (yet) given audio are only known on this side.
+      const played = new Map(workletStreams.map((each) => [each.id, each]));
+      const streams = [...receivers].map(([id, receiver]) => ({
+        id, playing: false, ...played.get(id), ...receiver.counts, driftPpm: receiver.driftPpm,
       }));
       return {
         sampleRate: context.sampleRate,

@@ -232,13 +232,14 @@ class StreamBuffer {
           // Concealment has faded out: be silent until the target is buffered again.
           this.playing = false;
           this.stats.rebuffers += 1;
-          this.penaltyMs = Math.min(100, this.penaltyMs + 10);
           this.readPos = this.written;
           this.levelAverage = 0;
           break;
         }
+        // An underrun raises the target a little (once per run of concealment): the jitter
+        // measured from arrivals missed something, such as this page's own stalls.
+        if (this.concealRun === 0) this.penaltyMs = Math.min(100, this.penaltyMs + 5);
         this.stats.underruns += 1;
-        this.penaltyMs = Math.min(100, this.penaltyMs + 5);
         this.conceal(1);
       }
       let sample = this.sampleAt(this.readPos);
