@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.browser.browser_support import StaticServer
+from tests.browser.browser_support import StaticServer, write_tone_wav
 from tests.browser.conftest import OpenBrowser
 from townhall.pki import DevCA
 
@@ -46,3 +46,40 @@ def test_chromium_trusts_a_ca_through_its_nss_db_and_refuses_without_it(
         stranger = open_browser().new_page()
         with pytest.raises(PlaywrightError, match="ERR_CERT_AUTHORITY_INVALID"):
             stranger.goto(server.url + "/pages/media.html")
+
+
+def test_devices_are_listed_with_labels_and_the_chosen_microphone_is_used(
+    open_browser: OpenBrowser, static_server: StaticServer, tmp_path: Path
+) -> None:
+    tone = write_tone_wav(tmp_path / "tone.wav", 440, 2.0)
+    page = open_browser(audio_file=tone).new_page()
+    page.goto(static_server.url + "/pages/media.html")
+    found = page.evaluate(
+        "async () => (await import('/static/media/devices.js')).listDevices({askPermission: true})"
+    )
+    assert found["microphones"] and found["cameras"]
+    assert all(device["label"] for device in found["microphones"] + found["cameras"])
+    chosen = found["microphones"][-1]
+    label = page.evaluate(
+        """async (deviceId) => {
+            const {startMicrophone} = await import('/static/media/audio-send.js');
+            const mic = await startMicrophone({deviceId, onPacket: () => {}});
+            const label = mic.track.label;
+            mic.stop();
+            return label;
+        }""",
+        chosen["deviceId"],
+    )
+    assert label == chosen["label"]
+    refusal = page.evaluate(
+        """async () => {
+            const {startMicrophone} = await import('/static/media/audio-send.js');
+            try {
+                await startMicrophone({deviceId: 'no-such-device', onPacket: () => {}});
+                return 'started';
+            } catch (error) {
+                return error.name;
+            }
+        }"""
+    )
+    assert refusal == "OverconstrainedError"
