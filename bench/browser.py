@@ -23,12 +23,13 @@ Modes:
 
 ``room`` (default): the full system, as in ``tests/browser/test_room_e2e.py``: a Center,
 the Controller and a two-server tree (``main`` and its child ``child-a``) as processes. Olga
-(moderator) clicks "Join in browser"; Mike opens the room on ``child-a`` and is given the
-floor; his tone crosses the tree to Olga. Then Pia clicks "Join in browser" while Mike
-speaks: **time to first audio** is from that click to the first audible sample her page
-plays. Latency is measured for every listener for ``--seconds``. **CPU of a live server per
-browser participant**: each server process's CPU (``/proc/<pid>/stat``) while idle with the
-event ready, and during the measurement; the difference divided by the browsers on it.
+(moderator) opens the room on ``main``; Mike opens it on ``child-a`` and Olga gives him the
+floor, so his tone crosses the tree to her. Then Pia clicks "Join in browser" on the event
+page while Mike speaks (server selection picks her server): **time to first audio** is from
+that click to the first audible sample her page plays. Latency is measured for every
+listener for ``--seconds``. **CPU of a live server per browser participant**: each server
+process's CPU (``/proc/<pid>/stat``) while idle with the event ready, and during the
+measurement; the difference divided by the browsers on it (and over both servers).
 
 ``page``: one page, no server: fake microphone -> ``startMicrophone`` -> Opus packets ->
 ``createPlayout``, the media path alone (capture, encode, decode, jitter buffer, playout). Its
@@ -343,8 +344,8 @@ def run_room(playwright: Playwright, workdir: Path, seconds: float) -> dict[str,
             olga_context = launch(playwright, workdir / "olga", quiet, ca)
             contexts.append(olga_context)
             olga = record_console(olga_context.new_page())
-            sign_in(olga, center, "olga", f"/events/{event_id}")
-            olga.click("text=Join in browser")
+            sign_in(olga, center, "olga", "/events")
+            olga.goto(f"{center.url}/events/{event_id}/room?server=main")
             wait_for(lambda: joined(olga), "olga in the room", 60, olga)
 
             mike_context = launch(playwright, workdir / "mike", marker, ca)
@@ -411,6 +412,10 @@ def run_room(playwright: Playwright, workdir: Path, seconds: float) -> dict[str,
     return {
         "mode": "room",
         "note": "mike (speaker, on child-a) -> live servers -> each listener's playout",
+        "cpu_total": {
+            "busy_minus_idle_percent": round(sum(busy.values()) - sum(idle.values()), 2),
+            "browsers": sum(len(names) for names in on_server.values()),
+        },
         "latency_ms": summary(every),
         "listeners": results,
         "first_audio_ms": round(first_audio_ms, 1),
@@ -477,6 +482,13 @@ def print_report(result: dict[str, Any]) -> None:
             f"live server {name}: {cpu['busy_percent']}% CPU with {browsers} "
             f"(idle {cpu['idle_percent']}%); per browser participant: "
             f"{cpu['per_browser_percent']}%"
+        )
+    if "cpu_total" in result:
+        total = result["cpu_total"]
+        print(
+            f"both live servers: {total['busy_minus_idle_percent']}% CPU above idle for "
+            f"{total['browsers']} browser participants: "
+            f"{total['busy_minus_idle_percent'] / max(1, total['browsers']):.2f}% each"
         )
     print(f"machine: {result['machine']}")
 
