@@ -16,7 +16,8 @@ const MAX_PENDING_DECODES = 25;
  *           one received Opus packet; late, duplicate or malformed packets are counted and dropped
  * @property {(streamId: number) => void} removeStream
  * @property {() => Map<number, number>} levels   loudness 0..1 of each stream, as played
- * @property {() => object} stats                 per stream: buffered/target ms, jitter, losses...
+ * @property {() => object} stats                 audioState ('suspended' until the user acts on a
+ *           page whose autoplay is blocked), and per stream: buffered/target ms, jitter, losses...
  * @property {AudioNode} output                   the mixed output (already connected to the
  *           speakers); connect it to an AnalyserNode or a recorder to look at what is played
  * @property {AudioContext} audioContext
@@ -41,6 +42,19 @@ export async function createPlayout({audioContext} = {}) {
   });
   node.connect(context.destination);
   if (context.state !== 'running') await context.resume().catch(() => {});
+  // A browser's autoplay policy may keep the context suspended until the user does something
+  // on the page: resume at the first such gesture (stats().audioState tells the room).
+  const gestures = ['pointerdown', 'keydown', 'touchend'];
+  const resumeOnGesture = () => {
+    context.resume().then(() => {
+      if (context.state === 'running') {
+        for (const name of gestures) document.removeEventListener(name, resumeOnGesture, true);
+      }
+    }).catch(() => {});
+  };
+  if (context.state !== 'running' && typeof document !== 'undefined') {
+    for (const name of gestures) document.addEventListener(name, resumeOnGesture, true);
+  }
 
   /** @type {Map<number, number>} */
   let levels = new Map();
@@ -218,6 +232,7 @@ export async function createPlayout({audioContext} = {}) {
         id, playing: false, ...played.get(id), ...receiver.counts, driftPpm: receiver.driftPpm,
       }));
       return {
+        audioState: context.state,
         sampleRate: context.sampleRate,
         outputLatencyMs: 1000 * ((context.baseLatency || 0) + (context.outputLatency || 0)),
         streams,
@@ -236,6 +251,9 @@ export async function createPlayout({audioContext} = {}) {
       receivers.clear();
       node.port.onmessage = null;
       node.disconnect();
+      if (typeof document !== 'undefined') {
+        for (const name of gestures) document.removeEventListener(name, resumeOnGesture, true);
+      }
       if (ownContext) await context.close();
     },
   };
