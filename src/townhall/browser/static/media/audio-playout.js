@@ -15,7 +15,9 @@ const MAX_PENDING_DECODES = 25;
  * @property {(streamId: number, seq: number, timestampMicros: number, packet: Uint8Array) => void} push
  *           one received Opus packet; late, duplicate or malformed packets are counted and dropped
  * @property {(streamId: number) => void} removeStream
- * @property {() => Map<number, number>} levels   loudness 0..1 of each stream, as played
+ * @property {() => Map<number, number>} levels   loudness of each stream as played, on a 60 dB
+ *           scale: 0 at -60 dBFS and below, 1 at full scale; speech is mostly 0.4-0.8, so about
+ *           0.3 tells speaking from background noise
  * @property {() => object} stats                 audioState ('suspended' until the user acts on a
  *           page whose autoplay is blocked), and per stream: buffered/target ms, jitter, losses...
  * @property {AudioNode} output                   the mixed output (already connected to the
@@ -26,8 +28,8 @@ const MAX_PENDING_DECODES = 25;
 
 /**
  * @param {{audioContext?: AudioContext}} [options] a context of the page's own, or a new one at
- *        48 kHz with interactive latency; it is resumed here (call from a user gesture if the
- *        browser's autoplay policy needs one)
+ *        48 kHz with interactive latency; it is resumed here, or at the user's first gesture
+ *        on the page if the browser's autoplay policy needs one
  * @returns {Promise<Playout>}
  */
 export async function createPlayout({audioContext} = {}) {
@@ -41,9 +43,8 @@ export async function createPlayout({audioContext} = {}) {
     outputChannelCount: [1],
   });
   node.connect(context.destination);
-  if (context.state !== 'running') await context.resume().catch(() => {});
-  // A browser's autoplay policy may keep the context suspended until the user does something
-  // on the page: resume at the first such gesture (stats().audioState tells the room).
+  // Not awaited: while autoplay is blocked, resume() stays pending until the user acts. The
+  // context then resumes at the user's first gesture (stats().audioState tells the room).
   const gestures = ['pointerdown', 'keydown', 'touchend'];
   const resumeOnGesture = () => {
     context.resume().then(() => {
@@ -52,6 +53,7 @@ export async function createPlayout({audioContext} = {}) {
       }
     }).catch(() => {});
   };
+  context.resume().catch(() => {});
   if (context.state !== 'running' && typeof document !== 'undefined') {
     for (const name of gestures) document.addEventListener(name, resumeOnGesture, true);
   }

@@ -13,7 +13,8 @@ const MAX_ENCODE_QUEUE = 8;
  * @property {() => void} stop                  releases the device and the encoder
  * @property {(muted: boolean) => void} setMuted while muted nothing is captured or sent
  * @property {MediaStreamTrack} track           the captured track (for a device label, say)
- * @property {() => number} level               recent loudness 0..1 (0 while muted)
+ * @property {() => number} level               recent loudness 0..1 (0 while muted), on the
+ *           60 dB scale of toLevel()
  * @property {() => object} stats               packets sent, frames dropped, encoder errors
  */
 
