@@ -101,6 +101,8 @@ def test_two_browsers_and_a_python_participant_hold_an_event(
     olga.screenshot(path=str(screenshot_path("room-join-page")), full_page=True)
     olga.click("text=Join in browser")
     olga.wait_for_url(f"{center.url}/events/{event_id}/room")
+    wait_until(lambda: room_state(olga)["server"] is not None, "olga joined", 30, olga)
+    say(olga, "before anyone else came")  # history: Mike's page is shown it on joining
     # Mike: his browser joins child-a (as `townhall join --server` would).
     mike = record_console(open_browser(audio_file=tone_file(880), ca_files=ca).new_page())
     sign_in(mike, center, "mike", "/events")
@@ -125,6 +127,7 @@ def run_event(system: LiveSystem, center: Center, olga: Page, mike: Page, pia: P
         )
     assert room_state(olga)["moderator"] is True
     assert room_state(mike)["server"] == "child-a"
+    assert ("olga", "before anyone else came", None) in chat_in(mike)
     assert not olga.is_hidden("#moderation")
     assert mike.is_hidden("#moderation")
     # Every control has a name a screen reader says; on a phone nothing scrolls sideways.
@@ -205,6 +208,25 @@ def run_event(system: LiveSystem, center: Center, olga: Page, mike: Page, pia: P
     pcm = pia.heard(heard_before).astype(np.float64) / 32768
     assert np.sqrt(np.mean(pcm**2)) > 0.02, "silence"
     assert abs(dominant_frequency(pcm, SAMPLE_RATE) - 880) <= 5
+
+    # Mike mutes himself, and his speaking light goes out; the moderator mutes and unmutes him.
+    mike.click("#mute-self")
+    assert mike.inner_text("#speaking-state") == "You may speak, but you muted yourself."
+    wait_until(
+        lambda: olga.locator('#roster li.speaking[data-name="mike"]').count() == 0, "silence"
+    )
+    mike.click("#mute-self")
+    moderate(olga, "mike", "mute-member")
+    wait_until(
+        lambda: mike.inner_text("#speaking-state") == "You may speak, but a moderator muted you.",
+        "the moderator's mute",
+    )
+    assert olga.locator('#roster li[data-name="mike"] .badge', has_text="muted").count() == 1
+    moderate(olga, "mike", "unmute-member")
+    wait_until(
+        lambda: mike.inner_text("#speaking-state") == "You may speak: your microphone is on.",
+        "unmuted",
+    )
 
     check_video(olga, mike)
 

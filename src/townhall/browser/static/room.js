@@ -45,6 +45,7 @@ const room = {
   chat: [],
   chatSeq: Date.now() % 2 ** 32,
   leaving: false,
+  selfMuted: false,
   ended: null,
   rejoins: 0,
   media: null,
@@ -459,9 +460,15 @@ function render() {
   hand.textContent = me && me.hand_raised ? "Lower hand" : "Raise hand";
   hand.setAttribute("aria-pressed", String(Boolean(me && me.hand_raised)));
   const muteSelf = $("mute-self");
-  muteSelf.textContent = me && me.muted ? "Unmute me" : "Mute me";
-  muteSelf.setAttribute("aria-pressed", String(Boolean(me && me.muted)));
-  $("speaking-state").textContent = mayTalk() ? (me && me.muted ? "You may speak, but you are muted." : "You may speak: your microphone is on.") : "You are listening.";
+  muteSelf.textContent = room.selfMuted ? "Unmute me" : "Mute me";
+  muteSelf.setAttribute("aria-pressed", String(Boolean(room.selfMuted)));
+  let speaking = "You are listening.";
+  if (mayTalk()) {
+    if (me && me.muted) speaking = "You may speak, but a moderator muted you.";
+    else if (room.selfMuted) speaking = "You may speak, but you muted yourself.";
+    else speaking = "You may speak: your microphone is on.";
+  }
+  $("speaking-state").textContent = speaking;
 
   for (const select of [$("target"), $("chat-to")]) {
     const current = select.value;
@@ -526,9 +533,11 @@ function wireControls() {
     const me = room.roster.get(room.name);
     command(me && me.hand_raised ? { type: "LowerHand", name: null } : { type: "RaiseHand" });
   });
+  // Muting oneself is local: nothing leaves the microphone. A moderator's mute is the
+  // server's (it drops the member's audio), and only a moderator lifts it.
   $("mute-self").addEventListener("click", () => {
-    const me = room.roster.get(room.name);
-    command({ type: "Mute", name: room.name, muted: !(me && me.muted) });
+    room.selfMuted = !room.selfMuted;
+    render();
   });
   $("leave").addEventListener("click", () => leave());
   const target = () => $("target").value;
@@ -721,7 +730,7 @@ async function updateMicrophone() {
   }
   const mic = room.senders.get("microphone");
   const me = room.roster.get(room.name);
-  if (mic && mic.handle.setMuted) mic.handle.setMuted(Boolean(me && me.muted));
+  if (mic && mic.handle.setMuted) mic.handle.setMuted(Boolean(room.selfMuted || (me && me.muted)));
 }
 
 function microphoneProblem(error) {
