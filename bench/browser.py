@@ -385,6 +385,7 @@ def run_room(playwright: Playwright, workdir: Path, seconds: float) -> dict[str,
                     "server": server,
                     "latency_ms": summary(latencies(mouth, state["ear"][start[name] :])),
                     "output_latency_ms": state["outputLatencyMs"],
+                    "playout": (room_state(page)["playout"] or {}).get("streams", []),
                     "errors": state["errors"],
                 }
             on_server.setdefault(room_state(mike)["server"], []).append("mike (speaker)")
@@ -449,6 +450,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def playout_line(stream: dict[str, Any]) -> str:
+    """The jitter buffer's state at the end, to read the latency figures against."""
+    return (
+        f"target {stream.get('targetMs', 0):.0f} ms, "
+        f"buffered {stream.get('bufferedMs', 0):.0f} ms, "
+        f"jitter {stream.get('jitterMs', 0):.0f} ms, {stream.get('underruns', 0)} underruns, "
+        f"{stream.get('framesConcealed', 0)} frames concealed, {stream.get('lost', 0)} lost"
+    )
+
+
 def print_report(result: dict[str, Any]) -> None:
     print(f"Browser media benchmark ({result['mode']} mode): {result['note']}")
     latency = result["latency_ms"]
@@ -461,6 +472,8 @@ def print_report(result: dict[str, Any]) -> None:
     )
     if result["mode"] == "page":
         print(f"  of which the output device (AudioContext): {result['output_latency_ms']:.0f} ms")
+        for stream in result["playout"]:
+            print(f"  playout: {playout_line(stream)}")
     for name, listener in result.get("listeners", {}).items():
         lat = listener["latency_ms"]
         print(
@@ -468,6 +481,8 @@ def print_report(result: dict[str, Any]) -> None:
             f"({lat['count']} markers), of which the output device "
             f"{listener['output_latency_ms'] or 0:.0f} ms"
         )
+        for stream in listener["playout"]:
+            print(f"    playout: {playout_line(stream)}")
     if "first_audio_ms" in result:
         first = result["first_audio_ms"] / 1000
         verdict = "met" if first < TARGET_FIRST_AUDIO_S else "NOT met"
