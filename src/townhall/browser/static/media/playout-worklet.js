@@ -172,7 +172,8 @@ class StreamBuffer {
   expand(/** @type {number} */ most) {
     const window = 480;
     const start = Math.floor(this.readPos) - window - MAX_LAG;
-    if (start < 0 || this.written - start > RING - FRAME) return;
+    // The cross-fade goes on reading ahead of the old position: it must have arrived.
+    if (start < 0 || this.written - start > RING - FRAME || this.buffered() < 2 * CROSSFADE) return;
     const period = this.findPeriod(start, window) || 480;
     const add = Math.floor(most / period) * period;
     if (add <= 0) return;
