@@ -221,7 +221,10 @@ def run_event(system: LiveSystem, center: Center, olga: Page, mike: Page, pia: P
         lambda: mike.inner_text("#speaking-state") == "You may speak, but a moderator muted you.",
         "the moderator's mute",
     )
-    assert olga.locator('#roster li[data-name="mike"] .badge', has_text="muted").count() == 1
+    wait_until(
+        lambda: olga.locator('#roster li[data-name="mike"] .badge', has_text="muted").count() == 1,
+        "mike shown muted to olga",
+    )
     moderate(olga, "mike", "unmute-member")
     wait_until(
         lambda: mike.inner_text("#speaking-state") == "You may speak: your microphone is on.",

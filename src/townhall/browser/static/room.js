@@ -15,6 +15,8 @@ const PINGS = 3;
 const JOIN_TIMEOUT_MS = 10000;
 const REJOIN_TRIES = 8;
 const SEEN_CHAT = 100000;
+const PING_INTERVAL_MS = 15000; // as the wire core's keepalive (docs/protocol.md, "Time")
+const IDLE_TIMEOUT_MS = 45000;
 const FINAL = new Set(["removed", "replaced", "event-ended", "auth-failed", "protocol-error"]);
 const TRY_NEXT = new Set(["server-full", "event-not-live", "wrong-event", "in-use"]);
 const SAYS = {
@@ -138,6 +140,7 @@ class Link {
   }
 
   received(data) {
+    this.lastHeard = performance.now();
     let message;
     try {
       message = decodeFrame(data);
@@ -164,7 +167,25 @@ class Link {
     if (this.onMessage) this.onMessage(message);
   }
 
+  // A server that vanishes without closing (a cut cable) is noticed here, not by TCP.
+  keepAlive() {
+    this.lastHeard = performance.now();
+    this.keepalive = setInterval(() => {
+      const quiet = performance.now() - this.lastHeard;
+      if (quiet > IDLE_TIMEOUT_MS) {
+        this.closed = { reason: "idle-timeout", message: "the server stopped answering", byPeer: false };
+        this.ws.close();
+        this.lost({ code: 1006 });
+      } else if (quiet > PING_INTERVAL_MS) {
+        this.send({ type: "Ping", nonce: ++this.nonce });
+      }
+    }, PING_INTERVAL_MS / 3);
+  }
+
   lost(event) {
+    clearInterval(this.keepalive);
+    if (this.lostAlready) return;
+    this.lostAlready = true;
     if (!this.closed) this.closed = { reason: "connection-lost", message: `closed (${event.code})`, byPeer: true };
     for (const waiter of this.waiters.splice(0)) waiter.reject(new Error(this.closed.message || this.closed.reason));
     if (this.onClose) this.onClose(this.closed);
@@ -199,6 +220,7 @@ class Link {
   }
 
   close(message) {
+    clearInterval(this.keepalive);
     this.onClose = null;
     this.send({ type: "Bye", reason: "normal", message });
     this.ws.close(1000);
@@ -308,6 +330,7 @@ function adopt(link, probeResult, ok) {
   room.mediaSeq.clear();
   link.onMessage = onMessage;
   link.onClose = onClosed;
+  link.keepAlive();
   $("who").textContent = `${ok.name}${ok.moderator ? " (moderator)" : ""} · on ${room.server}`;
   $("moderation").hidden = !ok.moderator;
   $("room").hidden = false;
