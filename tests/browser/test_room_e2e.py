@@ -13,6 +13,7 @@ Mike, whose page tells him why.
 
 from __future__ import annotations
 
+import base64
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -127,6 +128,17 @@ def run_event(system: LiveSystem, center: Center, olga: Page, mike: Page, pia: P
         )
     assert room_state(olga)["moderator"] is True
     assert room_state(mike)["server"] == "child-a"
+    # What the page gets from the Center: the servers, and a credential it cannot read.
+    ticket = mike.evaluate(
+        """async () => (await fetch(location.pathname.replace('/room', '').replace('/events',
+          '/api/v1/events') + '/browser-ticket', {method: 'POST', body: '{}',
+          headers: {'content-type': 'application/json'}})).json()"""
+    )
+    assert {s["name"] for s in ticket["servers"]} == {"main", "child-a"}
+    assert ticket["display_name"] == "mike" and ticket["role"] == "participant"
+    assert "cookies" not in ticket and "mike" not in str(
+        base64.b64decode(ticket["sealed_credential"])
+    )
     assert ("olga", "before anyone else came", None) in chat_in(mike)
     assert not olga.is_hidden("#moderation")
     assert mike.is_hidden("#moderation")

@@ -58,7 +58,7 @@ def test_only_files_of_the_static_folder_are_served(center: Center) -> None:
             assert client.get(path).status_code == 404, path
 
 
-def test_the_browser_ticket_lists_the_servers_and_keeps_the_credential_sealed(
+def test_an_event_without_a_server_tree_gets_no_browser_ticket_but_a_reason(
     center: Center,
 ) -> None:
     event_id = schedule_now(center)
