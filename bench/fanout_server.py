@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.live.server import LiveServer, _Conn
-from townhall.live.tls import server_ssl_context, upstream_ssl_context
+from townhall.live.tls import ALPN, server_ssl_context, upstream_ssl_context
 
 
 class PlainSession:
@@ -67,6 +67,9 @@ class PlainSession:
 
     def alpn_ok(self) -> bool:
         return self.secure
+
+    def alpn(self) -> str | None:
+        return ALPN if self.secure else None
 
 
 class PlainLiveServer(LiveServer):
@@ -105,9 +108,11 @@ async def serve(config: dict[str, Any]) -> None:
         name=name,
         host="127.0.0.1",
         port=0,
-        server_ssl=server_ssl_context(config["cert"], config["key"], config["ca"]),
+        server_ssl=server_ssl_context(config["cert"], config["key"]),
         upstream_ssl=upstream_ssl_context(config["ca"], config["cert"], config["key"]),
         on_status_change=status_changed,
+        # the load generator's thousand joins all come from 127.0.0.1 at once
+        max_pending_per_address=100_000,
     )
     await server.start()
     role = ServerRole(config["role"])

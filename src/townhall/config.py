@@ -179,7 +179,7 @@ class LiveSettings(_Section):
     # Connections a live server holds at once (the open file limit is raised to fit),
     # and those from one address still before authentication.
     max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
-    max_pending_per_address: int = Field(default=64, ge=1, le=100_000)
+    max_pending_per_address: int = Field(default=256, ge=1, le=100_000)
 
     def origins(self, center: CenterSettings) -> tuple[str, ...]:
         return self.browser_origins or (center.public_url,)

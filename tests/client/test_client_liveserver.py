@@ -15,6 +15,7 @@ from townhall.client import (
     ConnectionLost,
     FloorChanged,
     Joined,
+    KeyFrameRequested,
     MediaReceived,
     Participant,
 )
@@ -23,7 +24,7 @@ from townhall.live import ServerRole
 from townhall.live.server import LiveServer
 from townhall.ticket import Role as TicketRole
 from townhall.ticket import ServerEntry, Zone
-from townhall.wire import ByeReason
+from townhall.wire import ByeReason, Codec
 
 
 @contextlib.asynccontextmanager
@@ -102,3 +103,25 @@ async def test_participants_on_two_live_servers_chat_hear_a_tone_and_survive_a_c
         ]
         for watcher in (moderator, speaker, listener):
             await watcher.stop()
+
+
+async def test_a_viewer_asks_for_a_key_frame_and_the_owner_is_told_under_its_own_stream_id(
+    issuer: Issuer, tmp_path: Path
+) -> None:
+    ana = issuer.credential("ana", TicketRole.MODERATOR)
+    bo = issuer.credential("bo")
+    async with tree(issuer, tmp_path) as (main, dmz):
+        servers = _entries(main, dmz)
+        owner = Participant(issuer.ticket(ana, servers), settings=FAST)
+        viewer = Participant(issuer.ticket(bo, servers), zone=Zone.DMZ, settings=FAST)
+        for session in (owner, viewer):
+            await session.join()
+        watching = Watcher(owner)
+        stream_id = await owner.open_stream(Codec.VP8)
+        await wait_for(lambda: any(i.owner == "ana" for i in viewer.streams.values()))
+        seen_as = next(i.stream_id for i in viewer.streams.values() if i.owner == "ana")
+        viewer.request_key_frame(seen_as)  # across the tree: dmz, then main
+        await watching.wait(lambda e: isinstance(e, KeyFrameRequested))
+        assert watching.of(KeyFrameRequested) == [KeyFrameRequested(stream_id)]
+        for session in (owner, viewer):
+            await session.leave()

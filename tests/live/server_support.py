@@ -70,7 +70,7 @@ class Pki:
 
     def server_ssl(self, name: str) -> ssl.SSLContext:
         issued = self.ca.issue(name, [HOST], client=True)
-        return server_ssl_context(issued.cert_file, issued.key_file, self.ca.cert_file)
+        return server_ssl_context(issued.cert_file, issued.key_file)
 
     def upstream_ssl(self, name: str) -> ssl.SSLContext:
         issued = self.ca.issue(name, [HOST], client=True)

@@ -37,6 +37,7 @@ from townhall.client.events import (
     FloorChanged,
     HandsChanged,
     Joined,
+    KeyFrameRequested,
     Left,
     MediaReceived,
     Rejoining,
@@ -145,8 +146,8 @@ def _human(event: ClientEvent) -> str | None:
             return f"stream {event.stream_id}: {event.owner} sends {event.codec.value}"
         case StreamEnded():
             return f"stream {event.stream_id} ended"
-        case MediaReceived():
-            return None
+        case MediaReceived() | KeyFrameRequested():
+            return None  # `townhall join` sends no video
         case RequestRefused():
             return f"refused ({event.code.value}): {event.message}"
         case ConnectionLost():

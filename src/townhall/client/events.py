@@ -22,6 +22,7 @@ __all__ = [
     "FloorChanged",
     "HandsChanged",
     "Joined",
+    "KeyFrameRequested",
     "Left",
     "MediaReceived",
     "Rejoining",
@@ -107,6 +108,14 @@ class MediaReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyFrameRequested:
+    """A viewer of our VIDEO stream ``stream_id`` (the id ``open_stream`` gave) needs a
+    key frame: encode the next frame of that stream as one."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRefused:
     """The server refused one request (wire ``Error``); the connection stays."""
 
@@ -150,6 +159,7 @@ ClientEvent = (
     | StreamStarted
     | StreamEnded
     | MediaReceived
+    | KeyFrameRequested
     | RequestRefused
     | ConnectionLost
     | Rejoining
@@ -230,6 +240,8 @@ def event_json(event: ClientEvent) -> dict[str, Any]:
                 "keyframe": event.keyframe,
                 "bytes": len(event.payload),
             }
+        case KeyFrameRequested():
+            return {"type": "key-frame-requested", "stream_id": event.stream_id}
         case RequestRefused():
             return {"type": "error", "code": event.code.value, "message": event.message}
         case ConnectionLost():

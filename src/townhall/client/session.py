@@ -41,6 +41,7 @@ from townhall.client.events import (
     FloorChanged,
     HandsChanged,
     Joined,
+    KeyFrameRequested,
     Left,
     MediaReceived,
     Rejoining,
@@ -74,6 +75,7 @@ from townhall.wire import (
     OpenStream,
     RaiseHand,
     Remove,
+    RequestKeyFrame,
     RosterUpdate,
     SendChat,
     SetSpeakingMode,
@@ -392,6 +394,11 @@ class Participant:
         except LinkClosed:
             return False
 
+    def request_key_frame(self, stream_id: int) -> None:
+        """Ask for a key frame of someone's VIDEO stream (as ``MediaReceived`` names it):
+        after joining late, or when frames went missing; its owner is asked."""
+        self._send(RequestKeyFrame(stream_id=stream_id))
+
     def _send(self, message: Message) -> None:
         link = self._link
         if link is None or not link.is_open:
@@ -543,6 +550,10 @@ class Participant:
                     if current == stream_id:
                         self._aliases[original] = None  # closed by a moderator
                 self._emit(StreamEnded(stream_id))
+            case RequestKeyFrame(stream_id=stream_id):
+                for original, current in self._aliases.items():
+                    if current == stream_id:  # ours: named as open_stream gave it
+                        self._emit(KeyFrameRequested(original))
             case Error(code=code, message=message):
                 if code in (ErrorCode.UNAVAILABLE, ErrorCode.NOT_ALLOWED) and self._openers:
                     # Errors name no request: the oldest pending OpenStream is the likely one.

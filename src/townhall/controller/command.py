@@ -211,7 +211,7 @@ async def run_live(
         if agents:
             agents[0].status_changed()
 
-    server_ssl = server_ssl_context(identity.cert_file, identity.key_file, identity.ca_file)
+    server_ssl = server_ssl_context(identity.cert_file, identity.key_file)
     if public_certificate is not None:
         server_ssl = with_public_certificate(server_ssl, *public_certificate)
     server = LiveServer(

@@ -136,7 +136,10 @@ class Outbox:
     def take_keyframe_holds(self) -> set[int]:
         """The VIDEO streams whose frames some queue began dropping until a keyframe, since
         the last call: the room asks their owners for one (``KeyFramesWanted``)."""
-        holds, self._holds = self._holds, set()
+        holds = self._holds
+        if not holds:
+            return holds  # the usual case, once per event: no new set
+        self._holds = set()
         return holds
 
     def discard(self, conn: Hashable) -> None:

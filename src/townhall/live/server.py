@@ -217,6 +217,7 @@ class _Conn(asyncio.BufferedProtocol):
         if received.frames:
             self._deliver(received.frames)
         if received.finished and not self.closing:
+            log.debug("live server %s: WebSocket door shut: %s", self._server.name, door.refusal)
             if door.upgraded:
                 self._deliver(b"")  # the core ends the connection as at EOF
             else:
@@ -287,7 +288,7 @@ class LiveServer:
         wire_settings: Settings | None = None,
         browser_origins: Iterable[str] = (),
         max_connections: int = 10_000,
-        max_pending_per_address: int = 64,
+        max_pending_per_address: int = 256,
     ) -> None:
         """``room_defaults``: more ``RoomSettings`` fields for every room (tests shrink
         bounds and the backoff); ``outbox_limits``: ``Outbox`` keyword arguments;

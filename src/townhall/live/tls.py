@@ -1,8 +1,9 @@
 """TLS for the live protocol: contexts (TLS 1.2 or newer, ALPN ``townhall/1``), a lean session.
 
-A live server's listening port takes ``server_ssl_context`` (its certificate,
-and the CA whose client certificates it accepts from child servers; a
-participant presents none), and its link Up, like any client of the protocol,
+A live server's listening port takes ``server_ssl_context`` (its certificate;
+it asks for none: child servers prove themselves with link tickets, and a
+browser cannot answer a certificate request on a WebSocket), and its link
+Up, like any client of the protocol,
 ``upstream_ssl_context`` (the CA that signs the servers it connects to, and
 its own certificate for mutual TLS). The link Up offers ALPN ``townhall/1``
 only; the listening port also ``http/1.1`` (browsers' WebSocket), and the
@@ -39,21 +40,18 @@ HTTP_ALPN: Final = "http/1.1"
 StrPath = str | Path
 
 
-def server_ssl_context(
-    cert_file: StrPath, key_file: StrPath, ca_file: StrPath | None = None
-) -> ssl.SSLContext:
-    """The listening side: our certificate; with ``ca_file``, client certificates it signed
-    are verified when a peer presents one (child servers), and none is required."""
+def server_ssl_context(cert_file: StrPath, key_file: StrPath) -> ssl.SSLContext:
+    """The listening side: our certificate, and no request for the client's.
+
+    Chromium fails a WebSocket whose server sends a CertificateRequest, even
+    an optional one (it has no way to ask the user there), so the live port
+    asks none; nothing checked one anyway: participants present credentials
+    and child servers link tickets, in ``Auth``.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_RENEGOTIATION
     context.load_cert_chain(cert_file, key_file)
-    if ca_file is not None:
-        context.load_verify_locations(cafile=ca_file)
-        context.verify_mode = ssl.CERT_OPTIONAL
-        # No CertificateRequest in the handshake (TLS 1.3 asks later, if ever): Chromium
-        # cancels a WebSocket handshake whose server asks for a client certificate.
-        context.post_handshake_auth = True
     context.set_alpn_protocols([ALPN, HTTP_ALPN])  # ours first: a server's preference wins
     return context
 

@@ -221,14 +221,15 @@ class WebSocketDoor:
         *,
         body: bytes | None = None,
     ) -> Received:
-        """A whole HTTP response, then the connection closes."""
+        """A whole HTTP response, then the connection closes. Plain text, never sniffed
+        as anything else: a refusal quotes what the client sent."""
         self._phase = _Phase.SHUT
-        if status != 200:
+        if status != 200 or body is None:
             self.refusal = why
             body = f"{status} {why}\n".encode("ascii", "replace")
-        assert body is not None
         response_headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
+            (b"x-content-type-options", b"nosniff"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
             (b"cache-control", b"no-store"),
