@@ -54,6 +54,32 @@ def played(page: Page) -> tuple[list[float], float]:
     return output["samples"], output["sampleRate"]
 
 
+def played_without_rebuffering(page: Page, stream_id: int = 1) -> list[float]:
+    """What was played in a window in which the stream never ran dry and fell silent.
+
+    A page stalled by a busy machine for longer than concealment lasts (60 ms) goes silent
+    until it has buffered again: that is not what a dropout check is about, so such a window
+    is skipped and another one taken (after the analyser's 0.7 s window has passed).
+    """
+
+    def rebuffers() -> int:
+        streams = page.evaluate("() => townhallTest.playout.stats().streams")
+        return int(next(s for s in streams if s["id"] == stream_id)["rebuffers"])
+
+    for _ in range(5):
+        before = rebuffers()
+        page.wait_for_timeout(750)
+        samples, _rate = played(page)
+        if rebuffers() == before:
+            return samples
+    raise AssertionError("the playout ran dry and fell silent in every window")
+
+
+def quietest_5ms(samples: list[float]) -> float:
+    """The lowest loudness (RMS) of any 5 ms of a 48 kHz signal: near 0 where audio dropped out."""
+    return min(rms(samples[i : i + 240]) for i in range(0, len(samples) - 240, 120))
+
+
 def test_the_microphones_tone_is_played_out_at_its_frequency(
     open_browser: OpenBrowser, tone_file: ToneFile, static_server: StaticServer
 ) -> None:
@@ -91,8 +117,8 @@ def test_every_tenth_packet_lost_is_concealed_and_the_tone_goes_on(
     samples, rate = played(page)
     # The lost 20 ms are filled with the tone's last period: no gap, no drop in loudness.
     assert rms(samples) > 0.25
-    quietest = min(rms(samples[i : i + 240]) for i in range(0, len(samples) - 240, 120))
-    assert quietest > 0.15, "a dropout: some 5 ms of the tone went quiet"
+    steady = played_without_rebuffering(page)
+    assert quietest_5ms(steady) > 0.15, "a dropout: some 5 ms of the tone went quiet"
     [frequency] = strongest_frequencies(samples, rate)
     assert frequency == pytest.approx(440, abs=5)
 
@@ -115,8 +141,9 @@ def test_a_sender_whose_clock_drifts_does_not_make_latency_grow_or_starve(
     assert stream["bufferedMs"] < stream["targetMs"] + 60
     samples, rate = played(page)
     assert rms(samples) > 0.25
-    # Whole pitch periods are dropped or repeated: the tone keeps its pitch.
+    # Whole pitch periods are dropped or repeated: the tone keeps its pitch, with no dropout.
     assert strongest_frequencies(samples, rate) == [pytest.approx(440, abs=5)]
+    assert quietest_5ms(played_without_rebuffering(page)) > 0.15
 
 
 def test_two_speakers_at_once_are_mixed(
