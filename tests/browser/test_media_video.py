@@ -77,16 +77,14 @@ def test_a_gap_in_the_frames_stops_decoding_until_a_requested_key_frame(
     page = start_loop(
         open_browser, static_server, source="camera", keyFrameSeconds=60, dropAfter=15, dropCount=3
     )
-    page.wait_for_function("() => townhallTest.frames > 40", timeout=WAIT_MS)
-    stats = page.evaluate("() => townhallTest.view.stats()")
+    # Frames after the gap are decoded again (the next periodic key frame is a minute away).
+    stats = wait_for_decoded(page, 25)
     # One request at the start, one after the gap; deltas after the gap were not decoded.
     assert stats["keyFramesAsked"] >= 2
     # The encoder's first frame, the one asked for at the start, the one asked after the gap.
     assert page.evaluate("() => townhallTest.keyFramesSent") >= 3
     assert stats["framesSkipped"] >= 1
     assert stats["decodeErrors"] == 0
-    assert stats["waitingForKeyFrame"] is False
-    assert stats["framesDecoded"] >= 25
 
 
 def test_h264_is_sent_and_shown_where_vp8_cannot_be_encoded(
