@@ -7,6 +7,7 @@
 // new server replays is dropped by (sender, seq), as townhall.client.session does.
 // Media capture, codecs and playout are media/*.js; the wire format is wire.js.
 
+import { rank } from "./selection.js";
 import { Channel, decodeFrame, encodeMedia, encodeMessage, PROTOCOL_VERSION, ProtocolError, utf8Length, CHAT_TEXT_MAX_BYTES } from "./wire.js";
 
 const CLIENT_NAME = "townhall-browser/0.1";
@@ -256,26 +257,6 @@ async function probe(server) {
     if (link) link.ws.close();
     return { server, reachable: false, error: error.message, ms: performance.now() - started };
   }
-}
-
-function bucket(p) {
-  if (!p.load) return 5;
-  const { participants, capacity } = p.load;
-  if (capacity === 0) return 0;
-  if (participants >= capacity) return 11;
-  return Math.min(10, Math.floor((participants / capacity) * 10));
-}
-
-/** Reachable first, then the preferred zone, then the less loaded, then the shorter trip. */
-export function rank(probes, zone = null) {
-  const preferred = zone || (probes.some((p) => p.reachable && p.server.zone === "internal") ? "internal" : "dmz");
-  const key = (p, i) => (p.reachable ? [0, p.server.zone === preferred ? 0 : 1, bucket(p), p.rtt, i] : [1, 0, 0, 0, i]);
-  const keyed = probes.map((p, i) => [key(p, i), p]);
-  keyed.sort(([a], [b]) => {
-    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
-    return 0;
-  });
-  return keyed.map(([, p]) => p);
 }
 
 // ?server=NAME joins that server only, as `townhall join --server` does; a rejoin tries all.
