@@ -279,7 +279,8 @@ class TownhallPlayout extends AudioWorkletProcessor {
         this.streams.set(message.id, stream);
       }
       const lost = Math.min(10, Math.max(0, message.lostBefore | 0));
-      if (lost > 0 && stream.playing) stream.conceal(lost);
+      // Also while (re)buffering: the lost frames keep their place in the timeline.
+      if (lost > 0 && stream.written > 0) stream.conceal(lost);
       stream.write(message.samples);
     } else if (message.type === 'jitter') {
       const stream = this.streams.get(message.id);
