@@ -800,6 +800,10 @@ async function toggleVideo(source) {
 
 function showSpeakers() {
   const speaking = new Set();
+  if (room.playout && !room.ended) {
+    const held = room.playout.stats().audioState === "suspended";
+    problem("autoplay", held ? "The browser holds the sound until you click or press a key on this page." : "");
+  }
   if (room.playout) {
     for (const [id, level] of room.playout.levels()) {
       const info = room.streams.get(id);
