@@ -96,6 +96,15 @@ def test_refused_devices_and_lost_servers_are_told_and_retried(
     wait_until(lambda: "You refused the camera" in problems(olga), "the refusal", 30, olga)
     assert olga.get_attribute("#share-camera", "aria-pressed") == "false"
 
+    # Mike comes and leaves: the others see him go, his page says he left.
+    mike = open_browser(ca_files=[dev_ca_file(center)]).new_page()
+    sign_in(mike, center, "mike", f"/events/{event_id}/room")
+    wait_until(lambda: len(room_state(olga)["roster"]) == 2, "mike here", 30, olga, mike)
+    mike.click("#leave")
+    wait_until(lambda: len(room_state(olga)["roster"]) == 1, "mike gone", 30, olga, mike)
+    assert mike.inner_text("#status") == "You left the event."
+    assert mike.is_disabled("#hand")
+
     for name in ("main", "child-a"):
         system.kill(name, signal.SIGKILL)
     wait_until(
