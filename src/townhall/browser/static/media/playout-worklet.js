@@ -9,7 +9,8 @@
 //   it has buffered its target again. Real audio after concealment is cross-faded in.
 // - latency and clock drift: when the buffered level strays more than 10 ms from the target
 //   (a burst after a stall, a sender whose clock runs fast or slow), whole pitch periods are
-//   dropped or played twice, cross-faded, so a voice keeps its pitch; closer to the target the
+//   dropped or played twice, cross-faded, so a voice keeps its pitch (up to 20 ms per 60 ms,
+//   or per 30 ms while more than 30 ms above target); closer to the target the
 //   ring is read at a rate stretched by at most ±0.1 % (resampling) to follow clock drift.
 // - mixing: streams are summed and clamped to [-1, 1].
 // Messages in: {type:'frame', id, samples, lostBefore}, {type:'jitter', id, ms},
@@ -25,7 +26,9 @@ const CONCEAL_END = 3 * FRAME;
 const CROSSFADE = 96;
 const MAX_STRETCH = 0.001;         // ±1000 ppm: far more than any two sound cards drift apart
 const TOLERANCE = 480;             // 10 ms off target before periods are dropped or repeated
-const ADJUST_EVERY = 2880;         // at most one drop or repeat per 60 ms
+const ADJUST_EVERY = 2880;         // at most one drop or repeat per 60 ms...
+const CATCH_UP_EVERY = 1440;       // ...or per 30 ms while more than 30 ms above target
+const FAR_ABOVE = 3 * TOLERANCE;
 const MIN_LAG = 32;                // pitch periods searched: 1500 Hz down to 80 Hz
 const MAX_LAG = 600;
 const REPORT_EVERY = 0.05;
@@ -187,7 +190,9 @@ class StreamBuffer {
     this.fadeLeft = CROSSFADE;
     this.readPos += by;
     this.levelAverage -= by;
-    this.cooldown = ADJUST_EVERY;
+    // After a stall, the burst that follows is played faster so latency comes down soon.
+    const farAbove = this.levelAverage - this.targetSamples() > FAR_ABOVE;
+    this.cooldown = farAbove ? CATCH_UP_EVERY : ADJUST_EVERY;
   }
 
   /** @param {number} position */
