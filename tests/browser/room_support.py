@@ -14,6 +14,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,6 +67,21 @@ def run_two_servers(system: LiveSystem) -> Iterator[LiveSystem]:
         yield system
     finally:
         system.stop_all()
+
+
+def schedule_now(center: Center, username: str = "olga") -> int:
+    with center.client(username) as client:
+        response = client.post(
+            "/api/v1/events",
+            json={
+                "title": "Town meeting",
+                "starts_at": datetime.now(UTC).isoformat(),
+                "duration_minutes": 60,
+                "visibility": "public",
+            },
+        )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
 
 
 def dev_ca_file(center: Center) -> Path:

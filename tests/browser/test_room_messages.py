@@ -21,10 +21,10 @@ from tests.browser.room_support import (
     record_console,
     room_state,
     run_two_servers,
+    schedule_now,
     sign_in,
     wait_until,
 )
-from tests.browser.test_room_routes import schedule_now
 from tests.e2e.e2e_support import LiveSystem
 from tests.support import Center
 

@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from tests.browser.room_support import schedule_now
 from tests.support import Center
 from townhall.browser import CONTENT_SECURITY_POLICY
-
-
-def schedule_now(center: Center, username: str = "olga") -> int:
-    with center.client(username) as client:
-        response = client.post(
-            "/api/v1/events",
-            json={
-                "title": "Town meeting",
-                "starts_at": datetime.now(UTC).isoformat(),
-                "duration_minutes": 60,
-                "visibility": "public",
-            },
-        )
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
 
 
 def test_the_room_page_and_its_modules_come_with_their_types_and_a_strict_policy(
