@@ -1,4 +1,4 @@
-"""The web process's composition root: the Center and the Manager on one web shell.
+"""The web process's composition root: the Center, the Manager and the browser room, one shell.
 
 ``create_app(settings)`` opens the database, builds the Center's context and
 the shell (``townhall.web``) with the Center's ``identify`` and secret, and
@@ -15,12 +15,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from townhall import browser
 from townhall.center import app as center_app
 from townhall.center.auth import identify
 from townhall.config import Settings, load_settings
 from townhall.manager import app as manager_app
 from townhall.store import make_engine, make_session_factory
 from townhall.web import app as web_app
+from townhall.web.app import Component
 from townhall.web.shell import WebShell
 
 
@@ -37,7 +39,11 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     )
     return web_app.create_app(
         shell,
-        [center_app.component(center, run_workers=run_workers), manager_app.component()],
+        [
+            center_app.component(center, run_workers=run_workers),
+            manager_app.component(),
+            Component(name="browser", routers=(browser.router,)),
+        ],
         title="Townhall Center API",
         max_body_bytes=settings.center.max_body_bytes,
     )

@@ -9,6 +9,7 @@ from townhall.wire import (
     ByeReason,
     CloseStream,
     Codec,
+    EndEvent,
     ErrorCode,
     GiveFloor,
     LowerHand,
@@ -235,3 +236,17 @@ def test_a_remove_is_kept_on_the_main_server_for_the_controller_and_a_refused_on
     assert floor.banned == {removed.credential_id}
     # Children relay the ban; only the main server, which decided it, reports it.
     assert world.a.room.removed == () and world.b.room.removed == ()
+
+
+def test_a_moderator_ends_the_event_for_everyone_on_every_server(world: World) -> None:
+    world.bo.send(EndEvent())
+    world.net.pump()
+    assert [e.code for e in world.bo.errors] == [ErrorCode.NOT_ALLOWED]
+    assert all(client.closed is None for client in world.everyone)
+
+    world.ana.send(EndEvent())
+    world.net.pump()
+    for client in world.everyone:
+        assert client.closed is not None and client.closed.reason is ByeReason.EVENT_ENDED
+    late = world.net.join(world.b, type(world.bo)("late", world.bo.ticket, world.net.now))
+    assert isinstance(late.auth, AuthFailed) and late.auth.reason is AuthFailure.EVENT_NOT_LIVE

@@ -21,19 +21,24 @@ from townhall.wire import (
     Channel,
     ChatPosted,
     Codec,
+    EndEvent,
     Hello,
     Load,
     MediaFrame,
     Member,
     MemberJoined,
     Message,
+    OpenStream,
     Pong,
+    RequestKeyFrame,
     Role,
     RosterUpdate,
     SendChat,
     SpeakingMode,
     StateSnapshot,
     StreamInfo,
+    StreamKind,
+    StreamOpened,
     Welcome,
     encode_message,
 )
@@ -53,7 +58,11 @@ FRAMES: dict[str, Message | MediaFrame] = {
         title="All hands",
         mode=SpeakingMode.MODERATED,
         attendance=2,
-        streams=(StreamInfo(stream_id=1, owner="Ana María", codec=Codec.OPUS),),
+        streams=(
+            StreamInfo(
+                stream_id=1, owner="Ana María", codec=Codec.OPUS, kind=StreamKind.MICROPHONE
+            ),
+        ),
     ),
     "roster_update": RosterUpdate(
         changed=(Member(name="Ana María", moderator=True, floor=True), Member(name="Bo")),
@@ -62,6 +71,12 @@ FRAMES: dict[str, Message | MediaFrame] = {
     "send_chat": SendChat(text="Hi 👋", seq=1),
     "chat_posted": ChatPosted(sender="Ana María", text="Hi 👋", to="Bo", seq=1),
     "bye": Bye(reason=ByeReason.NORMAL),
+    "open_stream_camera": OpenStream(codec=Codec.H264, kind=StreamKind.CAMERA),
+    "request_key_frame": RequestKeyFrame(stream_id=2),
+    "end_event": EndEvent(),
+    "stream_opened_screen": StreamOpened(
+        stream=StreamInfo(stream_id=3, owner="Bo", codec=Codec.VP8, kind=StreamKind.SCREEN)
+    ),
     "member_joined": MemberJoined(
         name="Ana María",
         credential_id="cred-0001",

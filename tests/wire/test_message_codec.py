@@ -17,6 +17,7 @@ from townhall.wire import (
     ChatPosted,
     CloseStream,
     Codec,
+    EndEvent,
     Error,
     ErrorCode,
     GiveFloor,
@@ -42,6 +43,7 @@ from townhall.wire import (
     StateSnapshot,
     StreamClosed,
     StreamInfo,
+    StreamKind,
     StreamOpened,
     TakeFloor,
     Welcome,
@@ -75,9 +77,14 @@ SAMPLES: list[Message] = [
     Mute(name="bob", muted=False),
     Remove(name="troll"),
     SetSpeakingMode(mode=SpeakingMode.LECTURE),
+    EndEvent(),
     OpenStream(codec=Codec.VP8),
+    OpenStream(codec=Codec.H264, kind=StreamKind.SCREEN),
     CloseStream(stream_id=9),
     StreamOpened(stream=StreamInfo(stream_id=9, owner="alice", codec=Codec.OPUS)),
+    StreamOpened(
+        stream=StreamInfo(stream_id=9, owner="alice", codec=Codec.VP8, kind=StreamKind.CAMERA)
+    ),
     StreamClosed(stream_id=9),
     RequestKeyFrame(stream_id=2**32 - 1),
     StateSnapshot(
@@ -164,7 +171,8 @@ def raw(*fields: object) -> bytes:
         (Bye, raw("normal", "x" * 1025), "message"),
         (RosterUpdate, raw([["a"]] * 101, []), "changed"),
         (RosterUpdate, b"\x92\xdd\xff\xff\xff\xff\x90", "changed"),
-        (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "h264"]]), "streams"),
+        (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "av1"]]), "streams"),
+        (OpenStream, raw("vp8", "window"), "kind"),
         (SendChat, raw("", None, 0), "text"),
         (SendChat, raw("null\x00byte", None, 0), "text"),
         (ChatPosted, raw("alice", "hi", None, 2**32), "seq"),
@@ -185,6 +193,9 @@ def test_a_payload_that_breaks_a_rule_is_refused_as_the_peers_fault(
         (RosterUpdate, raw([["a"]], ["a"]), "a name appears twice"),
         (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "opus"], [1, "b", "vp8"]]), "twice"),
         (SendChat, raw("é" * 2049, None, 0), "over 4096 bytes"),
+        (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "opus", "screen"]]), "cannot carry"),
+        (StreamOpened, raw([1, "a", "vp8", "microphone"]), "cannot carry"),
+        (OpenStream, raw("h264", "microphone"), "cannot carry"),
     ],
 )
 def test_a_payload_that_breaks_a_rule_across_fields_says_which_rule(

@@ -8,6 +8,7 @@ input reaches the database unchecked, so bad input never becomes a 5xx.
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
@@ -459,6 +460,62 @@ def get_ticket(
         raise EventError(404, "event_not_found", f"no event {event_id}")
     guest_name = body.display_name if body is not None and viewer.user is None else ""
     return join_ticket(request, session, event, viewer.user, guest_name)
+
+
+class BrowserServerOut(BaseModel):
+    name: str
+    host: str
+    port: int
+    zone: str
+
+
+class BrowserTicketOut(BaseModel):
+    """The part of a join ticket the browser participant reads (docs/tickets.md).
+
+    No proxy cookies: the page already runs in the user's session. The sealed
+    credential stays opaque, base64 as in the ticket file.
+    """
+
+    event_id: int
+    title: str
+    not_after: int
+    display_name: str
+    role: str
+    servers: list[BrowserServerOut]
+    sealed_credential: str
+
+
+@router.post("/events/{event_id}/browser-ticket", response_model=BrowserTicketOut, responses=ERRORS)
+def get_browser_ticket(request: Request, session: DB, event_id: EventId) -> BrowserTicketOut:
+    """A join ticket for the signed-in caller, as JSON for the browser's room page.
+
+    A cookie-authenticated call must be a JSON POST (``check_api_write``), so
+    another site cannot make the user's browser fetch one.
+    """
+    viewer = identify(request, session)
+    if viewer.user is None:
+        raise EventError(401, "not_signed_in", "sign in to join this event")
+    check_api_write(request, viewer)
+    event = events.get_visible(session, event_id, viewer.user)
+    ctx = context_of(request)
+    role = live.join_role(session, event, viewer.user)
+    now = now_utc()
+    live.check_joinable(event, now)
+    data = live.issue_join_ticket(session, ctx.settings, event, viewer.user, role, now=now)
+    session.commit()
+    opened = ticket.open_ticket(data, center_public_key=None, now=int(now.timestamp()))
+    return BrowserTicketOut(
+        event_id=opened.event_id,
+        title=opened.title,
+        not_after=opened.not_after,
+        display_name=opened.display_name,
+        role=str(opened.role),
+        servers=[
+            BrowserServerOut(name=s.name, host=s.host, port=s.port, zone=str(s.zone))
+            for s in opened.servers
+        ],
+        sealed_credential=base64.b64encode(opened.sealed_credential).decode(),
+    )
 
 
 @router.get("/events/{event_id}/mail", response_model=list[MailOut], responses=ERRORS)

@@ -23,8 +23,10 @@ from typing import Final
 from townhall.ticket import Role as TicketRole
 from townhall.wire import (
     Banned,
+    Bye,
     ByeReason,
     CloseStream,
+    EndEvent,
     ErrorCode,
     Evict,
     GiveFloor,
@@ -42,6 +44,7 @@ from townhall.wire import (
     StateSnapshot,
     StreamClosed,
     StreamInfo,
+    StreamKind,
     StreamOpened,
     TakeFloor,
 )
@@ -275,16 +278,22 @@ class Floor:
                 if lowered:
                     out.extend(roster_chunks(self.member(n) for n in lowered))
                 return out
+            case EndEvent():
+                if not seat.moderator:
+                    return self._refuse(name, ErrorCode.NOT_ALLOWED, "only a moderator may")
+                # The room ends the event here and down the tree (EventRoom._down).
+                return [Bye(reason=ByeReason.EVENT_ENDED, message=f"ended by {name}")]
             case OpenStream(codec=codec):
-                if any(s.owner == name and s.codec is codec for s in self._streams.values()):
+                kind = StreamKind.of(codec, command.kind)
+                if any(s.owner == name and s.kind is kind for s in self._streams.values()):
                     return self._refuse(
-                        name, ErrorCode.UNAVAILABLE, f"a {codec.value} stream is open"
+                        name, ErrorCode.UNAVAILABLE, f"a {kind.value} stream is open"
                     )
                 if len(self._streams) >= MAX_STREAMS:
                     return self._refuse(name, ErrorCode.UNAVAILABLE, "no room for another stream")
                 while self._next_stream in self._streams:
                     self._next_stream = self._next_stream % _U32 + 1
-                info = StreamInfo(stream_id=self._next_stream, owner=name, codec=codec)
+                info = StreamInfo(stream_id=self._next_stream, owner=name, codec=codec, kind=kind)
                 self._streams[info.stream_id] = info
                 self._next_stream = self._next_stream % _U32 + 1
                 return [StreamOpened(stream=info)]

@@ -780,6 +780,8 @@ class EventRoom:
                 case Banned(credential_ids=ids):
                     self._banned.update(ids)
                     self._down_links(item)
+                case Bye(reason=ByeReason.EVENT_ENDED):
+                    self._on_ended()  # a moderator's EndEvent (floor.py): everyone goes
                 case RosterReset():
                     self._roster_before, self._roster = self._roster, {}
                     self._down_links(item)

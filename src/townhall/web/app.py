@@ -80,7 +80,11 @@ class Limits:
             if refused:
                 return
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                # A route that sets its own policy (the browser room's) keeps it.
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, bounded_receive, send_with_headers)

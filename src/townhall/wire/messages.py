@@ -59,6 +59,7 @@ __all__ = [
     "CloseStream",
     "Codec",
     "EncodedMessage",
+    "EndEvent",
     "Error",
     "ErrorCode",
     "Evict",
@@ -89,6 +90,7 @@ __all__ = [
     "StateSnapshot",
     "StreamClosed",
     "StreamInfo",
+    "StreamKind",
     "StreamOpened",
     "Synced",
     "TakeFloor",
@@ -182,10 +184,31 @@ class SpeakingMode(enum.Enum):
 class Codec(enum.Enum):
     OPUS = "opus"
     VP8 = "vp8"
+    H264 = "h264"  # for browsers that cannot encode VP8
 
     @property
     def channel(self) -> Channel:
         return Channel.AUDIO if self is Codec.OPUS else Channel.VIDEO
+
+
+class StreamKind(enum.Enum):
+    """What a stream shows, so a viewer can tell a camera from a shared screen."""
+
+    MICROPHONE = "microphone"
+    CAMERA = "camera"
+    SCREEN = "screen"
+
+    @classmethod
+    def of(cls, codec: Codec, kind: StreamKind | None) -> StreamKind:
+        """``kind``, or for a peer that sent none the one its codec implies."""
+        if kind is not None:
+            return kind
+        return cls.MICROPHONE if codec is Codec.OPUS else cls.CAMERA
+
+
+def _check_kind(codec: Codec, kind: StreamKind | None) -> None:
+    if kind is not None and (kind is StreamKind.MICROPHONE) != (codec is Codec.OPUS):
+        raise ValueError(f"a {kind.value} stream cannot carry {codec.value}")
 
 
 class Record(
@@ -220,6 +243,10 @@ class StreamInfo(Record, frozen=True):
     stream_id: U32
     owner: Name
     codec: Codec
+    kind: StreamKind | None = None  # None (older peers): StreamKind.of(codec, None)
+
+    def check(self) -> None:
+        _check_kind(self.codec, self.kind)
 
 
 # -- handshake (CONTROL 1-9) ---------------------------------------------------
@@ -329,6 +356,10 @@ class SetSpeakingMode(Message, frozen=True):
     mode: SpeakingMode
 
 
+class EndEvent(Message, frozen=True):
+    """A moderator ends the event for everyone, on every server of the tree."""
+
+
 # -- streams (CONTROL 24-27) ------------------------------------------------------
 
 
@@ -336,6 +367,10 @@ class OpenStream(Message, frozen=True):
     """Participant: I want to send media with this codec; the server picks the id."""
 
     codec: Codec
+    kind: StreamKind | None = None  # None: a microphone for Opus, a camera for video
+
+    def check(self) -> None:
+        _check_kind(self.codec, self.kind)
 
 
 class CloseStream(Message, frozen=True):
@@ -346,6 +381,9 @@ class StreamOpened(Message, frozen=True):
     """Server: media with this stream id belongs to this owner and codec."""
 
     stream: StreamInfo
+
+    def check(self) -> None:
+        self.stream.check()
 
 
 class StreamClosed(Message, frozen=True):
@@ -379,6 +417,8 @@ class StateSnapshot(Message, frozen=True):
         ids = [stream.stream_id for stream in self.streams]
         if len(set(ids)) != len(ids):
             raise ValueError("a stream id appears twice")
+        for stream in self.streams:
+            stream.check()
 
 
 class RosterUpdate(Message, frozen=True):
@@ -545,6 +585,7 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 20): Mute,
         (Channel.CONTROL, 21): Remove,
         (Channel.CONTROL, 22): SetSpeakingMode,
+        (Channel.CONTROL, 23): EndEvent,
         (Channel.CONTROL, 24): OpenStream,
         (Channel.CONTROL, 25): CloseStream,
         (Channel.CONTROL, 26): StreamOpened,
@@ -576,6 +617,7 @@ FORWARDED_COMMANDS: Final[frozenset[type[Message]]] = frozenset(
         Mute,
         Remove,
         SetSpeakingMode,
+        EndEvent,
         OpenStream,
         CloseStream,
     }

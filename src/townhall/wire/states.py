@@ -29,6 +29,7 @@ from townhall.wire.messages import (
     ChatMark,
     ChatPosted,
     CloseStream,
+    EndEvent,
     Error,
     Evict,
     GiveFloor,
@@ -117,7 +118,16 @@ def _kinds(*kinds: Kind) -> frozenset[Kind]:
     return frozenset(kinds)
 
 
-_FLOOR_COMMANDS: Final = (RaiseHand, LowerHand, GiveFloor, TakeFloor, Mute, Remove, SetSpeakingMode)
+_FLOOR_COMMANDS: Final = (
+    RaiseHand,
+    LowerHand,
+    GiveFloor,
+    TakeFloor,
+    Mute,
+    Remove,
+    SetSpeakingMode,
+    EndEvent,
+)
 _MEDIA: Final = (Channel.AUDIO, Channel.VIDEO)
 
 # What each (role, sending side) may send in OPEN, beyond Ping, Pong, Error and
