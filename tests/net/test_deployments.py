@@ -54,6 +54,7 @@ PATHS = [
     ("dmz", "center", CENTER_PORT, False),
     ("dmz", "child", MAIN_PORT, False),
     ("dmz", "outside", 443, False),
+    ("dmz", "proxy", PROXY_PORT, True),
     ("proxy", "center", CENTER_PORT, True),
     ("proxy", "center", CONTROLLER_PORT, False),
     ("proxy", "main", MAIN_PORT, False),
@@ -84,8 +85,12 @@ def test_the_firewall_lets_through_exactly_the_port_tables_paths(deployment: Dep
 
 
 def join(host: HostLoop, deployment: Deployment, name: str, event_id: int) -> Watcher:
-    """``name``'s ticket from the Center (asked from the staff machine), used on ``host``."""
-    ticket = deployment.staff.call(ticket_for, deployment.center, name, event_id)
+    """``name``'s ticket from the Center, asked and used on ``host`` (through the proxy
+    from outside), and ``name`` in the event through server selection."""
+    if host is deployment.outside:
+        ticket = deployment.ticket_through_proxy(name, event_id)
+    else:
+        ticket = deployment.staff.call(ticket_for, deployment.center, name, event_id)
 
     async def joined() -> Watcher:
         watcher = Watcher(ticket)  # no server named: server selection decides
@@ -107,7 +112,9 @@ class Person:
         self.host.run(self.watcher.wait_for(lambda: check(self.watcher), what))
 
     def server(self) -> str | None:
-        joined = [e for e in self.host.do(lambda: list(self.watcher.events)) if isinstance(e, Joined)]
+        joined = [
+            e for e in self.host.do(lambda: list(self.watcher.events)) if isinstance(e, Joined)
+        ]
         return joined[-1].server if joined else None
 
 
@@ -151,7 +158,9 @@ def tone_heard(people: dict[str, Person], moderator: str, speaker: str, frequenc
                     )
                 )
             )
-        await send_packets(lambda packet, ts: participant.send_media(stream_id, packet, ts), packets)
+        await send_packets(
+            lambda packet, ts: participant.send_media(stream_id, packet, ts), packets
+        )
         participant.close_stream(stream_id)
 
     source.host.run(stream())
@@ -186,7 +195,9 @@ def test_internal_participants_select_internal_servers_and_the_event_works(
     live = deployment.wait_ready(event_id)
     assert {s["name"] for s in live["servers"]} == {"main", "child", "dmz"}  # type: ignore[union-attr]
     staff = deployment.staff
-    people = {name: Person(staff, join(staff, deployment, name, event_id)) for name in ("olga", "mike")}
+    people = {
+        name: Person(staff, join(staff, deployment, name, event_id)) for name in ("olga", "mike")
+    }
     try:
         for name, person in people.items():
             assert person.server() in {"main", "child"}, f"{name} joined {person.server()}"

@@ -77,6 +77,7 @@ table inet townhall_firewall {{
     ip saddr {internet} ip daddr {a["dmz"]} tcp dport {DMZ_PORT} accept      # -> DMZ server
     ip saddr {a["dmz"]} ip daddr {a["main"]} tcp dport {MAIN_PORT} accept    # DMZ -> main server
     ip saddr {a["dmz"]} ip daddr {a["center"]} tcp dport {CONTROLLER_PORT} accept  # control link
+    ip saddr {a["dmz"]} ip daddr {a["proxy"]} tcp dport {PROXY_PORT} accept   # DMZ -> Manager API
     ip saddr {a["proxy"]} ip daddr {a["center"]} tcp dport {CENTER_PORT} accept    # proxy -> Center
   }}
 }}
@@ -88,7 +89,9 @@ def skip_reason() -> str | None:
         return "the network-namespace deployments need root to make namespaces (CI runs as root)"
     for tool in ("ip", "nft"):
         if shutil.which(tool) is None:
-            return f"the network-namespace deployments need {tool} (scripts/setup --test installs it)"
+            return (
+                f"the network-namespace deployments need {tool} (scripts/setup --test installs it)"
+            )
     probe = f"thprobe{secrets.token_hex(3)}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, timeout=20)  # noqa: S603, S607
     subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=20)  # noqa: S603, S607
@@ -253,8 +256,15 @@ def reaches(host: HostLoop, address: str, port: int, timeout: float = 2.0) -> Fu
     return host.submit(asyncio.to_thread(attempt))
 
 
-def wait_listening(host: HostLoop, address: str, port: int, what: str, alive: Callable[[], bool],
-                   log: Path, attempts: int = 200) -> None:
+def wait_listening(
+    host: HostLoop,
+    address: str,
+    port: int,
+    what: str,
+    alive: Callable[[], bool],
+    log: Path,
+    attempts: int = 200,
+) -> None:
     """Wait until ``address:port`` accepts connections from ``host``."""
 
     def attempt() -> bool:
