@@ -1,4 +1,11 @@
-"""The spec's deployments on separated networks: the firewall, the internal setup, the public ones."""
+"""The spec's deployments on separated networks: the firewall, the internal setup, the public ones.
+
+One deployment (tests/net/conftest.py) serves every test here, each with an
+event of its own. Internal participants run on the staff machine, external
+ones on the outside machine, both in this process (``HostLoop``); what they
+hear is measured as tests/e2e does. The browser participant is not part of
+these tests yet.
+"""
 
 from __future__ import annotations
 
