@@ -16,11 +16,16 @@ import pytest
 
 from tests.net.deployment import Deployment, deployed
 from tests.net.topology import Topology, skip_reason
+from tests.proxy.proxy_support import BINARIES
 
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[Deployment]:
     reason = skip_reason()
+    if reason is None and not Path(BINARIES["nginx"]).exists():
+        reason = (
+            "the DMZ's reverse proxy is Debian's nginx-light (scripts/setup --test installs it)"
+        )
     if reason is not None:
         pytest.skip(reason)
     work = Path(tempfile.mkdtemp(prefix="townhall-net-"))
