@@ -151,7 +151,7 @@ def ticket_for(center: Center, username: str, event_id: int) -> TicketContents:
 class Watcher:
     """A participant and everything it received, with a way to wait for something."""
 
-    def __init__(self, ticket: TicketContents, server: str) -> None:
+    def __init__(self, ticket: TicketContents, server: str | None = None) -> None:
         self.events: list[ClientEvent] = []
         self.media: list[tuple[MediaReceived, float]] = []
         self._changed = asyncio.Event()

@@ -360,11 +360,16 @@ def _start_slapd(
     return port
 
 
-def _start_sign_in_service(daemons: Daemons, work: Path, ldap_port: int) -> int:
+def _start_sign_in_service(
+    daemons: Daemons, work: Path, ldap_port: int, *, netns: str | None = None
+) -> int:
+    """The sign-in service on 127.0.0.1 (of network namespace ``netns``, if given:
+    the caller then waits for it, as this process cannot connect there)."""
     port = free_port("127.0.0.1")
     log = work / "logs" / "proxy-auth.log"
     process = daemons.start(
         [
+            *(["ip", "netns", "exec", netns] if netns else []),
             sys.executable,
             "-m",
             "townhall.proxyauth",
@@ -382,7 +387,8 @@ def _start_sign_in_service(daemons: Daemons, work: Path, ldap_port: int) -> int:
         log,
         as_daemon_user=False,
     )
-    wait_for_port("127.0.0.1", port, process, log)
+    if netns is None:
+        wait_for_port("127.0.0.1", port, process, log)
     return port
 
 
@@ -393,7 +399,13 @@ def _start_nginx(
     sign_in_port: int,
     tls: tuple[Path, Path],
     port: int,
+    *,
+    host: str = "127.0.0.1",
+    source: str = NGINX_SOURCE,
+    netns: str | None = None,
 ) -> str:
+    """nginx with the shipped site on ``host:port``, reaching the Center from ``source``;
+    in network namespace ``netns`` if given (the caller then waits for it)."""
     folder = work / "nginx"
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (folder / "tmp" / sub).mkdir(parents=True)
@@ -403,14 +415,15 @@ def _start_nginx(
         [
             ("server 127.0.0.1:8080;", f"server {center.removeprefix('http://')};"),
             ("server 127.0.0.1:9091;", f"server 127.0.0.1:{sign_in_port};"),
-            ("listen 80;", f"listen 127.0.0.1:{plain_port};"),
-            ("listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl http2;"),
+            ("listen 80;", f"listen {host}:{plain_port};"),
+            ("listen 443 ssl http2;", f"listen {host}:{port} ssl http2;"),
+            (f"proxy_bind {NGINX_SOURCE};", f"proxy_bind {source};"),
             ("/etc/ssl/certs/townhall.example.org.pem", str(tls[0])),
             ("/etc/ssl/private/townhall.example.org.key", str(tls[1])),
         ],
         NGINX_CONF,
     )
-    assert f"proxy_bind {NGINX_SOURCE};" in site
+    assert f"proxy_bind {source};" in site
     (folder / "townhall.conf").write_text(site)
     (folder / "nginx.conf").write_text(
         f"pid {folder}/nginx.pid;\nerror_log {work}/logs/nginx-error.log warn;\n"
@@ -431,20 +444,21 @@ def _start_nginx(
     )
     _chown_tree(folder)
     log = work / "logs" / "nginx.log"
-    process = daemons.start(
-        [
-            BINARIES["nginx"],
-            "-p",
-            str(folder),
-            "-e",
-            str(work / "logs" / "nginx-error.log"),
-            "-c",
-            str(folder / "nginx.conf"),
-        ],
-        log,
-    )
-    wait_for_port("127.0.0.1", port, process, log)
-    return f"https://127.0.0.1:{port}"
+    argv = [
+        BINARIES["nginx"],
+        "-p",
+        str(folder),
+        "-e",
+        str(work / "logs" / "nginx-error.log"),
+        "-c",
+        str(folder / "nginx.conf"),
+    ]
+    if netns is not None:
+        daemons.start(["ip", "netns", "exec", netns, *_setpriv(), *argv], log, as_daemon_user=False)
+        return f"https://{host}:{port}"
+    process = daemons.start(argv, log)
+    wait_for_port(host, port, process, log)
+    return f"https://{host}:{port}"
 
 
 APACHE_MODULES = [

@@ -49,6 +49,10 @@ class Probe:
     capacity: int | None = None  # 0: no set limit
     server_name: str | None = None  # as the server named itself in Welcome
     error: str | None = None
+    # When the probe began and ended, on the event loop's clock: shows that the
+    # probes ran side by side (an unreachable server costs probe_timeout once, not per server).
+    started: float | None = None
+    finished: float | None = None
 
     @property
     def load_ratio(self) -> float | None:
@@ -147,6 +151,8 @@ async def _probe_one(
     client_name: str,
 ) -> tuple[Probe, Link | None]:
     link: Link | None = None
+    clock = asyncio.get_running_loop().time
+    started = clock()
     try:
         async with asyncio.timeout(probe_timeout):
             link = await open_link(entry, ca_pem, connect_timeout=probe_timeout, settings=settings)
@@ -160,7 +166,10 @@ async def _probe_one(
     except (OSError, TimeoutError, ServerCheckFailed, LinkClosed, LocalProtocolError) as error:
         if link is not None:
             link.abort()
-        return Probe(server=entry, reachable=False, error=_why(error)), None
+        failed = Probe(
+            server=entry, reachable=False, error=_why(error), started=started, finished=clock()
+        )
+        return failed, None
     except asyncio.CancelledError:
         if link is not None:
             link.abort()
@@ -173,6 +182,8 @@ async def _probe_one(
             participants=None if load is None else load.participants,
             capacity=None if load is None else load.capacity,
             server_name=welcome.server,
+            started=started,
+            finished=clock(),
         ),
         link,
     )
