@@ -185,27 +185,12 @@ RULES = [
     ),
 ]
 
-# Imports the web shell (issue 9 item 1, the "house" work) removes: the Center mounting
-# the Manager, and the Manager borrowing the Center's page machinery. The Center's
-# tickets still read the event's tree from manager.registry. Shrink this as they go.
-PENDING = frozenset(
-    {
-        "center/live.py: townhall.manager",
-        "center/pages/event.py: townhall.manager",
-    }
-)
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.why)
 def test_no_package_imports_one_it_must_not(rule: Rule) -> None:
     broken = {str(found) for found in all_imports() if rule.broken_by(found)}
-    assert broken - PENDING == set()
-
-
-def test_the_pending_exceptions_are_still_there_and_no_more() -> None:
-    # Fails when one of them is gone: take it out of PENDING, so it cannot come back.
-    broken = {str(found) for rule in RULES for found in all_imports() if rule.broken_by(found)}
-    assert PENDING <= broken
+    assert broken == set()
 
 
 def test_no_component_imports_another_inside_a_function_body() -> None:

@@ -441,6 +441,7 @@ def _prepare_live(settings: Settings, admin: str, live_port: int) -> tuple[Path,
             event,
             user,
             live.join_role(session, event, user),
+            trees=inprocess.ManagerTrees(),
             now=now_utc(),
         )
         session.commit()

@@ -1,4 +1,4 @@
-"""The Controller's sources, served in process from the Center's and the Manager's modules.
+"""The components' contracts, served in process from the Center's and the Manager's modules.
 
 ``InProcessSources`` implements ``townhall.controller.sources.ControllerSources``
 when the Controller runs beside the Center and the Manager on one database:
@@ -9,6 +9,8 @@ contract's plain values, never a row. It is part of the composition root:
 only ``townhall.cli`` and ``townhall.onebox`` use it, so the Controller
 itself imports neither component. A Controller on another machine would be
 handed an HTTP client with the same four calls instead (docs/architecture.md).
+``ManagerTrees`` likewise implements the Center's ``center.trees.EventTrees``
+from ``manager.registry``, for the web process (``townhall.webprocess``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from townhall import schema
 from townhall.center import live
+from townhall.center.trees import TreeOption, TreeRefused
+from townhall.center.trees import TreeServer as CenterTreeServer
 from townhall.config import Settings
 from townhall.controller.command import Wiring
 from townhall.controller.plan import RemovedMember
@@ -39,6 +43,7 @@ from townhall.controller.sources import (
 )
 from townhall.manager import registry
 from townhall.store import make_engine, make_session_factory
+from townhall.wire.names import Zone
 
 __all__ = ["InProcessSources", "center_key", "controller_wiring", "migrate", "sources"]
 
@@ -149,3 +154,37 @@ def _translated() -> Iterator[None]:
         raise SourceUnavailable(str(error)) from error
     except (SQLAlchemyError, ValueError) as error:
         raise SourceRefused(str(error)) from error
+
+
+class ManagerTrees:
+    """The Center's ``EventTrees`` answered by the Manager's registry in the same process."""
+
+    def options(self, session: Session) -> list[TreeOption]:
+        return [
+            TreeOption(id=tree.id, name=tree.name, is_default=tree.is_default)
+            for tree in registry.list_trees(session)
+        ]
+
+    def chosen(self, session: Session, event_id: int) -> int | None:
+        return registry.event_tree_id(session, event_id)
+
+    def choose(self, session: Session, event_id: int, tree_id: int | None) -> None:
+        try:
+            registry.choose_tree(session, event_id, tree_id)
+        except registry.ManagerError as error:
+            raise TreeRefused(error.message) from error
+
+    def servers(self, session: Session, event_id: int) -> tuple[str, list[CenterTreeServer]]:
+        try:
+            resolved, _ = registry.event_tree(session, event_id)
+        except registry.ManagerError as error:
+            raise TreeRefused(error.message) from error
+        return resolved.tree.name, [
+            CenterTreeServer(
+                name=node.server.name,
+                host=node.server.host,
+                port=node.server.port,
+                zone=Zone(node.server.zone),
+            )
+            for node in resolved.nodes
+        ]

@@ -19,6 +19,7 @@ from townhall import browser
 from townhall.center import app as center_app
 from townhall.center.auth import identify
 from townhall.config import Settings, load_settings
+from townhall.inprocess import ManagerTrees
 from townhall.manager import app as manager_app
 from townhall.store import make_engine, make_session_factory
 from townhall.web import app as web_app
@@ -29,7 +30,7 @@ from townhall.web.shell import WebShell
 def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
-    center = center_app.open_context(settings, engine, sessions)
+    center = center_app.open_context(settings, engine, sessions, ManagerTrees())
     shell = WebShell(
         settings=settings,
         engine=engine,

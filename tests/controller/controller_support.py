@@ -18,7 +18,7 @@ from townhall.controller.identity import controller_ssl_context
 from townhall.controller.linksecrets import LinkSecretBox
 from townhall.controller.plan import EventTree, TreeServer
 from townhall.controller.service import ControllerService
-from townhall.inprocess import InProcessSources
+from townhall.inprocess import InProcessSources, ManagerTrees
 from townhall.manager import registry
 from townhall.schema import migrate
 from townhall.store import make_engine, make_session_factory
@@ -147,6 +147,7 @@ class World:
                 event,
                 user,
                 TicketRole.PARTICIPANT,
+                trees=ManagerTrees(),
                 now=datetime.now(UTC).replace(tzinfo=None),
             )
             session.commit()

@@ -248,6 +248,7 @@ def join_ticket(
         event,
         user,
         role,
+        trees=ctx.trees,
         now=now,
         guest_name=guest_name,
         cookies=cookies,
@@ -501,7 +502,9 @@ def get_browser_ticket(request: Request, session: DB, event_id: EventId) -> Brow
     role = live.join_role(session, event, viewer.user)
     now = now_utc()
     live.check_joinable(event, now)
-    data = live.issue_join_ticket(session, ctx.settings, event, viewer.user, role, now=now)
+    data = live.issue_join_ticket(
+        session, ctx.settings, event, viewer.user, role, trees=ctx.trees, now=now
+    )
     session.commit()
     opened = ticket.open_ticket(data, center_public_key=None, now=int(now.timestamp()))
     return BrowserTicketOut(

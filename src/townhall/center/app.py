@@ -27,6 +27,7 @@ from townhall.center.pages import (
     signin,
 )
 from townhall.center.sso import SsoVerifier
+from townhall.center.trees import EventTrees
 from townhall.config import Settings
 from townhall.web.app import Component
 
@@ -38,7 +39,7 @@ SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 
 
 def open_context(
-    settings: Settings, engine: Engine, sessions: sessionmaker[Session]
+    settings: Settings, engine: Engine, sessions: sessionmaker[Session], trees: EventTrees
 ) -> CenterContext:
     live.warn_if_cookies_cannot_ride(settings)
     return CenterContext(
@@ -47,6 +48,7 @@ def open_context(
         sessions=sessions,
         sso=SsoVerifier(settings.center.sso),
         secret=CenterSecret.load_or_create(settings.data / SECRET_FILE),
+        trees=trees,
     )
 
 

@@ -19,6 +19,7 @@ from townhall.center.accounts import CenterSecret
 from townhall.center.events import Links
 from townhall.center.sso import SsoVerifier
 from townhall.center.tables import Registration
+from townhall.center.trees import EventTrees
 from townhall.config import Settings
 
 
@@ -29,6 +30,7 @@ class CenterContext:
     sessions: sessionmaker[Session]
     sso: SsoVerifier
     secret: CenterSecret
+    trees: EventTrees  # the Manager's answers about server trees (center/trees.py)
 
     @property
     def base_url(self) -> str:

@@ -51,15 +51,14 @@ from townhall.center.tables import (
     TicketCredential,
     User,
 )
+from townhall.center.trees import EventTrees, TreeRefused
 from townhall.config import Settings
-from townhall.manager import registry
 from townhall.pki import DevCA
 from townhall.store.conventions import naive_utc, now_utc, utc
 from townhall.wire import names
 from townhall.wire.names import (
     ServerState,
     Upstream,
-    Zone,
     is_cookie_name,
     is_cookie_value,
 )
@@ -403,23 +402,18 @@ def ticket_lifetime(event: Event, issued_at: int) -> int:
     return max(MIN_TICKET_SECONDS, min(MAX_TICKET_SECONDS, until - issued_at))
 
 
-def ticket_servers(session: Session, event_id: int) -> list[ticket.ServerEntry]:
+def ticket_servers(session: Session, trees: EventTrees, event_id: int) -> list[ticket.ServerEntry]:
     """The event's tree in tree order (the main first), or EventError 409 ``no_tree``."""
     try:
-        resolved, _ = registry.event_tree(session, event_id)
-    except registry.ManagerError as error:
+        tree_name, servers = trees.servers(session, event_id)
+    except TreeRefused as error:
         raise EventError(409, "no_tree", error.message) from error
-    if not resolved.nodes:
-        raise EventError(409, "no_tree", f"the tree {resolved.tree.name} has no servers")
+    if not servers:
+        raise EventError(409, "no_tree", f"the tree {tree_name} has no servers")
     # The format holds 32 servers; tree order keeps the main and the upper levels.
     return [
-        ticket.ServerEntry(
-            name=node.server.name,
-            host=node.server.host,
-            port=node.server.port,
-            zone=Zone(node.server.zone),
-        )
-        for node in resolved.nodes[: ticket.MAX_SERVERS]
+        ticket.ServerEntry(name=server.name, host=server.host, port=server.port, zone=server.zone)
+        for server in servers[: ticket.MAX_SERVERS]
     ]
 
 
@@ -545,6 +539,7 @@ def issue_join_ticket(
     user: User | None,
     role: ticket.Role,
     *,
+    trees: EventTrees,
     now: datetime,
     guest_name: str = "",
     cookies: Mapping[str, str] | None = None,
@@ -562,7 +557,7 @@ def issue_join_ticket(
     session (the caller commits, then answers the bytes). Raises EventError
     409 ``no_tree`` when the event has no server tree.
     """
-    servers = ticket_servers(session, event.id)
+    servers = ticket_servers(session, trees, event.id)
     if role is not ticket.Role.MODERATOR:  # a moderator could let themself back in anyway
         removal = removal_of(session, event, user, registration, client_address)
         if removal is not None:

@@ -26,7 +26,7 @@ from townhall.center.auth import context_of
 from townhall.center.events import EventError
 from townhall.center.pages.common import EventPost, SignedInUser, Who, notice, render
 from townhall.center.tables import Event, MailJob, Registration, User
-from townhall.manager import registry as manager_registry
+from townhall.center.trees import TreeRefused
 from townhall.store.conventions import now_utc
 from townhall.web.deps import DB, MAX_ID, Done, ItemId
 from townhall.web.errors import redirect
@@ -56,6 +56,7 @@ def show_event(
     status: int = 200,
 ) -> Response:
     manager = guest is None and events.can_manage(event, user)
+    trees = context_of(request).trees
     registration = guest.registration if guest else None
     if guest is None and user is not None:
         registration = events.registration_of(session, event, user)
@@ -83,7 +84,7 @@ def show_event(
     has_tree = False
     if may_join:
         try:
-            has_tree = bool(live.ticket_servers(session, event.id))
+            has_tree = bool(live.ticket_servers(session, trees, event.id))
         except EventError:
             has_tree = False
     live_state, live_servers = live.live_state(session, event.id)
@@ -112,9 +113,9 @@ def show_event(
         "removals": live.removals(session, event) if manager else [],
         "mail": mail,
         "numbers": context_of(request).settings.center.dialin_numbers,
-        # The Manager's in-process contract (docs/manager.md): trees by id, the event by ours.
-        "trees": manager_registry.list_trees(session) if manager else [],
-        "tree_choice": manager_registry.event_tree_id(session, event.id) if manager else None,
+        # The Manager's answers through the Center's contract (center/trees.py).
+        "trees": trees.options(session) if manager else [],
+        "tree_choice": trees.chosen(session, event.id) if manager else None,
         "notice": notice,
         "errors": errors or [],
     }
@@ -145,8 +146,8 @@ def choose_tree(
     if text and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ID):
         return show_event(request, session, event, user, errors=["tree: not a tree"], status=422)
     try:
-        manager_registry.choose_tree(session, event.id, int(text) if text else None)
-    except manager_registry.ManagerError as error:
+        context_of(request).trees.choose(session, event.id, int(text) if text else None)
+    except TreeRefused as error:
         session.rollback()
         return show_event(request, session, event, user, errors=[error.message], status=422)
     session.commit()
