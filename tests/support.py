@@ -23,9 +23,12 @@ def make_settings(data: Path, database_url: str, **center: object) -> Settings:
 
 
 class RunningServer:
-    """A uvicorn server in a thread, on a free loopback port."""
+    """A uvicorn server in a thread, on a free loopback port; HTTPS when given a certificate."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(
+        self, app: object, cert_file: Path | None = None, key_file: Path | None = None
+    ) -> None:
+        tls = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)} if cert_file else {}
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
@@ -34,7 +37,9 @@ class RunningServer:
             log_level="warning",
             lifespan="on",
             access_log=False,
+            **tls,  # type: ignore[arg-type]
         )
+        self.scheme = "https" if cert_file else "http"
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -46,7 +51,7 @@ class RunningServer:
                 raise RuntimeError("the test server did not start")
             time.sleep(0.02)
         port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"{self.scheme}://127.0.0.1:{port}"
 
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True

@@ -11,17 +11,14 @@ development CA.
 from __future__ import annotations
 
 import ssl
-import threading
-import time
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from tests.support import Center, make_settings
+from tests.support import Center, RunningServer, make_settings
 from townhall.config import Settings
 from townhall.pki import DevCA
 from townhall.schema import migrate
@@ -145,38 +142,6 @@ def test_a_session_token_stops_working_when_the_session_ends(center: Center) -> 
 # --- __Host- cookies over HTTPS -----------------------------------------------------------------
 
 
-class TlsServer:
-    """The Center's application on real TLS on a free loopback port."""
-
-    def __init__(self, app: object, cert_file: Path, key_file: Path) -> None:
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="on",
-            access_log=False,
-            ssl_certfile=str(cert_file),
-            ssl_keyfile=str(key_file),
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the TLS test server did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"https://127.0.0.1:{port}"
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-
-
 @pytest.fixture
 def https_center(tmp_path: Path, database_url: str) -> Iterator[tuple[str, ssl.SSLContext]]:
     settings: Settings = make_settings(
@@ -188,7 +153,7 @@ def https_center(tmp_path: Path, database_url: str) -> Iterator[tuple[str, ssl.S
     ca = DevCA.ensure(tmp_path / "ca")
     issued = ca.issue("center", ["127.0.0.1"])
     app = create_app(settings, run_workers=False)
-    with TlsServer(app, issued.cert_file, issued.key_file) as url:
+    with RunningServer(app, issued.cert_file, issued.key_file) as url:
         Center(url, settings, app.state.center.sessions).add_user("olga", role="organizer")
         yield url, ssl.create_default_context(cafile=str(ca.cert_file))
 

@@ -12,7 +12,6 @@ to them. docs/security.md, "Remove means removed".
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated
 
@@ -25,14 +24,13 @@ from townhall.center.api import EventId, Me, join_ticket
 from townhall.center.auth import context_of
 from townhall.center.events import EventError
 from townhall.center.pages.common import EventPost
-from townhall.center.tables import Event, Registration, Removal, User
+from townhall.center.tables import Removal, User
 from townhall.store.conventions import utc
-from townhall.web.deps import DB, MAX_ID, ItemId
+from townhall.web.deps import DB, ItemId
 from townhall.web.errors import ERRORS
 
 router = APIRouter()
 
-_JOIN_LINK = re.compile(r"(\d{1,10})\.([0-9a-f]{32})")
 
 
 class RemovalOut(BaseModel):
@@ -105,16 +103,7 @@ def guest_ticket(
     request: Request, session: DB, link: Annotated[str, Path(max_length=64)]
 ) -> Response:
     """A join ticket for the guest of a personal link; a new one replaces the last one."""
-    match = _JOIN_LINK.fullmatch(link)
-    if match is None or int(match.group(1)) > MAX_ID:
-        raise EventError(404, "link_not_found", "this link is not valid")
-    registration_id, signature = match.groups()
-    if not context_of(request).secret.check("join", registration_id, signature):
-        raise EventError(404, "link_not_found", "this link is not valid")
-    registration = session.get(Registration, int(registration_id))
-    event = session.get(Event, registration.event_id) if registration is not None else None
-    if registration is None or event is None:
-        raise EventError(404, "link_not_found", "this link is not valid")
+    registration, event = context_of(request).registration_of_link(session, link)
     if registration.status != "registered":
         raise EventError(403, "registration_revoked", "this registration was revoked")
     return join_ticket(request, session, event, None, registration=registration)

@@ -8,6 +8,7 @@ reverse proxy behave as one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,11 +17,15 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from townhall.center.accounts import CenterSecret
-from townhall.center.events import Links
+from townhall.center.events import EventError, Links
 from townhall.center.sso import SsoVerifier
-from townhall.center.tables import Registration
+from townhall.center.tables import Event, Registration
 from townhall.center.trees import EventTrees
 from townhall.config import Settings
+from townhall.web.deps import MAX_ID
+
+# A personal join link: the registration id, a dot, its signature (``join_link``).
+_JOIN_LINK = re.compile(r"(\d{1,10})\.([0-9a-f]{32})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,21 @@ class CenterContext:
         """The personal link in an invitation: it names the registration, signed."""
         signature = self.secret.sign("join", str(registration.id))
         return f"{self.base_url}/j/{registration.id}.{signature}"
+
+    def registration_of_link(self, session: Session, link: str) -> tuple[Registration, Event]:
+        """The registration a personal link names, and its event; EventError 404 if the
+        link is malformed, forged or names nothing (all alike, so links are not probed)."""
+        match = _JOIN_LINK.fullmatch(link)
+        if match is None or int(match.group(1)) > MAX_ID:
+            raise EventError(404, "link_not_found", "this link is not valid")
+        registration_id, signature = match.groups()
+        if not self.secret.check("join", registration_id, signature):
+            raise EventError(404, "link_not_found", "this link is not valid")
+        registration = session.get(Registration, int(registration_id))
+        event = session.get(Event, registration.event_id) if registration is not None else None
+        if registration is None or event is None:
+            raise EventError(404, "link_not_found", "this link is not valid")
+        return registration, event
 
     @property
     def links(self) -> Links:

@@ -11,7 +11,6 @@ ticket as ``POST /api/v1/events/{id}/ticket``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -209,23 +208,11 @@ def dialin_page(request: Request, session: DB, user: SignedInUser, event_id: Eve
     return render(request, "dialin.html", context)
 
 
-_JOIN_LINK = re.compile(r"(\d{1,10})\.([0-9a-f]{32})")
-
-
 @router.get("/j/{link}")
 def join_link(
     request: Request, session: DB, viewer: Who, link: Annotated[str, Path(max_length=64)]
 ) -> Response:
-    match = _JOIN_LINK.fullmatch(link)
-    if match is None or int(match.group(1)) > MAX_ID:
-        raise EventError(404, "link_not_found", "this link is not valid")
-    registration_id, signature = match.groups()
-    if not context_of(request).secret.check("join", registration_id, signature):
-        raise EventError(404, "link_not_found", "this link is not valid")
-    registration = session.get(Registration, int(registration_id))
-    event = session.get(Event, registration.event_id) if registration is not None else None
-    if registration is None or event is None:
-        raise EventError(404, "link_not_found", "this link is not valid")
+    registration, event = context_of(request).registration_of_link(session, link)
     if registration.status == "revoked":
         raise EventError(
             403,
