@@ -30,7 +30,11 @@ OpenBrowser = Callable[..., BrowserContext]
 ToneFile = Callable[..., Path]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps its event loop marked as running on this
+# thread until it stops, and every asyncio test collected after this folder would then fail with
+# "Runner.run() cannot be called from a running event loop". ("package" would act as session
+# here: the tests folders are not Python packages.)
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     missing = missing_tools()
     if missing:
