@@ -19,7 +19,7 @@ from townhall.live import (
     UpstreamLost,
 )
 from townhall.live.room import UPSTREAM_TRANSITIONS, UpstreamInput
-from townhall.wire import ErrorCode, GiveFloor, RaiseHand
+from townhall.wire import ErrorCode, GiveFloor, RaiseHand, UpstreamChanged
 
 
 def test_backoff_grows_exponentially_to_its_cap_and_jitter_only_shortens_it() -> None:
@@ -211,3 +211,31 @@ def test_a_new_parent_in_the_assignment_moves_the_link(issuer: Center) -> None:
     bo.chat("via a now")
     net.pump()
     assert ana.public_chat() == [("bo", "via a now")]
+
+
+def upstream_notices(client: Client) -> list[bool]:
+    return [m.reachable for m in client.messages if isinstance(m, UpstreamChanged)]
+
+
+def test_participants_are_told_once_when_the_main_server_is_out_of_reach_and_when_back(
+    world: World,
+) -> None:
+    net, a = world.net, world.a
+    net.cut(a)
+    assert upstream_notices(world.bo) == [False]
+    for _ in range(3):  # more failed tries: no more notices
+        net.step(5)
+    assert upstream_notices(world.bo) == [False]
+    assert upstream_notices(world.ana) == [] and upstream_notices(world.cy) == []
+
+    world.cy.leave()
+    net.pump()
+    late = net.participant(a, "cy")  # joins child-a while its link is down: told at once
+    assert upstream_notices(late) == [False]
+
+    net.mend(a)
+    net.step(30)
+    assert a.room.upstream is Upstream.UP
+    assert upstream_notices(world.bo) == [False, True]
+    assert upstream_notices(late) == [False, True]
+    assert a.room.told_down is False

@@ -46,6 +46,7 @@ from townhall.wire import (
     StreamKind,
     StreamOpened,
     TakeFloor,
+    UpstreamChanged,
     Welcome,
     encode_message,
 )
@@ -102,6 +103,8 @@ SAMPLES: list[Message] = [
         changed=(Member(name="alice", moderator=True, floor=True), Member(name="李雷", muted=True)),
         left=("bob",),
     ),
+    UpstreamChanged(reachable=False),
+    UpstreamChanged(reachable=True),
     SendChat(text="hi 👋\nsecond line", seq=1),
     SendChat(text="just to you", to="bob", seq=2**32 - 1),
     ChatPosted(sender="alice", text="hi 👋", seq=1),
@@ -220,6 +223,7 @@ def test_the_largest_u64_is_a_valid_nonce() -> None:
         SendChat(text="🙂" * 1025),
         SendChat(text="lone \ud800 surrogate"),
         RosterUpdate(changed=(Member(name="a"),), left=("a",)),
+        UpstreamChanged(reachable="yes"),  # type: ignore[arg-type]
     ],
     ids=repr,
 )

@@ -39,6 +39,7 @@ from townhall.client.events import (
     Joined,
     KeyFrameRequested,
     Left,
+    MainReachChanged,
     MediaReceived,
     Rejoining,
     RequestRefused,
@@ -150,6 +151,10 @@ def _human(event: ClientEvent) -> str | None:
             return None  # `townhall join` sends no video
         case RequestRefused():
             return f"refused ({event.code.value}): {event.message}"
+        case MainReachChanged():
+            if event.reachable:
+                return f"{event.server} reaches the main server again"
+            return f"{event.server} lost the main server: chat waits until it is back"
         case ConnectionLost():
             return f"lost {event.server} ({event.reason.value}: {event.message})"
         case Rejoining():

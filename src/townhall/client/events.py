@@ -24,6 +24,7 @@ __all__ = [
     "Joined",
     "KeyFrameRequested",
     "Left",
+    "MainReachChanged",
     "MediaReceived",
     "Rejoining",
     "RequestRefused",
@@ -133,6 +134,16 @@ class ConnectionLost:
 
 
 @dataclass(frozen=True, slots=True)
+class MainReachChanged:
+    """Our server ``server`` lost (``reachable`` False) or got back its link toward the
+    main server. While it is lost we stay connected and hear who is on our side of the
+    break; our chat waits on the server and floor requests are refused."""
+
+    server: str
+    reachable: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Rejoining:
     attempt: int
     delay: float  # seconds before this attempt
@@ -162,6 +173,7 @@ ClientEvent = (
     | KeyFrameRequested
     | RequestRefused
     | ConnectionLost
+    | MainReachChanged
     | Rejoining
     | Left
 )
@@ -251,6 +263,8 @@ def event_json(event: ClientEvent) -> dict[str, Any]:
                 "reason": event.reason.value,
                 "message": event.message,
             }
+        case MainReachChanged():
+            return {"type": "main-reach", "server": event.server, "reachable": event.reachable}
         case Rejoining():
             return {"type": "rejoining", "attempt": event.attempt, "delay": round(event.delay, 3)}
         case Left():

@@ -43,6 +43,7 @@ from townhall.client.events import (
     Joined,
     KeyFrameRequested,
     Left,
+    MainReachChanged,
     MediaReceived,
     Rejoining,
     RequestRefused,
@@ -86,6 +87,7 @@ from townhall.wire import (
     StreamInfo,
     StreamOpened,
     TakeFloor,
+    UpstreamChanged,
 )
 from townhall.wire.names import Zone
 
@@ -225,6 +227,8 @@ class Participant:
         self.title: str | None = None
         self.mode: SpeakingMode | None = None
         self.attendance = 0
+        # False while our server has told us it cannot reach the main server.
+        self.main_reachable = True
 
     # -- state, as last reported -----------------------------------------------------------
 
@@ -464,6 +468,7 @@ class Participant:
         self.server = probe.server.name
         self.name, self.event, self.moderator = ok.name, ok.event, ok.moderator
         self._roster.clear()  # the new server sends the whole roster
+        self.main_reachable = True  # the new server says so if it cannot reach the main
         self._streams.clear()
         joined = Joined(probe.server.name, ok.name, ok.event, ok.moderator, rejoin=rejoin)
         self._emit(joined)
@@ -551,6 +556,9 @@ class Participant:
                     if current == stream_id:
                         self._aliases[original] = None  # closed by a moderator
                 self._emit(StreamEnded(stream_id))
+            case UpstreamChanged(reachable=reachable):
+                self.main_reachable = reachable
+                self._emit(MainReachChanged(self.server or "", reachable))
             case RequestKeyFrame(stream_id=stream_id):
                 for original, current in self._aliases.items():
                     if current == stream_id:  # ours: named as open_stream gave it

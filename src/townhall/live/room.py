@@ -106,6 +106,7 @@ from townhall.wire import (
     StreamInfo,
     StreamOpened,
     Synced,
+    UpstreamChanged,
     Welcome,
     encode_message,
 )
@@ -250,6 +251,7 @@ class EventRoom:
         self._retry_at = 0.0
         self._expect: int | None = None  # the log number of the next ChatPosted from Up
         self._outgoing: deque[ChatPosted] = deque()  # sent Up, not yet echoed Down
+        self._told_down = False  # participants here were told the link Up is down
         self._media_refused = 0
         self._keyframe_asked: dict[int, float] = {}  # stream id -> when last passed on
         self._now = 0.0
@@ -297,6 +299,11 @@ class EventRoom:
     def children(self) -> tuple[str, ...]:
         """The child servers linked here and synced (their Resync answered), by name."""
         return tuple(sorted(peer.name for peer in self._links.values() if peer.synced))
+
+    @property
+    def told_down(self) -> bool:
+        """Participants here were told (``UpstreamChanged``) the main server is out of reach."""
+        return self._told_down
 
     @property
     def outgoing_chat(self) -> int:
@@ -531,6 +538,8 @@ class EventRoom:
         moderator = checked.role is TicketRole.MODERATOR
         self._send(peer.conn, AuthOk(name=name, event=self._event_id, moderator=moderator))
         self._send_state(peer.conn)
+        if self._told_down:
+            self._send(peer.conn, UpstreamChanged(reachable=False))
         for entry in self._log.recent(
             {name}, count=settings.history_on_join, budget=settings.replay_budget
         ):
@@ -985,6 +994,9 @@ class EventRoom:
                     self._failures = 0
                     for posted in self._outgoing:
                         self._send(up, posted)
+                    if self._told_down:
+                        self._told_down = False
+                        self._send_many(self._audience(), UpstreamChanged(reachable=True))
             case _:
                 self._down([message])
 
@@ -993,6 +1005,10 @@ class EventRoom:
             return
         self._up_conn = None
         self._expect = None
+        if not self._told_down:
+            # Once per outage, not per failed try: the next word is that it is back.
+            self._told_down = True
+            self._send_many(self._audience(), UpstreamChanged(reachable=False))
         delay = self._settings.backoff.delay(self._failures, self._jitter())
         self._failures += 1
         self._retry_at = self._now + delay

@@ -73,6 +73,7 @@ from townhall.wire.messages import (
     StreamOpened,
     Synced,
     TakeFloor,
+    UpstreamChanged,
     Welcome,
     encode_message,
 )
@@ -142,6 +143,7 @@ __all__ = [
     "StreamOpened",
     "Synced",
     "TakeFloor",
+    "UpstreamChanged",
     "Welcome",
     "encode_message",
     "seq_delta",

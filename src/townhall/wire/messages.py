@@ -94,6 +94,7 @@ __all__ = [
     "StreamOpened",
     "Synced",
     "TakeFloor",
+    "UpstreamChanged",
     "Welcome",
     "decode_message",
     "encode_message",
@@ -397,7 +398,7 @@ class RequestKeyFrame(Message, frozen=True):
     stream_id: U32
 
 
-# -- event state (CONTROL 32-33) ----------------------------------------------------
+# -- event state (CONTROL 32-34) ----------------------------------------------------
 
 
 class StateSnapshot(Message, frozen=True):
@@ -431,6 +432,18 @@ class RosterUpdate(Message, frozen=True):
         names = [member.name for member in self.changed] + list(self.left)
         if len(set(names)) != len(names):
             raise ValueError("a name appears twice in one roster update")
+
+
+class UpstreamChanged(Message, frozen=True):
+    """Server: whether this server reaches the main server now (its link Up is open).
+
+    Sent to a participant when its server's link Up breaks (``reachable``
+    False) and when it is synced again (True), and after AuthOk when the link
+    is down at that moment. While it is down, chat waits on this server and
+    floor requests are refused; the event on this server goes on.
+    """
+
+    reachable: bool
 
 
 # -- data channel (DATA 1-2) ----------------------------------------------------------
@@ -593,6 +606,7 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 28): RequestKeyFrame,
         (Channel.CONTROL, 32): StateSnapshot,
         (Channel.CONTROL, 33): RosterUpdate,
+        (Channel.CONTROL, 34): UpstreamChanged,
         (Channel.CONTROL, 40): MemberJoined,
         (Channel.CONTROL, 41): MemberLeft,
         (Channel.CONTROL, 42): LinkRequest,

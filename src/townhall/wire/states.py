@@ -59,6 +59,7 @@ from townhall.wire.messages import (
     StreamOpened,
     Synced,
     TakeFloor,
+    UpstreamChanged,
     Welcome,
 )
 
@@ -148,6 +149,7 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             StreamOpened,
             StreamClosed,
             RequestKeyFrame,
+            UpstreamChanged,
             *_MEDIA,
         ),
         (Role.SERVER_LINK, _CLIENT): _kinds(

@@ -415,6 +415,10 @@ function onMessage(message) {
         if (sender.streamId === message.stream_id && sender.handle.requestKeyFrame) sender.handle.requestKeyFrame();
       }
       return;
+    case "UpstreamChanged":
+      // Our server lost (or got back) its link toward the main server: the room goes on here.
+      problem("upstream", message.reachable ? "" : "Part of the event is out of reach; chat waits until it is back.");
+      return;
     case "Error":
       problem("refused", `Refused: ${message.message || message.code}.`);
       setTimeout(() => problem("refused", ""), 8000);

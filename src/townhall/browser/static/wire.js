@@ -55,6 +55,7 @@ const MESSAGES = {
   RequestKeyFrame: [0, 28, [["stream_id"]]],
   StateSnapshot: [0, 32, [["event"], ["title"], ["mode"], ["attendance"], ["streams", [], listOf(STREAM_INFO)]]],
   RosterUpdate: [0, 33, [["changed", [], listOf(MEMBER)], ["left", []]]],
+  UpstreamChanged: [0, 34, [["reachable"]]],
   SendChat: [3, 1, [["text"], ["to", null], ["seq", 0]]],
   ChatPosted: [3, 2, [["sender"], ["text"], ["to", null], ["seq", 0]]],
 };
