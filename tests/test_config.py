@@ -79,3 +79,14 @@ def test_a_data_folder_others_can_read_is_used_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="townhall"):
         assert load_settings(data).data == data
     assert any("can be read by other users" in r.getMessage() for r in caplog.records)
+
+
+def test_the_live_keepalive_is_a_setting_with_the_ping_before_the_timeout(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "townhall.toml").write_text("[live]\nping_seconds = 1\nidle_timeout_seconds = 3\n")
+    live = load_settings(tmp_path).live
+    assert (live.ping_seconds, live.idle_timeout_seconds) == (1, 3)
+    (tmp_path / "townhall.toml").write_text("[live]\nping_seconds = 5\nidle_timeout_seconds = 3\n")
+    with pytest.raises(ValueError, match="ping_seconds"):
+        load_settings(tmp_path)

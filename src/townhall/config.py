@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -225,6 +225,18 @@ class LiveSettings(_Section):
     # and those from one address still before authentication.
     max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
     max_pending_per_address: int = Field(default=256, ge=1, le=100_000)
+    # Keepalive of every live connection, participants and links between servers: a
+    # Ping after this many idle seconds, and a connection silent for idle_timeout_seconds
+    # is dropped. A link to the parent cut by a firewall (no reset, no FIN) is noticed,
+    # and reconnected, only after idle_timeout_seconds.
+    ping_seconds: float = Field(default=15, gt=0, le=600)
+    idle_timeout_seconds: float = Field(default=45, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _ping_before_idle(self) -> LiveSettings:
+        if self.ping_seconds >= self.idle_timeout_seconds:
+            raise ValueError("live.ping_seconds must be below live.idle_timeout_seconds")
+        return self
 
     def origins(self, center: CenterSettings) -> tuple[str, ...]:
         return self.browser_origins or (center.public_url,)

@@ -44,6 +44,7 @@ from townhall.controller.sources import ControllerSources, SourceRefused, Source
 from townhall.live.server import LiveServer
 from townhall.live.tls import server_ssl_context, upstream_ssl_context, with_public_certificate
 from townhall.store import make_engine, make_session_factory
+from townhall.wire import Settings as WireSettings
 
 __all__ = ["LivePlan", "Wiring", "register", "run_controller", "run_live"]
 
@@ -344,6 +345,10 @@ def _live_command(wiring: Wiring) -> Callable[..., None]:
                     "browser_origins": origins,
                     "max_connections": settings.live.max_connections,
                     "max_pending_per_address": settings.live.max_pending_per_address,
+                    "wire_settings": WireSettings(
+                        ping_interval=settings.live.ping_seconds,
+                        idle_timeout=settings.live.idle_timeout_seconds,
+                    ),
                 },
                 public_certificate=None
                 if public is None
