@@ -277,3 +277,76 @@ def deployed(topology: Topology, work: Path) -> Iterator[Deployment]:
         for loop in loops:
             loop.close()
         engine.dispose()
+
+
+# -- failures, for tests/net/test_failover.py ------------------------------------------------
+
+
+def process_of(deployment: Deployment, component: str, name: str | None = None) -> subprocess.Popen[bytes]:
+    """The running process of ``townhall component`` (a live server: with ``--name name``)."""
+    for process in reversed(deployment.daemons.processes):
+        argv = list(map(str, process.args))  # type: ignore[arg-type]
+        if process.poll() is not None or component not in argv:
+            continue
+        at = argv.index(component)
+        if argv[at - len(TOWNHALL) : at] != TOWNHALL:
+            continue
+        if name is None or argv[argv.index("--name") + 1] == name:
+            return process
+    raise LookupError(f"no running townhall {component} {name or ''}")
+
+
+def kill(process: subprocess.Popen[bytes]) -> list[str]:
+    """SIGKILL ``process`` (no goodbye to anyone); the argv to start it again with."""
+    process.kill()
+    process.wait(timeout=20)
+    argv = list(map(str, process.args))  # type: ignore[arg-type]
+    for option in ("--enroll-secret", "--manager"):  # enrolled once is enough
+        if option in argv:
+            at = argv.index(option)
+            del argv[at : at + 2]
+    return argv
+
+
+def start_again(
+    deployment: Deployment, argv: list[str], log: str, machine: str, port: int
+) -> subprocess.Popen[bytes]:
+    """Start a killed process again, from the same argv, and wait until it listens."""
+    process = deployment.daemons.start(
+        argv, deployment.work / "logs" / f"{log}.log", as_daemon_user=False
+    )
+    wait_listening(
+        deployment.staff, ADDRESS[machine], port, log,
+        lambda: process.poll() is None, deployment.work / "logs" / f"{log}.log",
+    )  # fmt: skip
+    return process
+
+
+CUT_TABLE = "townhall_cut"
+
+
+def cut(topology: Topology, source: str, target: str) -> None:
+    """Drop every packet between machines ``source`` and ``target`` in the router, both
+    ways and established connections too, in a table of its own (``mend`` removes it)."""
+    a, b = ADDRESS[source], ADDRESS[target]
+    rules = (
+        f"table inet {CUT_TABLE} {{\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority -10; policy accept;\n"
+        f"    ip saddr {a} ip daddr {b} drop\n"
+        f"    ip saddr {b} ip daddr {a} drop\n"
+        "  }\n"
+        "}\n"
+    )
+    subprocess.run(  # noqa: S603
+        [*topology.exec_prefix("router"), "nft", "-f", "-"],
+        input=rules.encode(), check=True, capture_output=True, timeout=20,
+    )  # fmt: skip
+
+
+def mend(topology: Topology) -> None:
+    """Remove what ``cut`` added (nothing if nothing was cut)."""
+    subprocess.run(  # noqa: S603
+        [*topology.exec_prefix("router"), "nft", "delete", "table", "inet", CUT_TABLE],
+        capture_output=True, timeout=20, check=False,
+    )  # fmt: skip
