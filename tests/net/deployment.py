@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.deploy.shipped import render_settings
 from tests.net.topology import (
     ADDRESS,
     CENTER_PORT,
@@ -155,23 +156,35 @@ def _sysctl(namespace: str, setting: str) -> None:
 
 
 def _write_settings(work: Path) -> Path:
+    """The shipped settings files of deploy/settings/, filled in for these machines: the
+    Center's (read by the Center and the Controller) and each live server's."""
     data = work / "center"
     data.mkdir(mode=0o700)
     (data / "townhall.toml").write_text(
-        "[center]\n"
-        f'listen = "{ADDRESS["center"]}:{CENTER_PORT}"\n'
-        f'base_url = "{PROXY_URL}"\n'
-        f'database_url = "sqlite:///{data / "townhall.db"}"\n'
-        "[controller]\n"
-        f'listen = "{ADDRESS["center"]}:{CONTROLLER_PORT}"\n'
-        "tick_seconds = 0.3\n"
-        "report_seconds = 0.5\n"
-        "keepalive_seconds = 2\n"
+        render_settings(
+            "center.toml",
+            {
+                "center_listen": f"{ADDRESS['center']}:{CENTER_PORT}",
+                "public_url": PROXY_URL,
+                "database_url": f"sqlite:///{data / 'townhall.db'}",
+                "proxy_network": f"{ADDRESS['proxy']}/32",
+                "smtp_url": "",
+                "controller_listen": f"{ADDRESS['center']}:{CONTROLLER_PORT}",
+            },
+            # A faster pace than production's, so that trees form and failures show in seconds.
+            {"tick_seconds": 0.3, "report_seconds": 0.5, "keepalive_seconds": 2},
+        )
     )
-    for name, *_ in SERVERS:
+    for name, _, _, zone, _ in SERVERS:
         folder = work / f"live-{name}"
         folder.mkdir(mode=0o700)
-        (folder / "townhall.toml").write_text("[controller]\nreport_seconds = 0.5\n")
+        (folder / "townhall.toml").write_text(
+            render_settings(
+                "live-dmz.toml" if zone == "dmz" else "live-internal.toml",
+                {"public_url": PROXY_URL},
+                {"report_seconds": 0.5},
+            )
+        )
     return data
 
 
