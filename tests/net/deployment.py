@@ -22,7 +22,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -119,10 +119,10 @@ class Deployment:
 
         return self.outside.call(ask)
 
-    def wait_ready(self, event_id: int, attempts: int = 150) -> dict[str, object]:
-        """Poll the Center's API (from the staff machine) until the event's tree is ready."""
+    def live_state(self, event_id: int) -> dict[str, object]:
+        """The event's live state as the Center's API gives it to an organizer (staff machine)."""
 
-        def live() -> dict[str, object]:
+        def ask() -> dict[str, object]:
             with self.center.client("olga") as api:
                 response = api.get(f"/api/v1/events/{event_id}")
             assert response.status_code == 200, response.text
@@ -130,13 +130,29 @@ class Deployment:
             assert isinstance(state, dict)
             return state
 
+        return self.staff.call(ask)
+
+    def wait_live(
+        self,
+        event_id: int,
+        condition: Callable[[dict[str, object]], bool],
+        what: str,
+        attempts: int = 150,
+    ) -> dict[str, object]:
+        """Poll the event's live state every 0.3 s until ``condition`` holds."""
         state: dict[str, object] = {}
         for _ in range(attempts):
-            state = self.staff.call(live)
-            if state["state"] == "ready":
+            state = self.live_state(event_id)
+            if condition(state):
                 return state
             self.staff.run(asyncio.sleep(0.3))
-        raise AssertionError(f"the tree never became ready: {state}\n{self.logs()}")
+        raise AssertionError(f"{what} never happened: {state}\n{self.logs()}")
+
+    def wait_ready(self, event_id: int, attempts: int = 150) -> dict[str, object]:
+        """Wait until the event's tree is ready."""
+        return self.wait_live(
+            event_id, lambda state: state["state"] == "ready", "the tree ready", attempts
+        )
 
 
 def _townhall(*args: str) -> str:

@@ -13,7 +13,6 @@ Waits are bounded and generous; nothing asserts how long anything took
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -146,21 +145,7 @@ def tree_whole(deployment: Deployment, event_id: int) -> None:
             and all(s["role"] == "main" or s["upstream"] == "up" for s in servers)
         )
 
-    def live() -> dict[str, object]:
-        with deployment.center.client("olga") as api:
-            response = api.get(f"/api/v1/events/{event_id}")
-        assert response.status_code == 200, response.text
-        state = response.json()["live"]
-        assert isinstance(state, dict)
-        return state
-
-    state: dict[str, object] = {}
-    for _ in range(int(WAIT / 0.3)):
-        state = deployment.staff.call(live)
-        if whole(state):
-            return
-        deployment.staff.run(asyncio.sleep(0.3))
-    raise AssertionError(f"the tree never came whole again: {state}\n{deployment.logs()}")
+    deployment.wait_live(event_id, whole, "the tree whole again", attempts=int(WAIT / 0.3))
 
 
 def leave_all(people: list[Person]) -> None:
