@@ -54,14 +54,17 @@ def played(page: Page) -> tuple[list[float], float]:
     return output["samples"], output["sampleRate"]
 
 
-def played_without_stalls(page: Page, stream_id: int = 1) -> list[float]:
-    """What was played in a window in which the stream never ran short.
+def quietest_steady_5ms(page: Page, stream_id: int = 1, windows: int = 6) -> float:
+    """The loudest, over a few windows in which the stream never ran short, of each window's
+    quietest 5 ms (``quietest_5ms``): near 0 only when every such window had a dropout.
 
     A page stalled by a busy machine gets its audio late: the playout conceals the gap, fading
     out after 20 ms, and falls silent if the stall outlasts 60 ms. That is not what a dropout
-    check is about, so a window with an underrun or a rebuffer is skipped and another one taken
-    (after the analyser's 0.7 s window has passed). Frames the sender marks as lost are
-    concealed where they belong and count as neither.
+    check is about, so a window with an underrun or a rebuffer is skipped (the counts are read
+    a moment after the window, so that the worklet's report of its end has arrived). A capture
+    or render glitch of that busy machine can still leave one window with a dropout, so the
+    best of several windows is taken: what the checks are about (a lost packet, or a drift
+    correction, going quiet) happens several times a second and so spoils every window.
     """
 
     def shortfalls() -> tuple[int, int]:
@@ -69,13 +72,22 @@ def played_without_stalls(page: Page, stream_id: int = 1) -> list[float]:
         stream = next(s for s in streams if s["id"] == stream_id)
         return int(stream["underruns"]), int(stream["rebuffers"])
 
-    for _ in range(8):
+    best = None
+    for _ in range(3 * windows):
         before = shortfalls()
         page.wait_for_timeout(750)
         samples, _rate = played(page)
-        if shortfalls() == before:
-            return samples
-    raise AssertionError("the playout ran short in every window")
+        page.wait_for_timeout(200)
+        if shortfalls() != before:
+            continue
+        quietest = quietest_5ms(samples)
+        best = quietest if best is None else max(best, quietest)
+        windows -= 1
+        if windows == 0 or best > 0.15:
+            break
+    if best is None:
+        raise AssertionError("the playout ran short in every window")
+    return best
 
 
 def least_excess_ms(page: Page, stream_id: int = 1) -> float:
@@ -135,8 +147,7 @@ def test_every_tenth_packet_lost_is_concealed_and_the_tone_goes_on(
     samples, rate = played(page)
     # The lost 20 ms are filled with the tone's last period: no gap, no drop in loudness.
     assert rms(samples) > 0.25
-    steady = played_without_stalls(page)
-    assert quietest_5ms(steady) > 0.15, "a dropout: some 5 ms of the tone went quiet"
+    assert quietest_steady_5ms(page) > 0.15, "a dropout: some 5 ms of the tone went quiet"
     [frequency] = strongest_frequencies(samples, rate)
     assert frequency == pytest.approx(440, abs=5)
 
@@ -161,7 +172,7 @@ def test_a_sender_whose_clock_drifts_does_not_make_latency_grow_or_starve(
     assert rms(samples) > 0.25
     # Whole pitch periods are dropped or repeated: the tone keeps its pitch, with no dropout.
     assert strongest_frequencies(samples, rate) == [pytest.approx(440, abs=5)]
-    assert quietest_5ms(played_without_stalls(page)) > 0.15
+    assert quietest_steady_5ms(page) > 0.15
 
 
 def test_two_speakers_at_once_are_mixed(
