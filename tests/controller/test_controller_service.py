@@ -36,6 +36,7 @@ from townhall.controller.identity import (
 )
 from townhall.controller.service import ControllerService, server_ssl_context
 from townhall.inprocess import InProcessSources
+from townhall.live.attendance import Visit
 from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.live.floor import Removed
@@ -50,6 +51,8 @@ class Held:
     participants: int = 0
     children: tuple[str, ...] = ()
     removed: tuple[Removed, ...] = ()
+    attendance: tuple[Visit, ...] = ()
+    attendance_missed: int = 0
 
 
 @dataclass
