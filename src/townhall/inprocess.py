@@ -3,7 +3,8 @@
 ``InProcessSources`` implements ``townhall.controller.sources.ControllerSources``
 when the Controller runs beside the Center and the Manager on one database:
 each call opens a session, asks the owner's own functions
-(``center.live.due_events`` and ``record_live_state``,
+(``center.live.due_events``, ``record_live_state`` and ``record_removals``,
+``center.attendance.record`` and ``close``,
 ``manager.registry.event_tree`` and ``server_by_name``), and hands back the
 contract's plain values, never a row. It is part of the composition root:
 only ``townhall.cli`` and ``townhall.onebox`` use it, so the Controller
@@ -24,7 +25,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from townhall import schema
-from townhall.center import live
+from townhall.center import attendance, live
 from townhall.center.trees import TreeOption, TreeRefused
 from townhall.center.trees import TreeServer as CenterTreeServer
 from townhall.config import Settings
@@ -35,6 +36,7 @@ from townhall.controller.sources import (
     EventTree,
     LiveState,
     RegisteredServer,
+    ReportedVisit,
     ServerState,
     SourceRefused,
     SourceUnavailable,
@@ -111,6 +113,24 @@ class InProcessSources:
         ]
         with _translated(), self._sessions() as session:
             live.record_removals(session, event_id, reported)
+
+    def report_attendance(
+        self,
+        event_id: int,
+        server: str,
+        zone: str,
+        at: datetime | None,
+        visits: Sequence[ReportedVisit],
+        missed: int,
+    ) -> None:
+        with _translated(), self._sessions() as session:
+            attendance.record(session, event_id, server, zone, at, visits, missed)
+
+    def close_attendance(
+        self, event_id: int, server: str | None, at: datetime | None, cause: str
+    ) -> None:
+        with _translated(), self._sessions() as session:
+            attendance.close(session, event_id, server, at, cause)
 
 
 @contextlib.contextmanager

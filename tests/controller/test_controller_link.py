@@ -271,3 +271,43 @@ def test_a_report_of_removals_is_bounded_and_checked(removed: list[object]) -> N
     payload = msgspec.msgpack.encode({"type": "status", "events": [report | {"removed": removed}]})
     with pytest.raises(RemoteLinkError):
         controller.receive_data(len(payload).to_bytes(4, "big") + payload)
+
+
+def _visit(**fields: object) -> dict[str, object]:
+    return {"credential_id": "cred-quinn-1", "name": "quinn", "joined_at": 1.8e9} | fields
+
+
+@pytest.mark.parametrize(
+    "attendance",
+    [
+        [_visit()] * (link.MAX_VISITS + 1),  # oversized
+        [_visit(left_at=1.8e9 - 1)],  # leaves before it joins
+        [_visit(joined_at="yesterday")],
+        [_visit(joined_at=float("nan"))],
+        [_visit(joined_at=-1.0)],
+        [_visit(credential_id="bad id!")],
+        [_visit(name="x" * 201)],
+        [_visit(extra=1)],
+    ],
+)
+def test_a_report_of_attendance_is_bounded_and_checked(attendance: list[object]) -> None:
+    _, controller = pair()
+    report = {"event_id": 7, "role": "child", "upstream": "up", "participants": 1}
+    status = {"type": "status", "events": [report | {"attendance": attendance}]}
+    payload = msgspec.msgpack.encode(status)
+    with pytest.raises(RemoteLinkError):
+        controller.receive_data(len(payload).to_bytes(4, "big") + payload)
+
+
+def test_a_report_of_attendance_within_bounds_is_taken_as_sent() -> None:
+    _, controller = pair()
+    report = {"event_id": 7, "role": "child", "upstream": "up", "participants": 1}
+    visits = [_visit(left_at=1.8e9 + 60), _visit(joined_at=1.8e9 + 90)]
+    status = {"type": "status", "events": [report | {"attendance": visits}], "at": 1.8e9 + 99}
+    payload = msgspec.msgpack.encode(status)
+    (message,) = controller.receive_data(len(payload).to_bytes(4, "big") + payload)
+    assert isinstance(message, link.Status) and message.at == 1.8e9 + 99
+    assert [(v.joined_at, v.left_at) for v in message.events[0].attendance] == [
+        (1.8e9, 1.8e9 + 60),
+        (1.8e9 + 90, None),
+    ]

@@ -10,15 +10,19 @@ import pytest
 
 from tests.controller.controller_support import T0, Due, Secrets, tree
 from townhall.controller.plan import (
+    ATTENDANCE_REFRESH,
+    CloseAttendance,
     Command,
     EventTree,
     ForgetEvent,
     LiveState,
     Planner,
+    RecordAttendance,
     RecordLiveState,
     RecordRemovals,
     RemovedMember,
     ReportedEvent,
+    ReportedVisit,
     SaveAssignments,
     SendAssignment,
     SendEnd,
@@ -354,3 +358,68 @@ def test_removals_from_the_events_main_server_go_to_the_center_once_and_from_no_
     assert removals(plan.status_received("main", [reported])) == [RecordRemovals(7, (quinn,))]
     # Every later report repeats it: it is recorded once.
     assert removals(plan.status_received("main", [reported])) == []
+
+
+def attendance(commands: list[Command]) -> list[RecordAttendance | CloseAttendance]:
+    return [c for c in commands if isinstance(c, RecordAttendance | CloseAttendance)]
+
+
+def test_visits_on_the_tree_go_to_the_center_when_new_or_changed_and_then_now_and_again() -> None:
+    plan = planner()
+    all_linked(plan)
+    plan.tick(T0, [Due(7)], {7: TREE})
+    quinn = ReportedVisit("cred-quinn-1", "quinn", T0)
+    pia = ReportedVisit("cred-pia-0001", "pia", T0 + timedelta(seconds=5))
+    report = replace(up(7), attendance=(quinn, pia))
+    at = T0 + timedelta(seconds=10)
+    assert attendance(plan.status_received("child-a", [report], at)) == [
+        RecordAttendance(7, "child-a", "internal", at, (quinn, pia), 0)
+    ]
+    # The same report again: nothing; quinn leaves: only quinn goes.
+    assert attendance(plan.status_received("child-a", [report], at)) == []
+    gone = replace(quinn, left_at=T0 + timedelta(seconds=20))
+    report = replace(report, attendance=(gone, pia))
+    assert attendance(plan.status_received("child-a", [report], at)) == [
+        RecordAttendance(7, "child-a", "internal", at, (gone,), 0)
+    ]
+    # After a while all of them go again (dating the server, repairing a failed write).
+    later = at + ATTENDANCE_REFRESH
+    assert attendance(plan.status_received("child-a", [report], later)) == [
+        RecordAttendance(7, "child-a", "internal", later, (gone, pia), 0)
+    ]
+    # A server outside the event's tree counts no one in it.
+    plan.server_connected("stranger")
+    assert attendance(plan.status_received("stranger", [report], later)) == []
+
+
+def test_a_lost_server_closes_its_open_visits_where_last_heard_and_they_reopen_if_it_returns() -> (
+    None
+):
+    plan = planner()
+    all_linked(plan)
+    plan.tick(T0, [Due(7)], {7: TREE})
+    quinn = ReportedVisit("cred-quinn-1", "quinn", T0)
+    heard = T0 + timedelta(seconds=30)
+    plan.status_received("child-b", [replace(up(7), attendance=(quinn,))], heard)
+    assert attendance(plan.server_lost("child-b")) == [
+        CloseAttendance(7, "child-b", heard, "server-loss")
+    ]
+    plan.server_connected("child-b")
+    back = heard + timedelta(seconds=5)
+    # Only the link had gone: quinn is still there, and is open again in the Center.
+    assert attendance(
+        plan.status_received("child-b", [replace(up(7), attendance=(quinn,))], back)
+    ) == [RecordAttendance(7, "child-b", "internal", back, (quinn,), 0)]
+
+
+def test_at_the_events_end_open_visits_end_with_it_and_anything_left_is_marked_lost() -> None:
+    plan = planner()
+    all_linked(plan)
+    plan.tick(T0, [Due(7)], {7: TREE})
+    quinn = ReportedVisit("cred-quinn-1", "quinn", T0)
+    plan.status_received("main", [replace(up(7, "main"), attendance=(quinn,))], T0)
+    end = T0 + timedelta(minutes=1)
+    assert attendance(plan.tick(end, [Due(7, cancelled=True)], {7: TREE})) == [
+        CloseAttendance(7, "main", end, "event-end"),
+        CloseAttendance(7, None, None, "server-loss"),
+    ]

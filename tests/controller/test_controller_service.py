@@ -12,11 +12,13 @@ import base64
 import os
 import shutil
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -24,7 +26,7 @@ from sqlalchemy import select
 
 from tests.controller.controller_support import World, eventually
 from townhall import inprocess
-from townhall.center import live
+from townhall.center import attendance, live
 from townhall.center.tables import Event, TicketCredential
 from townhall.config import Settings
 from townhall.controller import link
@@ -36,10 +38,12 @@ from townhall.controller.identity import (
 )
 from townhall.controller.service import ControllerService, server_ssl_context
 from townhall.inprocess import InProcessSources
+from townhall.live.attendance import Visit
 from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.live.floor import Removed
 from townhall.pki import DevCA
+from townhall.store.conventions import now_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class Held:
     participants: int = 0
     children: tuple[str, ...] = ()
     removed: tuple[Removed, ...] = ()
+    attendance: tuple[Visit, ...] = ()
+    attendance_missed: int = 0
 
 
 @dataclass
@@ -61,6 +67,7 @@ class StandIn:
     keys: list[Ed25519PublicKey] = field(default_factory=list)
     ended: list[int] = field(default_factory=list)
     removed: dict[int, tuple[Removed, ...]] = field(default_factory=dict)  # what it reports
+    visits: dict[int, tuple[Visit, ...]] = field(default_factory=dict)  # what it reports
 
     def assign(self, assignment: AssignmentReceived, center_public_key: Ed25519PublicKey) -> None:
         self.rooms[assignment.event_id] = assignment
@@ -77,6 +84,7 @@ class StandIn:
                 a.role.value,
                 "none" if a.role is ServerRole.MAIN else self.upstream,
                 removed=self.removed.get(e, ()),
+                attendance=self.visits.get(e, ()),
             )
             for e, a in self.rooms.items()
         ]
@@ -492,3 +500,54 @@ def test_a_center_public_key_that_is_not_32_bytes_of_base64_is_refused(tmp_path:
     for bad in ("not base64!", base64.b64encode(b"k" * 31).decode()):
         with pytest.raises(ValueError, match="base64 of 32 bytes"):
             Settings(data=tmp_path, controller={"center_public_key": bad})
+
+
+async def test_bad_attendance_from_one_server_is_refused_and_the_others_is_kept(
+    world: World,
+) -> None:
+    event_id = world.schedule()
+    world.ticket(event_id, "mike")
+    with world.sessions() as session:
+        mike = session.scalar(
+            select(TicketCredential.id).where(TicketCredential.event_id == event_id)
+        )
+    assert mike is not None
+    now = time.time()
+    main = StandIn()
+    main.visits[event_id] = (Visit(mike, "mike", now - 120),)
+
+    def people() -> list[tuple[str, str, str | None]]:
+        with world.sessions() as session:
+            event = session.get(Event, event_id)
+            assert event is not None
+            found = attendance.report(session, event, now_utc())
+            return [(p.name, s.server, s.ended_by) for p in found.people for s in p.stays]
+
+    report = {"event_id": event_id, "role": "child", "upstream": "up", "participants": 1}
+    visit = {"credential_id": mike, "name": "mike", "joined_at": now}
+    bad = [
+        [visit] * (link.MAX_VISITS + 1),  # oversized
+        [visit | {"left_at": now - 1}],  # leaves before it came
+        [visit | {"joined_at": "now"}],  # not a time
+    ]
+    async with controller(world) as service, agent(world, service, "main", main):
+        await eventually(lambda: people() == [("mike", "main", None)], "main's visit kept")
+        identity = issue_local_identity(world.settings, "child-a", ["127.0.0.1"])
+        for attendance_sent in bad:
+            reader, writer = await raw_link(service, identity)
+            core = link.LinkConnection(link.Side.AGENT)
+            writer.write(core.send(link.Hello(version=1)))
+            payload = msgspec.msgpack.encode(
+                {"type": "status", "events": [report | {"attendance": attendance_sent}]}
+            )
+            writer.write(len(payload).to_bytes(4, "big") + payload)
+            messages = core.receive_data(await read_to_end(reader))
+            writer.close()
+            # A clear refusal, on that link alone.
+            assert isinstance(messages[-1], link.Bye)
+            assert messages[-1].code is link.ByeCode.PROTOCOL_ERROR
+            assert "malformed" in messages[-1].message
+        # Nothing of it was kept, and the main server's link and reports go on.
+        assert service.linked == {"main"}
+        main.visits[event_id] = (Visit(mike, "mike", now - 120, now - 60),)
+        await eventually(lambda: people() == [("mike", "main", "left")], "main's leave kept")

@@ -54,11 +54,14 @@ class LiveSystem:
     ports: dict[str, int]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     extra_args: dict[str, list[str]] = field(default_factory=dict)  # by process name
+    tree: tuple[ServerSpec, ...] = TREE
 
     @classmethod
-    def prepare(cls, center: Center, data: Path) -> LiveSystem:
-        """Register the tree in the Manager and write the settings the processes read."""
-        ports = {spec.name: free_port() for spec in TREE}
+    def prepare(
+        cls, center: Center, data: Path, tree: tuple[ServerSpec, ...] = TREE
+    ) -> LiveSystem:
+        """Register ``tree`` in the Manager and write the settings the processes read."""
+        ports = {spec.name: free_port() for spec in tree}
         ports["controller"] = free_port()
         (data / "townhall.toml").write_text(
             "[center]\n"
@@ -70,7 +73,7 @@ class LiveSystem:
             "keepalive_seconds = 2\n"
         )
         with center.client("ada") as admin:
-            for spec in TREE:
+            for spec in tree:
                 response = admin.post(
                     "/manager/api/v1/servers",
                     json={
@@ -81,14 +84,14 @@ class LiveSystem:
                     },
                 )
                 assert response.status_code == 201, response.text
-            nodes = [{"server": s.name, "parent": s.parent} for s in TREE]
-            tree = admin.post("/manager/api/v1/trees", json={"name": "e2e", "nodes": nodes})
-            assert tree.status_code == 201, tree.text
-            made = admin.post(f"/manager/api/v1/trees/{tree.json()['id']}/default")
+            nodes = [{"server": s.name, "parent": s.parent} for s in tree]
+            made = admin.post("/manager/api/v1/trees", json={"name": "e2e", "nodes": nodes})
+            assert made.status_code == 201, made.text
+            made = admin.post(f"/manager/api/v1/trees/{made.json()['id']}/default")
             assert made.status_code == 200, made.text
-        for spec in TREE:
+        for spec in tree:
             issue_local_identity(center.settings, spec.name, ["127.0.0.1"])
-        return cls(center, data, ports)
+        return cls(center, data, ports, tree=tree)
 
     def start(self, name: str) -> None:
         """Start ``controller`` or the live server ``name`` (again)."""
@@ -217,7 +220,7 @@ def dominant_frequency(pcm: np.ndarray, rate: int) -> float:
 
 
 def running_system(system: LiveSystem) -> Iterator[LiveSystem]:
-    for name in ("controller", *(spec.name for spec in TREE)):
+    for name in ("controller", *(spec.name for spec in system.tree)):
         system.start(name)
     try:
         yield system

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,10 @@ async def test_a_participant_probes_the_load_joins_and_chats(pki: Pki, issuer: C
 
         bo = await joined(main.port, context, "bo", sealed(issuer, "bo"))
         assert main.load() == (2, 50)
-        assert main.status() == [EventStatus(EVENT_ID, "main", "none", 2, ())]
+        (status,) = main.status()
+        # The two are in the server's attendance, still here.
+        assert [(v.name, v.left_at) for v in status.attendance] == [("ana", None), ("bo", None)]
+        assert replace(status, attendance=()) == EventStatus(EVENT_ID, "main", "none", 2, ())
 
         ana.chat("hello everyone")
         bo.chat("hi ana")
@@ -133,7 +137,11 @@ async def test_a_main_and_a_child_relay_chat_and_media_both_ways(pki: Pki, issue
         bo = await joined(child.port, context, "bo", sealed(issuer, "bo"))
         for client in (ana, bo):
             await client.wait_for(lambda c=client: set(c.roster) == {"ana", "bo"}, "both")  # type: ignore[misc]
-        assert child.status() == [EventStatus(EVENT_ID, "child", "up", 1, ())]
+        (status,) = child.status()
+        # Each server counts its own participants: bo on the child, ana on the main.
+        assert [v.name for v in status.attendance] == ["bo"]
+        assert [v.name for v in main.status()[0].attendance] == ["ana"]
+        assert replace(status, attendance=()) == EventStatus(EVENT_ID, "child", "up", 1, ())
 
         ana.chat("down the tree")
         bo.chat("up the tree")

@@ -282,3 +282,54 @@ class SignInFailures(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
     blocked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Attendance(Base):
+    """One stay of one participant on one live server of an event (issue 13, attendance).
+
+    Reported by that server through the Controller (``attendance.record``),
+    kept by (event, server, credential, join time) so a report repeated
+    changes nothing. ``ended_by`` says how the stay ended: "left" (the server
+    saw it), "event-end" (still there when the event ended), "server-loss"
+    (the server vanished: ``left_at`` is the last time it was heard of, and
+    the report is incomplete there); None while the stay goes on.
+    """
+
+    __tablename__ = "center_attendance"
+    __table_args__ = (
+        UniqueConstraint(
+            "event_id",
+            "server",
+            "credential_id",
+            "joined_at",
+            name="uq_center_attendance_visit",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("center_events.id", ondelete="CASCADE"), index=True
+    )
+    server: Mapped[str] = mapped_column(String(64))
+    zone: Mapped[str] = mapped_column(String(16), default="")
+    credential_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")  # as the room showed it
+    username: Mapped[str] = mapped_column(String(128), default="")  # the credential's
+    guest: Mapped[bool] = mapped_column(Boolean, default=False)  # no account
+    joined_at: Mapped[datetime] = mapped_column(DateTime)
+    left_at: Mapped[datetime | None] = mapped_column(DateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(16))
+
+
+class AttendanceServer(Base):
+    """What the Center last heard from one live server of an event about its attendance."""
+
+    __tablename__ = "center_attendance_servers"
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("center_events.id", ondelete="CASCADE"), primary_key=True
+    )
+    server: Mapped[str] = mapped_column(String(64), primary_key=True)
+    zone: Mapped[str] = mapped_column(String(16), default="")
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)  # the server's clock
+    missed: Mapped[int] = mapped_column(Integer, default=0)  # joins it could not report

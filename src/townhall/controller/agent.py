@@ -16,9 +16,11 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from townhall.config import parse_listen
@@ -54,6 +56,19 @@ class RemovedLike(Protocol):
     def by_name(self) -> str: ...
 
 
+class VisitLike(Protocol):
+    """What the agent reads of ``townhall.live.attendance.Visit``."""
+
+    @property
+    def credential_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def joined_at(self) -> float: ...
+    @property
+    def left_at(self) -> float | None: ...
+
+
 class EventStatusLike(Protocol):
     """What the agent reads of ``townhall.live.server.EventStatus``."""
 
@@ -69,6 +84,10 @@ class EventStatusLike(Protocol):
     def children(self) -> tuple[str, ...]: ...
     @property
     def removed(self) -> Sequence[RemovedLike]: ...
+    @property
+    def attendance(self) -> Sequence[VisitLike]: ...
+    @property
+    def attendance_missed(self) -> int: ...
 
 
 class LiveServerLike(Protocol):
@@ -352,13 +371,19 @@ class ControllerAgent:
             except Exception:  # noqa: BLE001 - report again next time rather than stop
                 log.exception("could not read the live server's status")
                 continue
-            if status != last or loop.time() - sent_at >= self._report_seconds:
+            # ``at`` alone changes every time: it does not make a report due.
+            same = last is not None and msgspec.structs.replace(status, at=last.at) == last
+            if not same or loop.time() - sent_at >= self._report_seconds:
                 writer.write(core.send(status))
                 last, sent_at = status, loop.time()
 
     def _status(self) -> link.Status:
-        events = [
-            link.EventReport(
+        budget = link.MAX_STATUS_VISITS
+        events = []
+        for e in list(self._server.status())[: link.MAX_EVENTS]:
+            visits = list(e.attendance)[: min(link.MAX_VISITS, budget)]
+            budget -= len(visits)
+            report = link.EventReport(
                 event_id=e.event_id,
                 role="main" if e.role == "main" else "child",
                 upstream=_upstream(e.upstream),
@@ -373,13 +398,26 @@ class ControllerAgent:
                     )
                     for r in list(e.removed)[-link.MAX_REMOVALS :]
                 ],
+                attendance=[_visit(v) for v in visits],
+                attendance_missed=_count(e.attendance_missed + len(e.attendance) - len(visits)),
             )
-            for e in list(self._server.status())[: link.MAX_EVENTS]
-        ]
+            events.append(report)
         participants, capacity = self._server.load()
         return link.Status(
-            events=events, participants=_count(participants), capacity=_count(capacity)
+            events=events,
+            participants=_count(participants),
+            capacity=_count(capacity),
+            at=time.time(),
         )
+
+
+def _visit(visit: VisitLike) -> link.Visit:
+    return link.Visit(
+        credential_id=visit.credential_id,
+        name=visit.name[:200],
+        joined_at=visit.joined_at,
+        left_at=visit.left_at,
+    )
 
 
 def _upstream(value: str) -> Upstream:

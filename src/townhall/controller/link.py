@@ -44,6 +44,7 @@ __all__ = [
     "Removal",
     "Side",
     "Status",
+    "Visit",
     "Welcome",
     "decode_frames",
     "encode_frame",
@@ -62,6 +63,10 @@ MAX_EVENTS: Final = 10_000
 MAX_EVENT_KEYS: Final = 16
 MAX_REMOVALS: Final = 1000
 """Removals in one event's report: the newest, when a main server holds more."""
+MAX_VISITS: Final = 5000
+"""Visits in one event's report (``townhall.live.attendance.MAX_VISITS``)."""
+MAX_STATUS_VISITS: Final = 50_000
+"""Visits in one status, all events together: it stays far below ``MAX_FRAME``."""
 
 _EVENT_ID = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 _NAME = Annotated[str, Meta(pattern=rf"\A{SERVER_NAME_PATTERN}\Z")]
@@ -74,6 +79,8 @@ _ADDRESS = Annotated[
 ]
 _TEXT = Annotated[str, Meta(max_length=500)]
 _ROLE = Literal["main", "child"]
+# Unix seconds, 2001 to 2286: a live server's clock, not a peer's fancy.
+_UNIX = Annotated[float, Meta(ge=1e9, lt=1e10)]
 _NONCE = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 _KEY = Annotated[bytes, Meta(min_length=32, max_length=32)]
 _NOT_IN_LABELS = re.compile(f"[{NOT_IN_LABELS}]")
@@ -164,12 +171,28 @@ class Removal(Struct, frozen=True, forbid_unknown_fields=True):
     by_name: Annotated[str, Meta(max_length=200)] = ""
 
 
+class Visit(Struct, frozen=True, forbid_unknown_fields=True):
+    """One participant's stay on the reporting server (Unix seconds; ``left_at`` None: here)."""
+
+    credential_id: _CREDENTIAL_ID
+    name: Annotated[str, Meta(max_length=200)]
+    joined_at: _UNIX
+    left_at: _UNIX | None = None
+
+    def __post_init__(self) -> None:
+        if self.left_at is not None and self.left_at < self.joined_at:
+            raise ValueError("a visit ends before it begins")
+
+
 class EventReport(Struct, frozen=True, forbid_unknown_fields=True):
     """One event as a live server holds it (``townhall.live.server.EventStatus``).
 
     ``removed`` (the main server only) lists the moderators' Removes, each in
     every report until the event ends here; the Controller records new ones
-    in the Center, which bars the person from new tickets.
+    in the Center, which bars the person from new tickets. ``attendance``
+    (every server) lists the visits of the participants connected to it,
+    each in every report; ``attendance_missed`` counts joins it could not keep
+    or send, so the Center can say the count is incomplete.
     """
 
     event_id: _EVENT_ID
@@ -178,14 +201,21 @@ class EventReport(Struct, frozen=True, forbid_unknown_fields=True):
     participants: Annotated[int, Meta(ge=0, le=10_000_000)]
     children: Annotated[list[_NAME], Meta(max_length=MAX_CHILDREN)] = []
     removed: Annotated[list[Removal], Meta(max_length=MAX_REMOVALS)] = []
+    attendance: Annotated[list[Visit], Meta(max_length=MAX_VISITS)] = []
+    attendance_missed: Annotated[int, Meta(ge=0, le=10_000_000)] = 0
 
 
 class Status(_Message, tag="status", frozen=True):
-    """Agent → Controller: every event the server holds now, and its load."""
+    """Agent → Controller: every event the server holds now, and its load, at ``at``.
+
+    ``at`` is the server's Unix time when it wrote the status: the last time
+    known of its participants, should the server vanish.
+    """
 
     events: Annotated[list[EventReport], Meta(max_length=MAX_EVENTS)]
     participants: Annotated[int, Meta(ge=0, le=10_000_000)] = 0
     capacity: Annotated[int, Meta(ge=0, le=10_000_000)] = 0
+    at: _UNIX | None = None
 
 
 class Ping(_Message, tag="ping", frozen=True):

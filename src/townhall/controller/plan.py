@@ -4,7 +4,8 @@
 their resolved trees), which live servers hold a control link, and what each
 reports; it answers with commands: send this assignment to this server, end
 this event there, store or forget the link secrets, record the tree's live
-state. It never touches a socket, a clock, a database or a random source:
+state, record who attended where (and close what a vanished server or the
+event's end left open). It never touches a socket, a clock, a database or a random source:
 time comes in ``tick``, fresh link secrets from the ``new_secret`` callable it
 is given, and ``service`` carries out what it asks, in order. It knows the
 Center's due events only by their shape (``DueEventLike``) and the Manager's
@@ -18,22 +19,26 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.wire.names import LiveState, ServerState
 
 __all__ = [
+    "ATTENDANCE_REFRESH",
+    "CloseAttendance",
     "Command",
     "DueEventLike",
     "EventTree",
     "ForgetEvent",
     "LiveState",
     "Planner",
+    "RecordAttendance",
     "RecordLiveState",
     "RecordRemovals",
     "RemovedMember",
     "ReportedEvent",
+    "ReportedVisit",
     "SaveAssignments",
     "SendAssignment",
     "SendEnd",
@@ -41,6 +46,10 @@ __all__ = [
     "StoredAssignment",
     "TreeServer",
 ]
+
+ATTENDANCE_REFRESH: Final = timedelta(seconds=60)
+"""Each server's whole attendance goes to the Center this often even unchanged: it
+dates the server's last report there, and repairs a write that failed."""
 
 
 # -- inputs ------------------------------------------------------------------------------
@@ -111,6 +120,16 @@ class RemovedMember:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportedVisit:
+    """One participant's stay on the reporting server (naive UTC; ``left_at`` None: there)."""
+
+    credential_id: str
+    name: str
+    joined_at: datetime
+    left_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ReportedEvent:
     """One event as a live server reports holding it."""
 
@@ -120,6 +139,8 @@ class ReportedEvent:
     participants: int
     children: tuple[str, ...] = ()
     removed: tuple[RemovedMember, ...] = ()  # the main server's Removes
+    attendance: tuple[ReportedVisit, ...] = ()  # its own participants' visits
+    attendance_missed: int = 0  # joins it could not keep or send
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -188,8 +209,43 @@ class RecordRemovals:
     removed: tuple[RemovedMember, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class RecordAttendance:
+    """Keep these visits on ``server`` in the Center, which it last heard of at ``at``."""
+
+    event_id: int
+    server: str
+    zone: str
+    at: datetime | None  # the server's time of the report
+    visits: tuple[ReportedVisit, ...]
+    missed: int
+
+
+@dataclass(frozen=True, slots=True)
+class CloseAttendance:
+    """Close the visits the Center holds open on ``server`` (None: on any server).
+
+    ``at`` None: at the time the Center last heard of that server. ``cause``
+    is kept with each visit closed: "server-loss" (the server vanished with
+    them, the report is incomplete there) or "event-end" (they were there
+    when the event ended).
+    """
+
+    event_id: int
+    server: str | None
+    at: datetime | None
+    cause: str
+
+
 Command = (
-    SendAssignment | SendEnd | SaveAssignments | ForgetEvent | RecordLiveState | RecordRemovals
+    SendAssignment
+    | SendEnd
+    | SaveAssignments
+    | ForgetEvent
+    | RecordLiveState
+    | RecordRemovals
+    | RecordAttendance
+    | CloseAttendance
 )
 
 
@@ -232,6 +288,11 @@ class _Event:
     restored: bool = False  # assigned by a previous process
     recorded: tuple[LiveState, tuple[ServerState, ...]] | None = None
     removals: set[str] = field(default_factory=set)  # credential ids sent to the Center
+    # attendance, by server: what was sent to the Center, when, and the last report's time
+    visits: dict[str, dict[tuple[str, datetime], ReportedVisit]] = field(default_factory=dict)
+    missed: dict[str, int] = field(default_factory=dict)
+    refreshed: dict[str, datetime] = field(default_factory=dict)
+    heard: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -344,7 +405,16 @@ class Planner:
         return self._take()
 
     def server_lost(self, name: str) -> list[Command]:
-        """``name``'s control link is gone."""
+        """``name``'s control link is gone: its visits still open end where it was last heard."""
+        for event in self._events.values():
+            sent = event.visits.get(name, {})
+            still = [key for key, visit in sent.items() if visit.left_at is None]
+            if still:
+                # Forgotten as sent: should the server come back with them, they reopen.
+                for key in still:
+                    del sent[key]
+                at = event.heard.get(name)
+                self._out.append(CloseAttendance(event.event_id, name, at, "server-loss"))
         self._connected.discard(name)
         self._sent.pop(name, None)
         self._ending.pop(name, None)
@@ -352,13 +422,17 @@ class Planner:
         self._update_states()
         return self._take()
 
-    def status_received(self, name: str, events: Sequence[ReportedEvent]) -> list[Command]:
-        """``name`` reports every event it holds; an event not its own is ended there."""
+    def status_received(
+        self, name: str, events: Sequence[ReportedEvent], at: datetime | None = None
+    ) -> list[Command]:
+        """``name`` reports every event it holds, at its time ``at`` (naive UTC);
+        an event not its own is ended there."""
         if name not in self._connected:
             return []
         self._reports[name] = {report.event_id: report for report in events}
         for report in events:
             self._removals(name, report)
+            self._attendance(name, report, at)
         if self._ticked:
             self._reconcile(name)
         self._update_states()
@@ -374,6 +448,39 @@ class Planner:
         if new:
             event.removals.update(r.credential_id for r in new)
             self._out.append(RecordRemovals(event.event_id, new))
+
+    def _attendance(self, name: str, report: ReportedEvent, at: datetime | None) -> None:
+        """Pass on the visits a server of the event's tree reports anew or changed.
+
+        All of them go again every ``ATTENDANCE_REFRESH`` (by the server's
+        clock): the Center keeps them by (server, credential, join time).
+        """
+        event = self._events.get(report.event_id)
+        if event is None or name not in event.assignments or event.tree is None:
+            return
+        zone = next((s.zone for s in event.tree.servers if s.name == name), "")
+        if at is not None:
+            event.heard[name] = at
+        sent = event.visits.setdefault(name, {})
+        last = event.refreshed.get(name)
+        # Nothing ever reported there: nothing to date or repair.
+        anything = bool(report.attendance or sent)
+        refresh = anything and at is not None and (last is None or at - last >= ATTENDANCE_REFRESH)
+        changed = tuple(
+            v for v in report.attendance if sent.get((v.credential_id, v.joined_at)) != v
+        )
+        missed = report.attendance_missed != event.missed.get(name, 0)
+        if not (changed or missed or refresh):
+            return
+        visits = report.attendance if refresh else changed
+        for visit in visits:
+            sent[(visit.credential_id, visit.joined_at)] = visit
+        event.missed[name] = report.attendance_missed
+        if refresh and at is not None:
+            event.refreshed[name] = at
+        self._out.append(
+            RecordAttendance(event.event_id, name, zone, at, visits, report.attendance_missed)
+        )
 
     def _reconcile(self, name: str) -> None:
         """End, once per link, each event ``name`` reports that is not assigned to it."""
@@ -481,6 +588,13 @@ class Planner:
                 self._out.append(ForgetEvent(event_id))
         if event_id not in self._closed:
             self._closed.add(event_id)
+            # Whoever the linked servers still held was there until now; what is open
+            # on any other server, that server took with it (closed where last heard).
+            if event is not None:
+                for server, sent in sorted(event.visits.items()):
+                    if server in self._connected and any(v.left_at is None for v in sent.values()):
+                        self._out.append(CloseAttendance(event_id, server, self._now, "event-end"))
+                self._out.append(CloseAttendance(event_id, None, None, "server-loss"))
             reports = event.recorded[1] if event is not None and event.recorded else ()
             ended = tuple(
                 ServerState(

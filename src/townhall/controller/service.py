@@ -26,7 +26,7 @@ import random
 import secrets
 import ssl
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -39,15 +39,18 @@ from townhall.config import Settings, parse_listen
 from townhall.controller import link, records
 from townhall.controller.linksecrets import LinkSecretBox
 from townhall.controller.plan import (
+    CloseAttendance,
     Command,
     DueEventLike,
     EventTree,
     ForgetEvent,
     Planner,
+    RecordAttendance,
     RecordLiveState,
     RecordRemovals,
     RemovedMember,
     ReportedEvent,
+    ReportedVisit,
     SaveAssignments,
     SendAssignment,
     SendEnd,
@@ -311,6 +314,21 @@ class ControllerService:
         if isinstance(command, RecordRemovals):
             self._sources.report_removals(command.event_id, command.removed)
             return
+        if isinstance(command, RecordAttendance):
+            self._sources.report_attendance(
+                command.event_id,
+                command.server,
+                command.zone,
+                command.at,
+                command.visits,
+                command.missed,
+            )
+            return
+        if isinstance(command, CloseAttendance):
+            self._sources.close_attendance(
+                command.event_id, command.server, command.at, command.cause
+            )
+            return
         with self._sessions() as session:
             match command:
                 case SaveAssignments(event_id=event_id, rows=rows):
@@ -353,7 +371,7 @@ class ControllerService:
         # (they wait behind this in the queue): a restarted Controller would otherwise
         # hand out other secrets and break the children's links. So SaveAssignments
         # is retried until the database takes it; other writes give up after a few.
-        must_land = isinstance(command, SaveAssignments | RecordRemovals)
+        must_land = isinstance(command, SaveAssignments | RecordRemovals | CloseAttendance)
         failures = 0
         while True:
             try:
@@ -524,8 +542,8 @@ class ControllerService:
 
     def _handle(self, current: _Link, name: str, message: link.LinkMessage) -> None:
         match message:
-            case link.Status(events=events):
-                self._apply(self.planner.status_received(name, reports_of(events)))
+            case link.Status(events=events, at=at):
+                self._apply(self.planner.status_received(name, reports_of(events), naive(at)))
             case link.Ping(nonce=nonce):
                 current.send(link.Pong(nonce=nonce))
             case link.Bye(code=code, message=text):
@@ -547,6 +565,20 @@ def reports_of(events: Sequence[link.EventReport]) -> list[ReportedEvent]:
                 RemovedMember(r.credential_id, r.by_credential_id, r.name, r.by_name)
                 for r in e.removed
             ),
+            tuple(
+                ReportedVisit(v.credential_id, v.name, when(v.joined_at), naive(v.left_at))
+                for v in e.attendance
+            ),
+            e.attendance_missed,
         )
         for e in events
     ]
+
+
+def when(unix: float) -> datetime:
+    """A live server's Unix time (the link checked its range) as naive UTC."""
+    return datetime.fromtimestamp(unix, UTC).replace(tzinfo=None)
+
+
+def naive(unix: float | None) -> datetime | None:
+    return None if unix is None else when(unix)

@@ -2,7 +2,9 @@
 
 The Controller forms trees for events it does not own. The Center knows which
 events are due and who may join them (``due_events``) and shows the state the
-Controller reports (``report_live_state``); the Manager knows each event's
+Controller reports (``report_live_state``), the removals
+(``report_removals``) and who attended (``report_attendance``,
+``close_attendance``); the Manager knows each event's
 tree (``event_trees``) and which live servers exist (``registered_server``).
 ``ControllerSources`` declares exactly that, in plain frozen values, so the
 Controller imports neither ``center`` nor ``manager`` and never opens their
@@ -26,7 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from townhall.controller.plan import DueEventLike, EventTree, RemovedMember, TreeServer
+from townhall.controller.plan import (
+    DueEventLike,
+    EventTree,
+    RemovedMember,
+    ReportedVisit,
+    TreeServer,
+)
 from townhall.wire.names import LiveState, ServerState
 
 __all__ = [
@@ -36,6 +44,7 @@ __all__ = [
     "EventTree",
     "LiveState",
     "RegisteredServer",
+    "ReportedVisit",
     "ServerState",
     "SourceRefused",
     "SourceUnavailable",
@@ -115,4 +124,24 @@ class ControllerSources(Protocol):
 
     def report_removals(self, event_id: int, removed: Sequence[RemovedMember]) -> None:
         """Bar the people a moderator removed from new tickets for the event (issue 10)."""
+        ...
+
+    def report_attendance(
+        self,
+        event_id: int,
+        server: str,
+        zone: str,
+        at: datetime | None,
+        visits: Sequence[ReportedVisit],
+        missed: int,
+    ) -> None:
+        """Keep these visits of the event on ``server`` (new, changed or again), the
+        server's time of the report ``at`` and how many joins it could not report."""
+        ...
+
+    def close_attendance(
+        self, event_id: int, server: str | None, at: datetime | None, cause: str
+    ) -> None:
+        """Close the event's visits still open on ``server`` (None: anywhere) at ``at``
+        (None: when that server was last heard of), marking them with ``cause``."""
         ...

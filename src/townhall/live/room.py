@@ -37,6 +37,7 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from townhall.live.admission import Refusal, check_link, check_participant, link_ticket, member_name
+from townhall.live.attendance import Ledger
 from townhall.live.backoff import Backoff
 from townhall.live.chatlog import ChatLog, Entry
 from townhall.live.events import (
@@ -235,6 +236,7 @@ class EventRoom:
         self._links: dict[ConnId, _Peer] = {}  # open child links, a subset of _peers
         self._links_cache: tuple[ConnId, ...] | None = None  # the synced ones
         self._locals: dict[str, ConnId] = {}  # open participants here, by name
+        self._ledger = Ledger()  # their visits, for the attendance report
         self._audience_cache: tuple[ConnId, ...] | None = None
         self._routes: dict[str, _Route] = {}  # every member at or below this server
         self._banned: set[str] = set()
@@ -314,6 +316,11 @@ class EventRoom:
     def removed(self) -> tuple[Removed, ...]:
         """The moderators' Removes (main server only), reported Up to the Controller."""
         return self._floor.removed if self._floor is not None else ()
+
+    @property
+    def attendance(self) -> Ledger:
+        """Who was connected here and when (attendance.py), reported to the Controller."""
+        return self._ledger
 
     @property
     def media_refused(self) -> int:
@@ -456,6 +463,7 @@ class EventRoom:
         if peer.role is Role.PARTICIPANT:
             if self._locals.get(peer.name) == peer.conn:
                 del self._locals[peer.name]
+                self._ledger.left(peer.name, self._wall)
                 self._audience_cache = None
             names = [peer.name]
         else:
@@ -572,6 +580,7 @@ class EventRoom:
         self._routes[name] = _Route(conn, local, joined)
         if local:
             self._locals[name] = conn
+            self._ledger.joined(name, joined.credential_id, self._wall)
             self._audience_cache = None
         else:
             self._peers[conn].names.add(name)
@@ -583,6 +592,7 @@ class EventRoom:
         if route.local:
             if self._locals.get(name) == route.conn:
                 del self._locals[name]
+                self._ledger.left(name, self._wall)
                 self._audience_cache = None
             if route.conn in self._peers:
                 self._close(route.conn, reason, message)
@@ -1068,6 +1078,7 @@ class EventRoom:
         self._roster_pending.clear()
         # Everyone goes at once: no one is told of each departure.
         self._locals.clear()
+        self._ledger.close_all(self._wall)
         self._links.clear()
         self._routes.clear()
         self._audience_cache = self._links_cache = None

@@ -29,6 +29,7 @@ from typing import Any, Final, cast
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from townhall.live.admission import Refusal
+from townhall.live.attendance import Visit
 from townhall.live.dispatch import Dispatcher
 from townhall.live.events import (
     AssignmentReceived,
@@ -66,6 +67,8 @@ class EventStatus:
     participants: int  # connected here
     children: tuple[str, ...]  # child servers linked and synced here
     removed: tuple[Removed, ...] = ()  # the moderators' Removes (main server), for the Center
+    attendance: tuple[Visit, ...] = ()  # who was connected here, and when
+    attendance_missed: int = 0  # joins past the ledger's bound, not kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +408,8 @@ class LiveServer:
                 participants=room.room.load().participants,
                 children=room.room.children,
                 removed=room.room.removed,
+                attendance=room.room.attendance.visits,
+                attendance_missed=room.room.attendance.missed,
             )
             for room in self._rooms.values()
         ]
@@ -528,6 +533,9 @@ class LiveServer:
                 except Exception:
                     log.exception("%s: event %d: a pass failed", self.name, room.event_id)
                     continue
+                # Joins and leaves are not a change to report at once: they are dated
+                # here, and go with the next periodic report (a crowd arriving would
+                # otherwise send the whole ledger once per join).
                 status = (room.room.upstream, room.room.children, len(room.room.removed))
                 if status != room.last_status and not room.ended:
                     room.last_status = status
