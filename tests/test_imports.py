@@ -54,7 +54,7 @@ WIRE_MODULES = frozenset(
 LIVE_CORE_MODULES = frozenset(
     {
         "__init__", "admission", "backoff", "chatlog", "dispatch", "events", "floor", "outbox",
-        "room", "routing", "websocket",
+        "polls", "questions", "room", "routing", "websocket",
     }
 )
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from townhall import schema
 from townhall.center import attendance, live
+from townhall.center import polls as center_polls
 from townhall.center.trees import TreeOption, TreeRefused
 from townhall.center.trees import TreeServer as CenterTreeServer
 from townhall.config import Settings
@@ -45,6 +46,7 @@ from townhall.controller.sources import (
 )
 from townhall.manager import registry
 from townhall.store import make_engine, make_session_factory
+from townhall.wire.messages import Poll, Question
 from townhall.wire.names import Zone
 
 __all__ = ["InProcessSources", "center_key", "controller_wiring", "migrate", "sources"]
@@ -131,6 +133,12 @@ class InProcessSources:
     ) -> None:
         with _translated(), self._sessions() as session:
             attendance.close(session, event_id, server, at, cause)
+
+    def record_polls(
+        self, event_id: int, polls: Sequence[Poll], questions: Sequence[Question]
+    ) -> None:
+        with _translated(), self._sessions() as session:
+            center_polls.record_polls(session, event_id, polls, questions)
 
 
 @contextlib.contextmanager

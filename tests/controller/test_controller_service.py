@@ -44,6 +44,7 @@ from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.live.floor import Removed
 from townhall.pki import DevCA
 from townhall.store.conventions import now_utc
+from townhall.wire.messages import Poll, Question
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,9 @@ class Held:
     removed: tuple[Removed, ...] = ()
     attendance: tuple[Visit, ...] = ()
     attendance_missed: int = 0
+    polls: tuple[Poll, ...] = ()
+    questions: tuple[Question, ...] = ()
+    record_version: int = 0
 
 
 @dataclass

@@ -59,6 +59,10 @@ from townhall.wire import (
     Message,
     OpenStream,
     Ping,
+    Poll,
+    PollUpdated,
+    Question,
+    QuestionUpdated,
     Role,
     RosterUpdate,
     SendChat,
@@ -149,6 +153,8 @@ class Client:
         self.streams: dict[int, StreamInfo] = {}
         self.media: list[MediaFrame] = []
         self.errors: list[Error] = []
+        self.polls: dict[int, Poll] = {}
+        self.questions: dict[int, Question] = {}
         self.messages: list[Message] = []
         self._chat_seq = itertools.count(1)
         self._media_seq = itertools.count(0)
@@ -233,6 +239,10 @@ class Client:
                     self.streams.pop(stream_id, None)
                 case Error():
                     self.errors.append(event)
+                case PollUpdated(poll=poll):
+                    self.polls[poll.poll_id] = poll
+                case QuestionUpdated(question=question):
+                    self.questions[question.question_id] = question
 
     def leave(self) -> None:
         self.send(Bye(reason=ByeReason.NORMAL, message="bye"))

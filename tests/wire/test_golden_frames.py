@@ -14,6 +14,7 @@ import pytest
 
 from tests.wire.wire_support import decode_frame
 from townhall.wire import (
+    AskQuestion,
     AuthFailure,
     AuthOk,
     Bye,
@@ -21,6 +22,7 @@ from townhall.wire import (
     Channel,
     ChatPosted,
     Codec,
+    CreatePoll,
     EndEvent,
     Hello,
     Load,
@@ -29,7 +31,13 @@ from townhall.wire import (
     MemberJoined,
     Message,
     OpenStream,
+    Poll,
+    PollState,
+    PollUpdated,
     Pong,
+    Question,
+    QuestionState,
+    QuestionUpdated,
     RequestKeyFrame,
     Role,
     RosterUpdate,
@@ -39,6 +47,7 @@ from townhall.wire import (
     StreamInfo,
     StreamKind,
     StreamOpened,
+    Vote,
     Welcome,
     encode_message,
 )
@@ -83,6 +92,32 @@ FRAMES: dict[str, Message | MediaFrame] = {
         role="moderator",
         server="child-a",
         joined_at=1_700_000_000.5,
+    ),
+    "create_poll": CreatePoll(question="Lunch?", options=("pizza", "soup"), multiple=True),
+    "vote": Vote(poll_id=1, choices=(0, 1)),
+    "poll_updated": PollUpdated(
+        poll=Poll(
+            poll_id=1,
+            question="Lunch?",
+            options=("pizza", "soup"),
+            multiple=True,
+            state=PollState.OPEN,
+            shared=False,
+            counts=(3, 1),
+            voters=3,
+        )
+    ),
+    "ask_question": AskQuestion(text="Slides?", anonymous=True),
+    "question_updated": QuestionUpdated(
+        question=Question(
+            question_id=2,
+            text="Slides?",
+            asker=None,
+            anonymous=True,
+            votes=4,
+            state=QuestionState.ANSWERED,
+            answer="Yes",
+        )
     ),
     "audio": MediaFrame.build(
         Channel.AUDIO,

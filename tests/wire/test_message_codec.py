@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from tests.wire.test_link_message_codec import DOWN, UP
+from tests.wire.test_poll_message_codec import POLLS
 from townhall.wire import (
     MAX_PAYLOAD,
     Auth,
@@ -111,6 +112,7 @@ SAMPLES: list[Message] = [
     ChatPosted(sender="alice", text="psst", to="bob"),
     *UP,
     *DOWN,
+    *POLLS,
 ]
 
 

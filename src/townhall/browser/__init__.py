@@ -4,9 +4,9 @@
 comes from the live server over WebSocket, and its ticket from the Center's
 ``POST /api/v1/events/{id}/browser-ticket``) and ``/browser/static/...`` (the
 modules: ``room.js`` the page, ``wire.js`` the protocol, ``selection.js`` the
-server ranking, ``media/`` capture, codecs and playout, ``vendor/`` msgpack),
-each with its JavaScript MIME type
-and a Content-Security-Policy that allows scripts from the Center only and
+server ranking, ``polls.js`` the Polls and Questions panels, ``media/``
+capture, codecs and playout, ``vendor/`` msgpack), each with its JavaScript
+MIME type and a Content-Security-Policy that allows scripts from the Center only and
 connections to the Center and to ``wss:`` live servers. It knows nothing of
 the Center's tables or sessions: the Center includes the router.
 docs/client.md ("In a browser") is the guide.

@@ -333,3 +333,17 @@ class AttendanceServer(Base):
     zone: Mapped[str] = mapped_column(String(16), default="")
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)  # the server's clock
     missed: Mapped[int] = mapped_column(Integer, default=0)  # joins it could not report
+
+
+class EventPolls(Base):
+    """An event's polls (drafts left out) and questions, whole: what its main server last
+    reported through the Controller (``polls.record_polls``), kept after the event."""
+
+    __tablename__ = "center_event_polls"
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("center_events.id", ondelete="CASCADE"), primary_key=True
+    )
+    polls: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of wire Polls, as maps
+    questions: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of wire Questions
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)

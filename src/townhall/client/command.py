@@ -3,7 +3,7 @@
 Opens the ticket (``load_ticket``: a ``.townhall`` file, or a ``townhall:``
 or https event link whose ticket the Communications Gateway,
 ``townhall.desktop``, asks of the Center), joins through server selection, carries out the
-requested commands (hand, floor, mute, remove, chat), streams a WAV file as
+requested commands (hand, floor, mute, remove, chat, polls, questions), streams a WAV file as
 Opus in real time, records what it hears, prints every event (one JSON object
 per line with ``--json``), and leaves after ``--seconds`` or on Ctrl-C, or
 ends with the event. ``register(app)`` adds the command to a Typer app (the
@@ -41,6 +41,8 @@ from townhall.client.events import (
     Left,
     MainReachChanged,
     MediaReceived,
+    PollChanged,
+    QuestionChanged,
     Rejoining,
     RequestRefused,
     RosterChanged,
@@ -53,7 +55,7 @@ from townhall.client.selection import Ranking, probe
 from townhall.client.session import ClientError, ClientSettings, JoinFailed, Participant
 from townhall.desktop import DesktopError, resolve_join_target
 from townhall.ticket import MAX_TICKET_BYTES, TicketContents, TicketError, open_ticket
-from townhall.wire import ByeReason, LocalProtocolError
+from townhall.wire import ByeReason, LocalProtocolError, PollState
 from townhall.wire.names import Zone
 
 __all__ = ["JoinOptions", "TicketSourceError", "load_ticket", "register", "run_join"]
@@ -113,6 +115,14 @@ class JoinOptions:
     mute: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
     say: tuple[str, ...] = ()
+    poll: tuple[str, ...] | None = None  # question, then options: written and opened
+    multiple: bool = False  # the poll takes several choices
+    share_results: bool = False  # the poll's results shown to everyone
+    close_poll: tuple[int, ...] = ()
+    vote: tuple[int, ...] = ()  # option numbers from 1, in the first open poll shown
+    ask: tuple[str, ...] = ()
+    anonymous: bool = False  # the questions asked without our name to other participants
+    upvote: tuple[int, ...] = ()  # question numbers, upvoted once shown
     send_audio: Path | None = None
     record_audio: Path | None = None
     json: bool = False
@@ -149,6 +159,20 @@ def _human(event: ClientEvent) -> str | None:
             return f"stream {event.stream_id} ended"
         case MediaReceived() | KeyFrameRequested():
             return None  # `townhall join` sends no video
+        case PollChanged(poll=poll):
+            options = "  ".join(
+                f"{number}) {option}" + ("" if poll.counts is None else f" [{poll.counts[n]}]")
+                for n, (number, option) in enumerate(enumerate(poll.options, 1))
+            )
+            voters = "" if poll.voters is None else f" — {poll.voters} voted"
+            return f"poll {poll.poll_id} ({poll.state.value}): {poll.question}  {options}{voters}"
+        case QuestionChanged(question=question):
+            asker = question.asker or "anonymous"
+            answer = f" — {question.answer}" if question.answer else ""
+            return (
+                f"question {question.question_id} ({question.state.value}, "
+                f"{question.votes} votes) from {asker}: {question.text}{answer}"
+            )
         case RequestRefused():
             return f"refused ({event.code.value}): {event.message}"
         case MainReachChanged():
@@ -237,7 +261,11 @@ async def run_join(
         refresh_ticket=refresh,
     )
 
+    pending = _PollAndQuestionCommands(participant, options)
+
     def show(event: ClientEvent) -> None:
+        with contextlib.suppress(ClientError):
+            pending.seen(event)
         if recorder is not None and isinstance(event, MediaReceived):
             recorder.feed(event, loop.time())
         if options.json:
@@ -307,6 +335,45 @@ def _commands(participant: Participant, options: JoinOptions) -> None:
         participant.remove(name)
     for text in options.say:
         participant.say(text)
+    if options.poll is not None:
+        question, *choices = options.poll
+        participant.create_poll(
+            question, tuple(choices), multiple=options.multiple, shared=options.share_results
+        )
+    for poll_id in options.close_poll:
+        participant.close_poll(poll_id)
+    for text in options.ask:
+        participant.ask(text, anonymous=options.anonymous)
+
+
+class _PollAndQuestionCommands:
+    """What ``townhall join`` does once the server shows it something: open the poll it
+    wrote, vote in the first open poll, upvote the questions it was asked to."""
+
+    def __init__(self, participant: Participant, options: JoinOptions) -> None:
+        self._participant = participant
+        self._poll = options.poll
+        self._vote = tuple(number - 1 for number in options.vote)
+        self._upvote = set(options.upvote)
+
+    def seen(self, event: ClientEvent) -> None:
+        match event:
+            case PollChanged(poll=poll):
+                if (
+                    self._poll is not None
+                    and poll.state is PollState.DRAFT
+                    and (poll.question, *poll.options) == tuple(self._poll)
+                ):
+                    self._poll = None
+                    self._participant.open_poll(poll.poll_id)
+                elif self._vote and poll.state is PollState.OPEN:
+                    choices, self._vote = self._vote, ()
+                    self._participant.vote(poll.poll_id, choices)
+            case QuestionChanged(question=question) if question.question_id in self._upvote:
+                self._upvote.discard(question.question_id)
+                self._participant.upvote(question.question_id)
+            case _:
+                pass
 
 
 async def _send_audio(participant: Participant, packets: list[bytes], err: TextIO) -> None:
@@ -364,6 +431,44 @@ def join(
         list[str] | None,
         typer.Option("--remove", metavar="NAME", help="remove NAME (moderator; repeatable)"),
     ] = None,
+    poll: Annotated[
+        str | None,
+        typer.Option(
+            "--poll",
+            metavar="QUESTION|OPTION|OPTION…",
+            help="write a poll and open it (moderator); '|' separates question and options",
+        ),
+    ] = None,
+    multiple: Annotated[
+        bool, typer.Option("--multiple", help="the --poll takes several choices per vote")
+    ] = False,
+    share_results: Annotated[
+        bool, typer.Option("--share-results", help="show the --poll's results to everyone")
+    ] = False,
+    close_poll: Annotated[
+        list[int] | None,
+        typer.Option("--close-poll", metavar="N", help="close poll N (moderator; repeatable)"),
+    ] = None,
+    vote: Annotated[
+        str | None,
+        typer.Option(
+            "--vote",
+            metavar="N[,N…]",
+            help="vote for these options (numbered from 1) in the first open poll shown",
+        ),
+    ] = None,
+    ask: Annotated[
+        list[str] | None,
+        typer.Option("--ask", metavar="TEXT", help="ask this question (repeatable)"),
+    ] = None,
+    anonymous: Annotated[
+        bool,
+        typer.Option("--anonymous", help="ask without my name to other participants"),
+    ] = False,
+    upvote: Annotated[
+        list[int] | None,
+        typer.Option("--upvote", metavar="N", help="upvote question N once shown (repeatable)"),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="print every event as one JSON object per line")
     ] = False,
@@ -389,6 +494,18 @@ def join(
     except TicketSourceError as error:
         typer.echo(f"townhall: {error}", err=True)
         raise typer.Exit(2) from error
+    try:
+        poll_parts = None if poll is None else tuple(part.strip() for part in poll.split("|"))
+        votes = () if vote is None else tuple(int(part) for part in vote.split(","))
+    except ValueError as error:
+        typer.echo(f"townhall: --vote takes option numbers such as 1 or 1,3: {error}", err=True)
+        raise typer.Exit(2) from error
+    if poll_parts is not None and len(poll_parts) < 3:
+        typer.echo("townhall: --poll is 'QUESTION|OPTION|OPTION', two options at least", err=True)
+        raise typer.Exit(2)
+    if any(number < 1 for number in votes):
+        typer.echo("townhall: --vote numbers options from 1", err=True)
+        raise typer.Exit(2)
     options = JoinOptions(
         raise_hand=raise_hand,
         lower_hand=lower_hand,
@@ -396,6 +513,14 @@ def join(
         mute=tuple(mute or ()),
         remove=tuple(remove or ()),
         say=tuple(say or ()),
+        poll=poll_parts,
+        multiple=multiple,
+        share_results=share_results,
+        close_poll=tuple(close_poll or ()),
+        vote=votes,
+        ask=tuple(ask or ()),
+        anonymous=anonymous,
+        upvote=tuple(upvote or ()),
         send_audio=send_audio,
         record_audio=record_audio,
         json=as_json,

@@ -13,7 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from townhall.wire import ByeReason, Codec, ErrorCode, Member, SpeakingMode, StreamInfo
+from townhall.wire import (
+    ByeReason,
+    Codec,
+    ErrorCode,
+    Member,
+    Poll,
+    Question,
+    SpeakingMode,
+    StreamInfo,
+)
 
 __all__ = [
     "ChatReceived",
@@ -26,6 +35,8 @@ __all__ = [
     "Left",
     "MainReachChanged",
     "MediaReceived",
+    "PollChanged",
+    "QuestionChanged",
     "Rejoining",
     "RequestRefused",
     "RosterChanged",
@@ -117,6 +128,22 @@ class KeyFrameRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class PollChanged:
+    """A poll was written (moderators see drafts), opened, closed or shared, or its results
+    moved; ``poll.counts`` is None while its results are not shown to us."""
+
+    poll: Poll
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionChanged:
+    """A question was asked, upvoted or settled; ``question.asker`` is None when it was
+    asked anonymously and we are no moderator."""
+
+    question: Question
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRefused:
     """The server refused one request (wire ``Error``); the connection stays."""
 
@@ -171,6 +198,8 @@ ClientEvent = (
     | StreamEnded
     | MediaReceived
     | KeyFrameRequested
+    | PollChanged
+    | QuestionChanged
     | RequestRefused
     | ConnectionLost
     | MainReachChanged
@@ -254,6 +283,29 @@ def event_json(event: ClientEvent) -> dict[str, Any]:
             }
         case KeyFrameRequested():
             return {"type": "key-frame-requested", "stream_id": event.stream_id}
+        case PollChanged(poll=poll):
+            return {
+                "type": "poll",
+                "poll_id": poll.poll_id,
+                "question": poll.question,
+                "options": list(poll.options),
+                "multiple": poll.multiple,
+                "state": poll.state.value,
+                "shared": poll.shared,
+                "counts": None if poll.counts is None else list(poll.counts),
+                "voters": poll.voters,
+            }
+        case QuestionChanged(question=question):
+            return {
+                "type": "question",
+                "question_id": question.question_id,
+                "text": question.text,
+                "asker": question.asker,
+                "anonymous": question.anonymous,
+                "votes": question.votes,
+                "state": question.state.value,
+                "answer": question.answer,
+            }
         case RequestRefused():
             return {"type": "error", "code": event.code.value, "message": event.message}
         case ConnectionLost():

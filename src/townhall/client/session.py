@@ -8,7 +8,9 @@ sends as typed events (``townhall.client.events``), through an async
 iterator (``async for event in participant``) or an ``on_event`` callback.
 Commands are methods: ``say``, ``raise_hand``, ``lower_hand``, ``give_floor``,
 ``take_floor``, ``mute``, ``remove``, ``set_mode``, ``open_stream``,
-``close_stream``, ``send_media``, ``leave``. Keepalive is the wire core's
+``close_stream``, ``send_media``, polls (``create_poll``, ``open_poll``,
+``close_poll``, ``share_poll_results``, ``vote``), Q&A (``ask``, ``upvote``,
+``answer``, ``mark_answered_live``, ``dismiss``), ``leave``. Keepalive is the wire core's
 (``townhall.client.link`` arms its timer and answers Pings).
 
 When the server goes away without ending our membership (EOF, a timeout,
@@ -45,6 +47,8 @@ from townhall.client.events import (
     Left,
     MainReachChanged,
     MediaReceived,
+    PollChanged,
+    QuestionChanged,
     Rejoining,
     RequestRefused,
     RosterChanged,
@@ -57,13 +61,16 @@ from townhall.client.selection import PINGS, PROBE_TIMEOUT, Probe, Ranking, clos
 from townhall.live.backoff import Backoff
 from townhall.ticket import TicketContents
 from townhall.wire import (
+    AskQuestion,
     AuthFailure,
     AuthOk,
     ByeReason,
     ChatPosted,
+    ClosePoll,
     CloseStream,
     Codec,
     ConnectionClosed,
+    CreatePoll,
     Error,
     ErrorCode,
     Event,
@@ -73,7 +80,13 @@ from townhall.wire import (
     Member,
     Message,
     Mute,
+    OpenPoll,
     OpenStream,
+    Poll,
+    PollUpdated,
+    Question,
+    QuestionState,
+    QuestionUpdated,
     RaiseHand,
     Remove,
     RequestKeyFrame,
@@ -81,6 +94,8 @@ from townhall.wire import (
     SendChat,
     SetSpeakingMode,
     Settings,
+    SettleQuestion,
+    SharePollResults,
     SpeakingMode,
     StateSnapshot,
     StreamClosed,
@@ -88,6 +103,8 @@ from townhall.wire import (
     StreamOpened,
     TakeFloor,
     UpstreamChanged,
+    UpvoteQuestion,
+    Vote,
 )
 from townhall.wire.names import Zone
 
@@ -215,6 +232,8 @@ class Participant:
         self._streams: dict[int, StreamInfo] = {}
         self._holder: str | None = None
         self._raised: tuple[str, ...] = ()
+        self._polls: dict[int, Poll] = {}
+        self._questions: dict[int, Question] = {}
         self._openers: deque[tuple[Codec, asyncio.Future[int]]] = deque()
         self._aliases: dict[int, int | None] = {}  # stream id as first opened -> now
         self._codecs: dict[int, Codec] = {}
@@ -243,6 +262,16 @@ class Participant:
     @property
     def streams(self) -> Mapping[int, StreamInfo]:
         return dict(self._streams)
+
+    @property
+    def polls(self) -> Mapping[int, Poll]:
+        """The polls as last shown to us, by number."""
+        return dict(self._polls)
+
+    @property
+    def questions(self) -> list[Question]:
+        """The questions as last shown to us, most votes first (then the first asked)."""
+        return sorted(self._questions.values(), key=lambda q: (-q.votes, q.question_id))
 
     @property
     def connected(self) -> bool:
@@ -338,6 +367,50 @@ class Participant:
 
     def set_mode(self, mode: SpeakingMode) -> None:
         self._send(SetSpeakingMode(mode=mode))
+
+    def create_poll(
+        self,
+        question: str,
+        options: tuple[str, ...],
+        *,
+        multiple: bool = False,
+        shared: bool = False,
+    ) -> None:
+        """Write a poll (a moderator); it comes back as a draft ``PollChanged`` to open."""
+        self._send(CreatePoll(question=question, options=options, multiple=multiple, shared=shared))
+
+    def open_poll(self, poll_id: int) -> None:
+        self._send(OpenPoll(poll_id=poll_id))
+
+    def close_poll(self, poll_id: int) -> None:
+        self._send(ClosePoll(poll_id=poll_id))
+
+    def share_poll_results(self, poll_id: int, shared: bool = True) -> None:
+        """Show a poll's results to everyone (a moderator), or (False) to moderators only."""
+        self._send(SharePollResults(poll_id=poll_id, shared=shared))
+
+    def vote(self, poll_id: int, choices: tuple[int, ...]) -> None:
+        """Vote once in a poll: option indices from 0 (one unless the poll is multiple)."""
+        self._send(Vote(poll_id=poll_id, choices=choices))
+
+    def ask(self, text: str, *, anonymous: bool = False) -> None:
+        """Ask a question; ``anonymous`` hides our name from all but the moderators."""
+        self._send(AskQuestion(text=text, anonymous=anonymous))
+
+    def upvote(self, question_id: int) -> None:
+        self._send(UpvoteQuestion(question_id=question_id))
+
+    def answer(self, question_id: int, text: str) -> None:
+        """Answer a question in writing (a moderator)."""
+        self._send(
+            SettleQuestion(question_id=question_id, state=QuestionState.ANSWERED, answer=text)
+        )
+
+    def mark_answered_live(self, question_id: int) -> None:
+        self._send(SettleQuestion(question_id=question_id, state=QuestionState.ANSWERED_LIVE))
+
+    def dismiss(self, question_id: int) -> None:
+        self._send(SettleQuestion(question_id=question_id, state=QuestionState.DISMISSED))
 
     async def open_stream(self, codec: Codec = Codec.OPUS) -> int:
         """Ask to send ``codec``; the stream id the server gave (StreamRefused if none).
@@ -556,6 +629,14 @@ class Participant:
                     if current == stream_id:
                         self._aliases[original] = None  # closed by a moderator
                 self._emit(StreamEnded(stream_id))
+            case PollUpdated(poll=poll):
+                if self._polls.get(poll.poll_id) != poll:  # a rejoin sends them all again
+                    self._polls[poll.poll_id] = poll
+                    self._emit(PollChanged(poll))
+            case QuestionUpdated(question=question):
+                if self._questions.get(question.question_id) != question:
+                    self._questions[question.question_id] = question
+                    self._emit(QuestionChanged(question))
             case UpstreamChanged(reachable=reachable):
                 self.main_reachable = reachable
                 self._emit(MainReachChanged(self.server or "", reachable))

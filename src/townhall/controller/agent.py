@@ -28,6 +28,7 @@ from townhall.controller import link
 from townhall.live.backoff import Backoff
 from townhall.live.events import AssignmentReceived, ServerRole
 from townhall.pki import CONTROLLER_USAGE, is_controller_certificate
+from townhall.wire.messages import Poll, Question
 from townhall.wire.names import Upstream
 
 __all__ = [
@@ -41,6 +42,9 @@ __all__ = [
 log = logging.getLogger("townhall.controller.agent")
 
 READ_SIZE: Final = 256 * 1024
+# At most one round of polls-and-questions Records a second: a burst of votes or upvotes
+# costs one Record, not one per vote; the last second of an ending event may go unsent.
+RECORD_INTERVAL: Final = 1.0
 
 
 class RemovedLike(Protocol):
@@ -88,6 +92,12 @@ class EventStatusLike(Protocol):
     def attendance(self) -> Sequence[VisitLike]: ...
     @property
     def attendance_missed(self) -> int: ...
+    @property
+    def polls(self) -> Sequence[Poll]: ...
+    @property
+    def questions(self) -> Sequence[Question]: ...
+    @property
+    def record_version(self) -> int: ...
 
 
 class LiveServerLike(Protocol):
@@ -359,9 +369,13 @@ class ControllerAgent:
         last: link.Status | None = None
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
+        recorded: dict[int, int] = {}  # event id -> the record_version sent on this link
+        recorded_at, held = -RECORD_INTERVAL, False
         self._changed.set()  # the first report at once
         while not core.closed:
             wait = max(0.0, sent_at + self._report_seconds - loop.time())
+            if held:
+                wait = min(wait, max(0.0, recorded_at + RECORD_INTERVAL - loop.time()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._changed.wait()
@@ -376,6 +390,30 @@ class ControllerAgent:
             if not same or loop.time() - sent_at >= self._report_seconds:
                 writer.write(core.send(status))
                 last, sent_at = status, loop.time()
+            held = loop.time() - recorded_at < RECORD_INTERVAL
+            if not held and self._send_records(writer, core, recorded):
+                recorded_at = loop.time()
+
+    def _send_records(
+        self, writer: asyncio.StreamWriter, core: link.LinkConnection, recorded: dict[int, int]
+    ) -> bool:
+        """Send a ``Record`` of each main event whose polls or questions moved; any sent."""
+        sent = False
+        for e in list(self._server.status())[: link.MAX_EVENTS]:
+            if e.role != "main" or recorded.get(e.event_id, 0) == e.record_version:
+                continue
+            record = link.Record(
+                event_id=e.event_id,
+                polls=list(e.polls)[: link.MAX_RECORDED_POLLS],
+                questions=list(e.questions)[: link.MAX_RECORDED_QUESTIONS],
+            )
+            try:
+                writer.write(core.send(record))
+            except link.LocalLinkError:
+                log.exception("event %d: could not report its polls and questions", e.event_id)
+            recorded[e.event_id] = e.record_version
+            sent = True
+        return sent
 
     def _status(self) -> link.Status:
         budget = link.MAX_STATUS_VISITS

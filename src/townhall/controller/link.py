@@ -22,6 +22,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from townhall.wire.messages import Poll, Question
 from townhall.wire.names import NOT_IN_LABELS, SERVER_NAME_PATTERN, Upstream, Zone
 
 __all__ = [
@@ -62,6 +63,8 @@ MAX_CHILDREN: Final = 1000
 MAX_EVENTS: Final = 10_000
 MAX_EVENT_KEYS: Final = 16
 MAX_REMOVALS: Final = 1000
+MAX_RECORDED_POLLS: Final = 100  # live.polls.MAX_POLLS
+MAX_RECORDED_QUESTIONS: Final = 500  # live.questions.MAX_QUESTIONS
 """Removals in one event's report: the newest, when a main server holds more."""
 MAX_VISITS: Final = 5000
 """Visits in one event's report (``townhall.live.attendance.MAX_VISITS``)."""
@@ -218,6 +221,17 @@ class Status(_Message, tag="status", frozen=True):
     at: _UNIX | None = None
 
 
+class Record(_Message, tag="record", frozen=True):
+    """Agent → Controller: an event's polls (no drafts) and questions as its main server
+    holds them, whole (counts, askers), sent when they change; the Controller keeps them
+    with the event in the Center. Checked as the wire checks ``PollUpdated`` and
+    ``QuestionUpdated``."""
+
+    event_id: _EVENT_ID
+    polls: Annotated[list[Poll], Meta(max_length=MAX_RECORDED_POLLS)] = []
+    questions: Annotated[list[Question], Meta(max_length=MAX_RECORDED_QUESTIONS)] = []
+
+
 class Ping(_Message, tag="ping", frozen=True):
     nonce: _NONCE
 
@@ -233,14 +247,14 @@ class Bye(_Message, tag="bye", frozen=True):
     message: _TEXT = ""
 
 
-LinkMessage = Hello | Welcome | Assign | End | Status | Ping | Pong | Bye
+LinkMessage = Hello | Welcome | Assign | End | Status | Record | Ping | Pong | Bye
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder(LinkMessage)
 
 # What each side may send once the link is open (after Hello / Welcome).
 _OPEN: Final[Mapping[Side, tuple[type[_Message], ...]]] = {
-    Side.AGENT: (Status, Ping, Pong, Bye),
+    Side.AGENT: (Status, Record, Ping, Pong, Bye),
     Side.CONTROLLER: (Assign, End, Ping, Pong, Bye),
 }
 _FIRST: Final[Mapping[Side, tuple[type[_Message], ...]]] = {
@@ -266,6 +280,9 @@ def encode_frame(message: LinkMessage, *, max_frame: int = MAX_FRAME) -> bytes:
 def _decode(payload: bytes) -> LinkMessage:
     try:
         message: LinkMessage = _DECODER.decode(payload)
+        if isinstance(message, Record):
+            for poll in message.polls:
+                poll.check()  # what msgspec cannot say: one count per option, no option twice
     except (msgspec.DecodeError, ValueError, RecursionError, OverflowError) as error:
         raise RemoteLinkError(f"a malformed message: {error}"[:300]) from None
     return message

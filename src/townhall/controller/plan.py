@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Final, Protocol
 
 from townhall.live.events import AssignmentReceived, ServerRole
+from townhall.wire.messages import Poll, Question
 from townhall.wire.names import LiveState, ServerState
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Planner",
     "RecordAttendance",
     "RecordLiveState",
+    "RecordPolls",
     "RecordRemovals",
     "RemovedMember",
     "ReportedEvent",
@@ -237,6 +239,16 @@ class CloseAttendance:
     cause: str
 
 
+@dataclass(frozen=True, slots=True)
+class RecordPolls:
+    """Keep the event's polls and questions in the Center (``center.polls.record_polls``),
+    replacing what was kept: the main server's whole record, as it last reported it."""
+
+    event_id: int
+    polls: tuple[Poll, ...]
+    questions: tuple[Question, ...]
+
+
 Command = (
     SendAssignment
     | SendEnd
@@ -246,6 +258,7 @@ Command = (
     | RecordRemovals
     | RecordAttendance
     | CloseAttendance
+    | RecordPolls
 )
 
 
@@ -293,6 +306,7 @@ class _Event:
     missed: dict[str, int] = field(default_factory=dict)
     refreshed: dict[str, datetime] = field(default_factory=dict)
     heard: dict[str, datetime] = field(default_factory=dict)
+    polls: RecordPolls | None = None  # the last record sent to the Center
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -436,6 +450,21 @@ class Planner:
         if self._ticked:
             self._reconcile(name)
         self._update_states()
+        return self._take()
+
+    def record_received(
+        self, name: str, event_id: int, polls: Sequence[Poll], questions: Sequence[Question]
+    ) -> list[Command]:
+        """``name`` reports an event's polls and questions: kept if it is the event's main
+        server (a child's or a stranger's report is ignored) and they changed."""
+        event = self._events.get(event_id)
+        assignment = event.assignments.get(name) if event is not None else None
+        if event is None or assignment is None or assignment.role is not ServerRole.MAIN:
+            return []
+        record = RecordPolls(event_id, tuple(polls), tuple(questions))
+        if record != event.polls:
+            event.polls = record
+            self._out.append(record)
         return self._take()
 
     def _removals(self, name: str, report: ReportedEvent) -> None:

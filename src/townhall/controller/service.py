@@ -47,6 +47,7 @@ from townhall.controller.plan import (
     Planner,
     RecordAttendance,
     RecordLiveState,
+    RecordPolls,
     RecordRemovals,
     RemovedMember,
     ReportedEvent,
@@ -328,6 +329,8 @@ class ControllerService:
             self._sources.close_attendance(
                 command.event_id, command.server, command.at, command.cause
             )
+        if isinstance(command, RecordPolls):
+            self._sources.record_polls(command.event_id, command.polls, command.questions)
             return
         with self._sessions() as session:
             match command:
@@ -544,6 +547,8 @@ class ControllerService:
         match message:
             case link.Status(events=events, at=at):
                 self._apply(self.planner.status_received(name, reports_of(events), naive(at)))
+            case link.Record(event_id=event_id, polls=polls, questions=questions):
+                self._apply(self.planner.record_received(name, event_id, polls, questions))
             case link.Ping(nonce=nonce):
                 current.send(link.Pong(nonce=nonce))
             case link.Bye(code=code, message=text):

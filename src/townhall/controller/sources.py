@@ -35,6 +35,7 @@ from townhall.controller.plan import (
     ReportedVisit,
     TreeServer,
 )
+from townhall.wire.messages import Poll, Question
 from townhall.wire.names import LiveState, ServerState
 
 __all__ = [
@@ -144,4 +145,9 @@ class ControllerSources(Protocol):
     ) -> None:
         """Close the event's visits still open on ``server`` (None: anywhere) at ``at``
         (None: when that server was last heard of), marking them with ``cause``."""
+
+    def record_polls(
+        self, event_id: int, polls: Sequence[Poll], questions: Sequence[Question]
+    ) -> None:
+        """Keep the event's polls and questions, whole, with the event (replaces the last)."""
         ...

@@ -19,6 +19,10 @@ Core modules, each importing only those above it (and ``townhall.wire``,
   member's name.
 - ``floor``: ``Floor``, the main server's authoritative roster, floor, hand
   queue, mutes, speaking mode, streams and bans.
+- ``polls``: ``Polls``, the main server's polls and votes, and ``poll_for``, what one
+  participant may see of a poll.
+- ``questions``: ``Questions``, the main server's Q&A and upvotes, and
+  ``question_for``, what one participant may see of a question.
 - ``chatlog``: ``ChatLog``, the numbered, bounded chat log every server keeps.
 - ``backoff``: ``Backoff``, the reconnect delays.
 - ``outbox``: ``Outbox``, bounded per-connection send queues that drop media,

@@ -64,6 +64,8 @@ from townhall.live.events import (
     UpstreamLost,
 )
 from townhall.live.floor import Down, Floor, Removed, Seat, roster_chunks
+from townhall.live.polls import POLL_COMMANDS, Polls, poll_for
+from townhall.live.questions import QUESTION_COMMANDS, Questions, question_for
 from townhall.ticket import Role as TicketRole
 from townhall.wire import (
     PROTOCOL_VERSION,
@@ -91,7 +93,11 @@ from townhall.wire import (
     MemberLeft,
     Message,
     Ping,
+    Poll,
+    PollUpdated,
     Pong,
+    Question,
+    QuestionUpdated,
     Refused,
     RemoteProtocolError,
     RequestKeyFrame,
@@ -246,6 +252,15 @@ class EventRoom:
         self._mode = SpeakingMode.MODERATED
         self._streams: dict[int, StreamInfo] = {}
         self._log = ChatLog(settings.chat_log_size)
+        # polls and questions: the main server's authority, and every server's
+        # mirror (whole: counts and askers), sent to participants once a pass
+        self._poll_authority: Polls | None = None
+        self._question_authority: Questions | None = None
+        self._polls: dict[int, Poll] = {}
+        self._questions: dict[int, Question] = {}
+        self._polls_pending: set[int] = set()
+        self._questions_pending: set[int] = set()
+        self._record_version = 0  # moves with every poll or question update
         # the link Up (a child)
         self._up_state = Upstream.NONE
         self._up_conn: ConnId | None = None
@@ -284,6 +299,21 @@ class EventRoom:
     @property
     def streams(self) -> Mapping[int, StreamInfo]:
         return MappingProxyType(self._streams)
+
+    @property
+    def polls(self) -> Mapping[int, Poll]:
+        """Every poll with its results, as this server knows them (a child: as they came Down)."""
+        return MappingProxyType(self._polls)
+
+    @property
+    def questions(self) -> Mapping[int, Question]:
+        """Every question with its votes and asker, as this server knows them."""
+        return MappingProxyType(self._questions)
+
+    @property
+    def record_version(self) -> int:
+        """A number that moves whenever a poll or a question changes here: report them again."""
+        return self._record_version
 
     @property
     def chat_log(self) -> tuple[Entry, ...]:
@@ -367,6 +397,7 @@ class EventRoom:
                 self._on_timer()
             case PassEnded():
                 self._flush_roster()
+                self._flush_polls()
             case EventEnded():
                 self._on_ended()
             case KeyFramesWanted(stream_ids=stream_ids):
@@ -546,6 +577,7 @@ class EventRoom:
         moderator = checked.role is TicketRole.MODERATOR
         self._send(peer.conn, AuthOk(name=name, event=self._event_id, moderator=moderator))
         self._send_state(peer.conn)
+        self._send_polls(peer.conn, whole=moderator)
         if self._told_down:
             self._send(peer.conn, UpstreamChanged(reachable=False))
         for entry in self._log.recent(
@@ -736,11 +768,22 @@ class EventRoom:
 
     def _up_request(self, name: str, command: Message) -> None:
         if self._floor is not None:
-            self._down(self._floor.request(name, command))
+            self._down(self._decide(self._floor, name, command))
         elif self._up_conn is not None and self._up_state in _LINK_OPEN:
             self._send(self._up_conn, LinkRequest.of(name, command))
         else:
             self._refuse_member(name, ErrorCode.UNAVAILABLE, "the main server is out of reach")
+
+    def _decide(self, floor: Floor, name: str, command: Message) -> list[Down]:
+        """The main server's answer to a member's command: the floor's, or the polls' or Q&A's."""
+        polls, questions = self._poll_authority, self._question_authority
+        if isinstance(command, POLL_COMMANDS + QUESTION_COMMANDS):
+            seat = floor.seats.get(name)
+            if seat is None or polls is None or questions is None:
+                return []  # stale: the member left (or was removed) while it travelled
+            authority = polls if isinstance(command, POLL_COMMANDS) else questions
+            return authority.request(name, command, moderator=seat.moderator)
+        return floor.request(name, command)
 
     def _up_chat(self, posted: ChatPosted) -> None:
         floor = self._floor
@@ -789,6 +832,14 @@ class EventRoom:
                     self._streams.pop(stream_id, None)
                     self._keyframe_asked.pop(stream_id, None)
                     self._send_many(self._everyone_below(), item)
+                case PollUpdated(poll=poll):
+                    self._polls[poll.poll_id] = poll
+                    self._polls_pending.add(poll.poll_id)
+                    self._record_version += 1
+                case QuestionUpdated(question=question):
+                    self._questions[question.question_id] = question
+                    self._questions_pending.add(question.question_id)
+                    self._record_version += 1
                 case Evict(name=name):
                     route = self._routes.pop(name, None)
                     if route is not None:
@@ -832,6 +883,42 @@ class EventRoom:
         audience = self._audience()
         for update in roster_chunks(changed, left):
             self._send_many(audience, update)
+
+    def _flush_polls(self) -> None:
+        """Send the polls and questions that moved this pass, each once: whole along the links,
+        cut per participant (poll_for, question_for), each variant encoded once."""
+        if not (self._polls_pending or self._questions_pending):
+            return
+        links = self._synced_links()
+        moderators = tuple(c for c in self._audience() if self._is_moderator(c))
+        others = tuple(c for c in self._audience() if not self._is_moderator(c))
+        for poll_id in sorted(self._polls_pending):
+            poll = self._polls[poll_id]
+            self._send_many(links + moderators, PollUpdated(poll=poll))
+            shown = poll_for(poll, moderator=False)
+            if shown is not None:
+                self._send_many(others, PollUpdated(poll=shown))
+        for question_id in sorted(self._questions_pending):
+            question = self._questions[question_id]
+            self._send_many(links + moderators, QuestionUpdated(question=question))
+            cut = question_for(question, moderator=False)
+            self._send_many(others, QuestionUpdated(question=cut))
+        self._polls_pending.clear()
+        self._questions_pending.clear()
+
+    def _is_moderator(self, conn: ConnId) -> bool:
+        peer = self._peers.get(conn)
+        return peer is not None and peer.ticket_role is TicketRole.MODERATOR
+
+    def _send_polls(self, conn: ConnId, *, whole: bool) -> None:
+        """Every poll and question, to a joining participant (``whole``: a moderator) or link."""
+        for poll in self._polls.values():
+            shown = poll if whole else poll_for(poll, moderator=False)
+            if shown is not None:
+                self._send(conn, PollUpdated(poll=shown))
+        for question in self._questions.values():
+            cut = question if whole else question_for(question, moderator=False)
+            self._send(conn, QuestionUpdated(question=cut))
 
     def _down_links(self, message: Message) -> None:
         self._send_many(self._synced_links(), message)
@@ -915,6 +1002,7 @@ class EventRoom:
         self._send(conn, RosterReset())
         self._send_state(conn)
         self._send(conn, RosterDone())
+        self._send_polls(conn, whole=True)
         banned = sorted(self._banned)
         for start in range(0, len(banned), BANNED_CHUNK):
             self._send(conn, Banned(credential_ids=tuple(banned[start : start + BANNED_CHUNK])))
@@ -982,7 +1070,14 @@ class EventRoom:
                         raise RemoteProtocolError("chat Down before any ChatMark")
                     seq, self._expect = self._expect, self._expect + 1
                     self._down_chat(seq, message, encode_message(message))
-                case RosterUpdate() | StateSnapshot() | StreamOpened() | StreamClosed():
+                case (
+                    RosterUpdate()
+                    | StateSnapshot()
+                    | StreamOpened()
+                    | StreamClosed()
+                    | PollUpdated()
+                    | QuestionUpdated()
+                ):
                     self._down([message])
                 case RequestKeyFrame(stream_id=stream_id):
                     self._want_keyframe(stream_id, from_up=True)
@@ -1046,6 +1141,7 @@ class EventRoom:
             self._title = _NOT_TITLE.sub(" ", assignment.title)[:256]
             if assignment.role is ServerRole.MAIN:
                 self._floor = Floor(event=self._event_id, title=self._title)
+                self._poll_authority, self._question_authority = Polls(), Questions()
                 self._log = ChatLog(
                     self._settings.chat_log_size, last_seq=self._settings.chat_seq_base
                 )

@@ -37,6 +37,7 @@ from townhall.live.events import (
     ConnectUpstream,
     EventEnded,
     RequestWakeup,
+    ServerRole,
     TimerFired,
 )
 from townhall.live.floor import Removed
@@ -46,7 +47,7 @@ from townhall.live.room import EventRoom, RoomSettings, Upstream
 from townhall.live.routing import Arrived, Failed, Opening, room_for_link, room_for_participant
 from townhall.live.tls import HTTP_ALPN, TLSSession
 from townhall.live.websocket import CloseCode, WebSocketDoor, origin_of
-from townhall.wire import AuthFailure, Load, Role, Settings
+from townhall.wire import AuthFailure, Load, Poll, PollState, Question, Role, Settings
 
 __all__ = ["CONNECT_TIMEOUT", "EventStatus", "LiveServer", "ServerCounters", "split_address"]
 
@@ -69,6 +70,11 @@ class EventStatus:
     removed: tuple[Removed, ...] = ()  # the moderators' Removes (main server), for the Center
     attendance: tuple[Visit, ...] = ()  # who was connected here, and when
     attendance_missed: int = 0  # joins past the ledger's bound, not kept
+    # The event's polls (drafts left out) and questions (main server), kept with the event
+    # in the Center; ``record_version`` moves when they change.
+    polls: tuple[Poll, ...] = ()
+    questions: tuple[Question, ...] = ()
+    record_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +120,7 @@ class _Room:
         self.ended = False
         self.connecting: asyncio.Task[None] | None = None  # the attempt Up in flight
         self.wakeups: set[asyncio.TimerHandle] = set()
-        self.last_status: tuple[Upstream, tuple[str, ...], int] = (Upstream.NONE, (), 0)
+        self.last_status: tuple[Upstream, tuple[str, ...], int, int] = (Upstream.NONE, (), 0, 0)
 
 
 READ_CHUNK = 16 * 1024
@@ -410,9 +416,20 @@ class LiveServer:
                 removed=room.room.removed,
                 attendance=room.room.attendance.visits,
                 attendance_missed=room.room.attendance.missed,
+                **self._record(room.room),
             )
             for room in self._rooms.values()
         ]
+
+    @staticmethod
+    def _record(room: EventRoom) -> dict[str, Any]:
+        if room.role is not ServerRole.MAIN:
+            return {}
+        return {
+            "polls": tuple(p for p in room.polls.values() if p.state is not PollState.DRAFT),
+            "questions": tuple(room.questions.values()),
+            "record_version": room.record_version,
+        }
 
     def load(self) -> tuple[int, int]:
         """(participants connected here in all events, capacity; 0: no set limit)."""
@@ -536,7 +553,12 @@ class LiveServer:
                 # Joins and leaves are not a change to report at once: they are dated
                 # here, and go with the next periodic report (a crowd arriving would
                 # otherwise send the whole ledger once per join).
-                status = (room.room.upstream, room.room.children, len(room.room.removed))
+                status = (
+                    room.room.upstream,
+                    room.room.children,
+                    len(room.room.removed),
+                    room.room.record_version if room.room.role is ServerRole.MAIN else 0,
+                )
                 if status != room.last_status and not room.ended:
                     room.last_status = status
                     changed = True

@@ -44,9 +44,11 @@ __all__ = [
     "BANNED_CHUNK",
     "FORWARDED_COMMANDS",
     "MAX_STREAMS",
+    "MAX_POLL_OPTIONS",
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "ROSTER_CHUNK",
+    "AskQuestion",
     "Auth",
     "AuthFailed",
     "AuthFailure",
@@ -57,7 +59,9 @@ __all__ = [
     "ChatMark",
     "ChatPosted",
     "CloseStream",
+    "ClosePoll",
     "Codec",
+    "CreatePoll",
     "EncodedMessage",
     "EndEvent",
     "Error",
@@ -73,7 +77,14 @@ __all__ = [
     "MemberLeft",
     "Message",
     "Mute",
+    "OpenPoll",
     "OpenStream",
+    "Poll",
+    "PollState",
+    "PollUpdated",
+    "Question",
+    "QuestionState",
+    "QuestionUpdated",
     "Ping",
     "Pong",
     "RaiseHand",
@@ -86,6 +97,8 @@ __all__ = [
     "Resync",
     "SendChat",
     "SetSpeakingMode",
+    "SettleQuestion",
+    "SharePollResults",
     "SpeakingMode",
     "StateSnapshot",
     "StreamClosed",
@@ -95,6 +108,8 @@ __all__ = [
     "Synced",
     "TakeFloor",
     "UpstreamChanged",
+    "UpvoteQuestion",
+    "Vote",
     "Welcome",
     "decode_message",
     "encode_message",
@@ -130,6 +145,20 @@ MemberRole = Annotated[str, Meta(pattern=r"\A(participant|presenter|moderator)\Z
 ROSTER_CHUNK: Final = 100  # members (and names) per RosterUpdate: the largest fits CONTROL
 MAX_STREAMS: Final = 64  # streams listed in one StateSnapshot
 BANNED_CHUNK: Final = 64  # credential ids in one Banned
+MAX_POLL_OPTIONS: Final = 10  # choices in one poll
+POLL_QUESTION_MAX: Final = 500  # characters of a poll's question
+POLL_OPTION_MAX: Final = 100  # characters of one of its options
+QUESTION_TEXT_MAX: Final = 1000  # characters of a Q&A question
+ANSWER_TEXT_MAX: Final = 1000  # characters of a moderator's written answer
+# Something shown in a list: not blank; a poll's texts are one line each (no
+# controls, no bidirectional overrides), questions and answers may run over lines.
+_LINE = rf"\A[^{_LABEL_CHARS}]*[^{_LABEL_CHARS}\s][^{_LABEL_CHARS}]*\Z"
+_LINES = rf"\A[^{_TEXT_CHARS}]*[^{_TEXT_CHARS}\s][^{_TEXT_CHARS}]*\Z"
+PollText = Annotated[str, Meta(min_length=1, max_length=POLL_QUESTION_MAX, pattern=_LINE)]
+PollOption = Annotated[str, Meta(min_length=1, max_length=POLL_OPTION_MAX, pattern=_LINE)]
+QuestionText = Annotated[str, Meta(min_length=1, max_length=QUESTION_TEXT_MAX, pattern=_LINES)]
+AnswerText = Annotated[str, Meta(max_length=ANSWER_TEXT_MAX, pattern=rf"\A[^{_TEXT_CHARS}]*\Z")]
+Choice = Annotated[int, Meta(ge=0, lt=MAX_POLL_OPTIONS)]
 
 
 class Role(enum.Enum):
@@ -158,6 +187,7 @@ class ErrorCode(enum.Enum):
     UNKNOWN_STREAM = "unknown-stream"
     RATE_LIMITED = "rate-limited"
     UNAVAILABLE = "unavailable"  # e.g. the server has no room for another stream
+    NOT_FOUND = "not-found"  # no such poll, option of a poll, or question
 
 
 class ByeReason(enum.Enum):
@@ -180,6 +210,19 @@ class SpeakingMode(enum.Enum):
     MODERATED = "moderated"  # raise a hand; a moderator gives the floor
     OPEN = "open"  # anyone unmuted may speak, and take the floor
     LECTURE = "lecture"  # only moderators speak; hands cannot be raised
+
+
+class PollState(enum.Enum):
+    DRAFT = "draft"  # written, seen by moderators only
+    OPEN = "open"  # votes are taken
+    CLOSED = "closed"  # no more votes; the results stand
+
+
+class QuestionState(enum.Enum):
+    OPEN = "open"
+    ANSWERED = "answered"  # a moderator answered in writing
+    ANSWERED_LIVE = "answered-live"  # a moderator answered it aloud
+    DISMISSED = "dismissed"
 
 
 class Codec(enum.Enum):
@@ -503,7 +546,7 @@ class LinkRequest(Message, frozen=True):
 
     name: Name
     command_type: Annotated[int, Meta(ge=0, le=255)]
-    payload: Annotated[bytes, Meta(max_length=2048)]
+    payload: Annotated[bytes, Meta(max_length=8192)]  # a CreatePoll at its largest fits
 
     @classmethod
     def of(cls, name: str, command: Message) -> LinkRequest:
@@ -580,6 +623,130 @@ class Banned(Message, frozen=True):
     credential_ids: Annotated[tuple[CredentialId, ...], Meta(min_length=1, max_length=BANNED_CHUNK)]
 
 
+# -- polls and questions (CONTROL 64-75) --------------------------------------------------
+
+
+def _check_unique(values: tuple[object, ...], what: str) -> None:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} appears twice")
+
+
+class Poll(Record, frozen=True):
+    """A poll as one recipient may see it: ``counts`` None when its results are not
+    shown to that recipient (docs/live.md, "Polls and questions")."""
+
+    poll_id: U32
+    question: PollText
+    options: Annotated[tuple[PollOption, ...], Meta(min_length=2, max_length=MAX_POLL_OPTIONS)]
+    multiple: bool  # several choices per vote
+    state: PollState
+    shared: bool  # the moderators show the results to everyone
+    counts: Annotated[tuple[U32, ...], Meta(max_length=MAX_POLL_OPTIONS)] | None = None
+    voters: U32 | None = None  # how many voted; None with counts
+
+    def check(self) -> None:
+        _check_unique(self.options, "an option")
+        if (self.counts is None) != (self.voters is None):
+            raise ValueError("counts and voters go together")
+        if self.counts is not None and len(self.counts) != len(self.options):
+            raise ValueError("one count per option")
+
+
+class Question(Record, frozen=True):
+    """A Q&A question; ``asker`` None when it was asked anonymously and you are no moderator."""
+
+    question_id: U32
+    text: QuestionText
+    asker: Name | None
+    anonymous: bool
+    votes: U32
+    state: QuestionState
+    answer: AnswerText = ""
+
+
+class CreatePoll(Message, frozen=True):
+    """Moderator: write a poll (a draft, until OpenPoll)."""
+
+    question: PollText
+    options: Annotated[tuple[PollOption, ...], Meta(min_length=2, max_length=MAX_POLL_OPTIONS)]
+    multiple: bool = False
+    shared: bool = False
+
+    def check(self) -> None:
+        _check_unique(self.options, "an option")
+
+
+class OpenPoll(Message, frozen=True):
+    """Moderator: start taking votes."""
+
+    poll_id: U32
+
+
+class ClosePoll(Message, frozen=True):
+    """Moderator: stop taking votes; the results stand."""
+
+    poll_id: U32
+
+
+class SharePollResults(Message, frozen=True):
+    """Moderator: show the results to everyone (``shared``), or to moderators only."""
+
+    poll_id: U32
+    shared: bool = True
+
+
+class Vote(Message, frozen=True):
+    """Participant: my choices (option indices from 0), once per poll."""
+
+    poll_id: U32
+    choices: Annotated[tuple[Choice, ...], Meta(min_length=1, max_length=MAX_POLL_OPTIONS)]
+
+    def check(self) -> None:
+        _check_unique(self.choices, "a choice")
+
+
+class PollUpdated(Message, frozen=True):
+    """Server: a poll was written, opened, closed, shared, or its results moved."""
+
+    poll: Poll
+
+    def check(self) -> None:
+        self.poll.check()
+
+
+class AskQuestion(Message, frozen=True):
+    """Participant: ask this; ``anonymous`` hides my name from all but moderators."""
+
+    text: QuestionText
+    anonymous: bool = False
+
+
+class UpvoteQuestion(Message, frozen=True):
+    """Participant: count me for someone else's question, once."""
+
+    question_id: U32
+
+
+class SettleQuestion(Message, frozen=True):
+    """Moderator: answer a question in writing, mark it answered live, or dismiss it."""
+
+    question_id: U32
+    state: QuestionState
+    answer: AnswerText = ""
+
+    def check(self) -> None:
+        if self.state is QuestionState.OPEN:
+            raise ValueError("a question is settled as answered, answered-live or dismissed")
+        if (self.state is QuestionState.ANSWERED) != bool(self.answer.strip()):
+            raise ValueError("a written answer goes with state answered, and only with it")
+
+
+class QuestionUpdated(Message, frozen=True):
+    """Server: a question was asked, upvoted or settled."""
+
+    question: Question
+
+
 MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxyType(
     {
         (Channel.CONTROL, 1): Hello,
@@ -618,6 +785,16 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 52): Evict,
         (Channel.CONTROL, 53): Refused,
         (Channel.CONTROL, 54): Banned,
+        (Channel.CONTROL, 64): CreatePoll,
+        (Channel.CONTROL, 65): OpenPoll,
+        (Channel.CONTROL, 66): ClosePoll,
+        (Channel.CONTROL, 67): SharePollResults,
+        (Channel.CONTROL, 68): Vote,
+        (Channel.CONTROL, 69): PollUpdated,
+        (Channel.CONTROL, 72): AskQuestion,
+        (Channel.CONTROL, 73): UpvoteQuestion,
+        (Channel.CONTROL, 74): SettleQuestion,
+        (Channel.CONTROL, 75): QuestionUpdated,
         (Channel.DATA, 1): SendChat,
         (Channel.DATA, 2): ChatPosted,
     }
@@ -634,6 +811,8 @@ FORWARDED_COMMANDS: Final[frozenset[type[Message]]] = frozenset(
         EndEvent,
         OpenStream,
         CloseStream,
+        *(CreatePoll, OpenPoll, ClosePoll, SharePollResults, Vote),
+        *(AskQuestion, UpvoteQuestion, SettleQuestion),
     }
 )
 """The participant commands a child server forwards Up in a ``LinkRequest``."""

@@ -21,6 +21,7 @@ from typing import Final
 
 from townhall.wire.frames import Channel
 from townhall.wire.messages import (
+    AskQuestion,
     Auth,
     AuthFailed,
     AuthOk,
@@ -28,7 +29,9 @@ from townhall.wire.messages import (
     Bye,
     ChatMark,
     ChatPosted,
+    ClosePoll,
     CloseStream,
+    CreatePoll,
     EndEvent,
     Error,
     Evict,
@@ -40,9 +43,12 @@ from townhall.wire.messages import (
     MemberLeft,
     Message,
     Mute,
+    OpenPoll,
     OpenStream,
     Ping,
+    PollUpdated,
     Pong,
+    QuestionUpdated,
     RaiseHand,
     Refused,
     Remove,
@@ -54,12 +60,16 @@ from townhall.wire.messages import (
     RosterUpdate,
     SendChat,
     SetSpeakingMode,
+    SettleQuestion,
+    SharePollResults,
     StateSnapshot,
     StreamClosed,
     StreamOpened,
     Synced,
     TakeFloor,
     UpstreamChanged,
+    UpvoteQuestion,
+    Vote,
     Welcome,
 )
 
@@ -129,6 +139,8 @@ _FLOOR_COMMANDS: Final = (
     SetSpeakingMode,
     EndEvent,
 )
+_POLL_COMMANDS: Final = (CreatePoll, OpenPoll, ClosePoll, SharePollResults, Vote)
+_QUESTION_COMMANDS: Final = (AskQuestion, UpvoteQuestion, SettleQuestion)
 _MEDIA: Final = (Channel.AUDIO, Channel.VIDEO)
 
 # What each (role, sending side) may send in OPEN, beyond Ping, Pong, Error and
@@ -140,7 +152,14 @@ _MEDIA: Final = (Channel.AUDIO, Channel.VIDEO)
 OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyType(
     {
         (Role.PARTICIPANT, _CLIENT): _kinds(
-            SendChat, *_FLOOR_COMMANDS, OpenStream, CloseStream, RequestKeyFrame, *_MEDIA
+            SendChat,
+            *_FLOOR_COMMANDS,
+            *_POLL_COMMANDS,
+            *_QUESTION_COMMANDS,
+            OpenStream,
+            CloseStream,
+            RequestKeyFrame,
+            *_MEDIA,
         ),
         (Role.PARTICIPANT, _SERVER): _kinds(
             ChatPosted,
@@ -150,6 +169,8 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             StreamClosed,
             RequestKeyFrame,
             UpstreamChanged,
+            PollUpdated,
+            QuestionUpdated,
             *_MEDIA,
         ),
         (Role.SERVER_LINK, _CLIENT): _kinds(
@@ -180,6 +201,8 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             Refused,
             Banned,
             RequestKeyFrame,
+            PollUpdated,
+            QuestionUpdated,
             *_MEDIA,
         ),
         (Role.CONTROLLER_LINK, _CLIENT): _kinds(),

@@ -5,8 +5,10 @@
 // round trip and the load, ranked as townhall.client.selection ranks them), joins the
 // best and falls back down the ranking. Losing the server rejoins another; chat the
 // new server replays is dropped by (sender, seq), as townhall.client.session does.
-// Media capture, codecs and playout are media/*.js; the wire format is wire.js.
+// Media capture, codecs and playout are media/*.js; the wire format is wire.js; the
+// Polls and Questions panels are polls.js.
 
+import { createPanels } from "./polls.js";
 import { rank } from "./selection.js";
 import { Channel, decodeFrame, encodeMedia, encodeMessage, PROTOCOL_VERSION, ProtocolError, utf8Length, CHAT_TEXT_MAX_BYTES } from "./wire.js";
 
@@ -314,6 +316,7 @@ function adopt(link, probeResult, ok) {
   link.keepAlive();
   $("who").textContent = `${ok.name}${ok.moderator ? " (moderator)" : ""} · on ${room.server}`;
   $("moderation").hidden = !ok.moderator;
+  panels.joined(ok.name, ok.moderator);
   $("room").hidden = false;
   problem("connection", "");
   status(`Connected to ${room.server}.`);
@@ -376,6 +379,7 @@ function finish(reason, message) {
 // -- what the server says ----------------------------------------------------------------
 
 function onMessage(message) {
+  if (panels.onMessage(message)) return;
   switch (message.type) {
     case "Media":
       onMedia(message);
@@ -532,8 +536,12 @@ function sendChat(event) {
 // -- commands -----------------------------------------------------------------------------------
 
 function command(message) {
-  if (!room.link || !room.link.send(message)) problem("refused", "Not connected right now.");
+  const sent = Boolean(room.link && room.link.send(message));
+  if (!sent) problem("refused", "Not connected right now.");
+  return sent;
 }
+
+const panels = createPanels({ send: command, problem });
 
 function wireControls() {
   $("chat-form").addEventListener("submit", sendChat);
@@ -839,6 +847,7 @@ window.townhallRoom = {
     sending: [...room.senders.entries()].map(([kind, s]) => ({ kind, streamId: s.streamId })),
     framesDecoded: Object.fromEntries([...room.videos].map(([id, v]) => [id, v.view ? v.view.framesDecoded : 0])),
     playout: room.playout ? room.playout.stats() : null,
+    ...panels.snapshot(),
   }),
 };
 

@@ -23,6 +23,8 @@ export class ProtocolError extends Error {}
 const LOAD = [["participants"], ["capacity"]];
 const MEMBER = [["name"], ["moderator", false], ["hand_raised", false], ["floor", false], ["muted", false]];
 const STREAM_INFO = [["stream_id"], ["owner"], ["codec"], ["kind", null]];
+const POLL = [["poll_id"], ["question"], ["options"], ["multiple"], ["state"], ["shared"], ["counts", null], ["voters", null]];
+const QUESTION = [["question_id"], ["text"], ["asker"], ["anonymous"], ["votes"], ["state"], ["answer", ""]];
 
 const record = (fields) => ({ record: fields });
 const listOf = (fields) => ({ list: fields });
@@ -56,6 +58,16 @@ const MESSAGES = {
   StateSnapshot: [0, 32, [["event"], ["title"], ["mode"], ["attendance"], ["streams", [], listOf(STREAM_INFO)]]],
   RosterUpdate: [0, 33, [["changed", [], listOf(MEMBER)], ["left", []]]],
   UpstreamChanged: [0, 34, [["reachable"]]],
+  CreatePoll: [0, 64, [["question"], ["options"], ["multiple", false], ["shared", false]]],
+  OpenPoll: [0, 65, [["poll_id"]]],
+  ClosePoll: [0, 66, [["poll_id"]]],
+  SharePollResults: [0, 67, [["poll_id"], ["shared", true]]],
+  Vote: [0, 68, [["poll_id"], ["choices"]]],
+  PollUpdated: [0, 69, [["poll", undefined, record(POLL)]]],
+  AskQuestion: [0, 72, [["text"], ["anonymous", false]]],
+  UpvoteQuestion: [0, 73, [["question_id"]]],
+  SettleQuestion: [0, 74, [["question_id"], ["state"], ["answer", ""]]],
+  QuestionUpdated: [0, 75, [["question", undefined, record(QUESTION)]]],
   SendChat: [3, 1, [["text"], ["to", null], ["seq", 0]]],
   ChatPosted: [3, 2, [["sender"], ["text"], ["to", null], ["seq", 0]]],
 };

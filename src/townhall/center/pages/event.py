@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from townhall.center import attendance, calendar, events, live, mailer
+from townhall.center import attendance, calendar, events, live, mailer, polls
 from townhall.center.api import EventId, dialin_code, join_ticket
 from townhall.center.auth import context_of
 from townhall.center.events import EventError
@@ -111,6 +111,7 @@ def show_event(
         "registrations": events.registrations(session, event) if manager else [],
         "removals": live.removals(session, event) if manager else [],
         "attendance": attendance.report(session, event, now) if manager else None,
+        "kept": polls.kept_polls(session, event) if manager else None,
         "mail": mail,
         "numbers": context_of(request).settings.center.dialin_numbers,
         # The Manager's answers through the Center's contract (center/trees.py).
