@@ -1,0 +1,163 @@
+"""``record``: a listener that joins an event's tree and writes what it hears and sees.
+
+It joins with a recorder ticket (``townhall record --ticket``) like any
+participant, through server selection and with the session's rejoining, and
+never sends media or chat. Every ``TICK`` it hands the mixer's finished audio
+to the WebM writer; each relayed VP8 frame of the current video source goes
+into the file as it is (the source is the newest shared screen, else the
+newest camera; a new source is asked for a key frame); each public chat
+message becomes a WebVTT cue. It stops when the event ends, when ``stop`` is
+set (Ctrl-C, SIGTERM), or when its session ends otherwise, and then writes
+``recording.json``: what was recorded, for the Center and ``bench/recording.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Final
+
+from townhall.client.events import (
+    ChatReceived,
+    ClientEvent,
+    Left,
+    MediaReceived,
+    StreamEnded,
+    StreamStarted,
+)
+from townhall.client.session import ClientSettings, NotConnected, Participant
+from townhall.recording.chat import ChatTrack
+from townhall.recording.container import WebmWriter
+from townhall.recording.mixer import Mixer
+from townhall.ticket import TicketContents
+from townhall.wire import Codec, StreamKind
+
+__all__ = ["AUDIO_FILE", "CHAT_FILE", "SUMMARY_FILE", "TICK", "Summary", "folder_for", "record"]
+
+AUDIO_FILE: Final = "recording.webm"
+CHAT_FILE: Final = "chat.vtt"
+SUMMARY_FILE: Final = "recording.json"
+TICK: Final = 0.1
+
+
+def folder_for(data: Path, event_id: int) -> Path:
+    """Where an event's recording lives: ``<data>/recordings/<event id>/`` (the Center's store)."""
+    return data / "recordings" / str(event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What one recording holds, written beside it as ``recording.json``."""
+
+    event_id: int
+    seconds: float
+    audio_streams: int
+    video_frames: int
+    chat_messages: int
+    relayed_bytes: int  # media payload bytes the recorder received
+    file_bytes: int
+    complete: bool  # False: the recorder stopped before the event ended
+
+
+class _Session:
+    def __init__(self, folder: Path, start: float) -> None:
+        self.start = start
+        self.mixer = Mixer(start)
+        self.writer = WebmWriter(folder / AUDIO_FILE)
+        self.chat = ChatTrack(folder / CHAT_FILE)
+        self.participant: Participant | None = None
+        self.video_source: int | None = None
+        self.video_rank = (-1, -1)
+        self.audio_streams: set[int] = set()
+        self.relayed = 0
+        self.ended = asyncio.Event()
+        self.left: Left | None = None
+
+    def on_event(self, event: ClientEvent) -> None:
+        now = asyncio.get_running_loop().time()
+        match event:
+            case MediaReceived(codec=Codec.OPUS):
+                self.relayed += len(event.payload)
+                self.audio_streams.add(event.stream_id)
+                self.mixer.feed(event.stream_id, event.seq, event.payload, now)
+            case MediaReceived(codec=Codec.VP8):
+                self.relayed += len(event.payload)
+                if event.stream_id == self.video_source:
+                    at_ms = round((now - self.start) * 1000)
+                    self.writer.video(at_ms, event.payload, event.keyframe)
+            case StreamStarted(codec=Codec.VP8):
+                self._choose_video(event)
+            case StreamEnded():
+                self.mixer.close(event.stream_id)
+                if event.stream_id == self.video_source:
+                    self.video_source, self.video_rank = None, (-1, -1)
+            case ChatReceived(to=None):
+                self.chat.add(now - self.start, event.sender, event.text)
+            case Left():
+                self.left = event
+                self.ended.set()
+            case _:
+                pass
+
+    def _choose_video(self, event: StreamStarted) -> None:
+        participant = self.participant
+        info = participant.streams.get(event.stream_id) if participant else None
+        screen = int(info is not None and info.kind is StreamKind.SCREEN)
+        rank = (screen, event.stream_id)
+        if self.video_source is not None and rank < self.video_rank:
+            return
+        self.video_source, self.video_rank = event.stream_id, rank
+        self.writer.new_video_source()
+        if participant is not None:
+            with contextlib.suppress(NotConnected):
+                participant.request_key_frame(event.stream_id)
+
+
+async def record(
+    ticket: TicketContents,
+    data: Path,
+    *,
+    stop: asyncio.Event | None = None,
+    settings: ClientSettings | None = None,
+) -> Summary:
+    """Join the ticket's event and record it into ``folder_for(data, event)`` until it ends."""
+    folder = folder_for(data, ticket.event_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SUMMARY_FILE).unlink(missing_ok=True)  # written again at the end
+    loop = asyncio.get_running_loop()
+    session = _Session(folder, loop.time())
+    participant = Participant(ticket, settings=settings, on_event=session.on_event)
+    session.participant = participant
+    stop = stop if stop is not None else asyncio.Event()
+    try:
+        await participant.join()
+        waiters = {asyncio.ensure_future(session.ended.wait()), asyncio.ensure_future(stop.wait())}
+        try:
+            while not (session.ended.is_set() or stop.is_set()):
+                await asyncio.wait(waiters, timeout=TICK, return_when=asyncio.FIRST_COMPLETED)
+                session.writer.audio(session.mixer.pull(loop.time()))
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if session.left is None:
+            await participant.leave("recording stopped")
+    finally:
+        session.writer.audio(session.mixer.drain())
+        session.writer.close()
+        session.chat.close()
+    complete = session.left is not None and session.left.reason.value == "event-ended"
+    summary = Summary(
+        event_id=ticket.event_id,
+        seconds=round(session.writer.seconds, 3),
+        audio_streams=len(session.audio_streams),
+        video_frames=session.writer.video_frames,
+        chat_messages=session.chat.cues,
+        relayed_bytes=session.relayed,
+        file_bytes=(folder / AUDIO_FILE).stat().st_size,
+        complete=complete,
+    )
+    (folder / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=1) + "\n")
+    return summary
