@@ -184,9 +184,9 @@ RULES = [
         allowed=frozenset({"wire", "datafolder"}),
     ),
     Rule(
-        "the recorder is a participant: client, ticket, wire, nothing of the servers",
+        "the recorder is a participant: client, ticket, wire (and live.backoff)",
         frozenset({"recording"}),
-        allowed=frozenset({"client", "ticket", "wire"}),
+        allowed=frozenset({"client", "ticket", "wire", "live"}),
     ),
 ]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from townhall.center import access_routes, api, live
+from townhall.center import access_routes, api, live, recording_routes
 from townhall.center.accounts import CenterSecret
 from townhall.center.context import CenterContext
 from townhall.center.mailer import MailWorker
@@ -56,7 +56,7 @@ def component(ctx: CenterContext, *, run_workers: bool = True) -> Component:
     worker = MailWorker(ctx.sessions, ctx.settings.center.mail, ctx.settings.outbox_dir)
     return Component(
         name="center",
-        routers=(api.router, access_routes.router, *PAGE_AREAS),
+        routers=(api.router, access_routes.router, recording_routes.router, *PAGE_AREAS),
         json_prefixes=("/api/",),
         state=ctx,
         workers=(worker.run,) if run_workers else (),

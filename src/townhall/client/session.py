@@ -7,7 +7,7 @@ holding the event, or drops us), and from then on reports what the server
 sends as typed events (``townhall.client.events``), through an async
 iterator (``async for event in participant``) or an ``on_event`` callback.
 Commands are methods: ``say``, ``raise_hand``, ``lower_hand``, ``give_floor``,
-``take_floor``, ``mute``, ``remove``, ``set_mode``, ``open_stream``,
+``take_floor``, ``mute``, ``remove``, ``set_mode``, ``end_event``, ``open_stream``,
 ``close_stream``, ``send_media``, ``leave``. Keepalive is the wire core's
 (``townhall.client.link`` arms its timer and answers Pings).
 
@@ -64,6 +64,7 @@ from townhall.wire import (
     CloseStream,
     Codec,
     ConnectionClosed,
+    EndEvent,
     Error,
     ErrorCode,
     Event,
@@ -338,6 +339,10 @@ class Participant:
 
     def set_mode(self, mode: SpeakingMode) -> None:
         self._send(SetSpeakingMode(mode=mode))
+
+    def end_event(self) -> None:
+        """End the event for everyone (a moderator): every server says Bye ``event-ended``."""
+        self._send(EndEvent())
 
     async def open_stream(self, codec: Codec = Codec.OPUS) -> int:
         """Ask to send ``codec``; the stream id the server gave (StreamRefused if none).

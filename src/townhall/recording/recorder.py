@@ -2,7 +2,8 @@
 
 It joins with a recorder ticket (``townhall record --ticket``) like any
 participant, through server selection and with the session's rejoining, and
-never sends media or chat. Every ``TICK`` it hands the mixer's finished audio
+never sends media or chat; started before the tree is up, it keeps trying
+until the event is live. Every ``TICK`` it hands the mixer's finished audio
 to the WebM writer; each relayed VP8 frame of the current video source goes
 into the file as it is (the source is the newest shared screen, else the
 newest camera; a new source is asked for a key frame); each public chat
@@ -28,7 +29,8 @@ from townhall.client.events import (
     StreamEnded,
     StreamStarted,
 )
-from townhall.client.session import ClientSettings, NotConnected, Participant
+from townhall.client.session import ClientSettings, JoinFailed, NotConnected, Participant
+from townhall.live.backoff import Backoff
 from townhall.recording.chat import ChatTrack
 from townhall.recording.container import WebmWriter
 from townhall.recording.mixer import Mixer
@@ -41,6 +43,9 @@ AUDIO_FILE: Final = "recording.webm"
 CHAT_FILE: Final = "chat.vtt"
 SUMMARY_FILE: Final = "recording.json"
 TICK: Final = 0.1
+# Started before the tree is up (or while it restarts): try again, this long at most apart.
+_NOT_YET: Final = frozenset({"unreachable", "event-not-live", "server-full"})
+_JOIN_BACKOFF: Final = Backoff(initial=0.5, maximum=5.0)
 
 
 def folder_for(data: Path, event_id: int) -> Path:
@@ -116,6 +121,22 @@ class _Session:
                 participant.request_key_frame(event.stream_id)
 
 
+async def _join(participant: Participant, stop: asyncio.Event) -> bool:
+    """Join, trying again while the event is not live yet; False if stopped first."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await participant.join()
+            return True
+        except JoinFailed as failed:
+            if failed.reason not in _NOT_YET:
+                raise
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _JOIN_BACKOFF.delay(attempt, 0.0))
+        attempt += 1
+    return False
+
+
 async def record(
     ticket: TicketContents,
     data: Path,
@@ -133,7 +154,8 @@ async def record(
     session.participant = participant
     stop = stop if stop is not None else asyncio.Event()
     try:
-        await participant.join()
+        if not await _join(participant, stop):
+            raise JoinFailed("stopped", "the recording was stopped before the event was live")
         waiters = {asyncio.ensure_future(session.ended.wait()), asyncio.ensure_future(stop.wait())}
         try:
             while not (session.ended.is_set() or stop.is_set()):
