@@ -13,7 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from townhall.wire import ByeReason, Codec, ErrorCode, Member, SpeakingMode, StreamInfo
+from townhall.wire import (
+    ByeReason,
+    Codec,
+    ErrorCode,
+    Member,
+    RecordingState,
+    SpeakingMode,
+    StreamInfo,
+)
 
 __all__ = [
     "ChatReceived",
@@ -26,6 +34,7 @@ __all__ = [
     "Left",
     "MainReachChanged",
     "MediaReceived",
+    "RecordingStateChanged",
     "Rejoining",
     "RequestRefused",
     "RosterChanged",
@@ -144,6 +153,14 @@ class MainReachChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingStateChanged:
+    """The event is being recorded (``recording``), the recording is paused, or it is not
+    recorded (``off``): show it to the user."""
+
+    state: RecordingState
+
+
+@dataclass(frozen=True, slots=True)
 class Rejoining:
     attempt: int
     delay: float  # seconds before this attempt
@@ -174,6 +191,7 @@ ClientEvent = (
     | RequestRefused
     | ConnectionLost
     | MainReachChanged
+    | RecordingStateChanged
     | Rejoining
     | Left
 )
@@ -265,6 +283,8 @@ def event_json(event: ClientEvent) -> dict[str, Any]:
             }
         case MainReachChanged():
             return {"type": "main-reach", "server": event.server, "reachable": event.reachable}
+        case RecordingStateChanged():
+            return {"type": "recording", "state": event.state.value}
         case Rejoining():
             return {"type": "rejoining", "attempt": event.attempt, "delay": round(event.delay, 3)}
         case Left():

@@ -7,8 +7,8 @@ holding the event, or drops us), and from then on reports what the server
 sends as typed events (``townhall.client.events``), through an async
 iterator (``async for event in participant``) or an ``on_event`` callback.
 Commands are methods: ``say``, ``raise_hand``, ``lower_hand``, ``give_floor``,
-``take_floor``, ``mute``, ``remove``, ``set_mode``, ``end_event``, ``open_stream``,
-``close_stream``, ``send_media``, ``leave``. Keepalive is the wire core's
+``take_floor``, ``mute``, ``remove``, ``set_mode``, ``set_recording``, ``end_event``,
+``open_stream``, ``close_stream``, ``send_media``, ``leave``. Keepalive is the wire core's
 (``townhall.client.link`` arms its timer and answers Pings).
 
 When the server goes away without ending our membership (EOF, a timeout,
@@ -45,6 +45,7 @@ from townhall.client.events import (
     Left,
     MainReachChanged,
     MediaReceived,
+    RecordingStateChanged,
     Rejoining,
     RequestRefused,
     RosterChanged,
@@ -76,10 +77,13 @@ from townhall.wire import (
     Mute,
     OpenStream,
     RaiseHand,
+    RecordingChanged,
+    RecordingState,
     Remove,
     RequestKeyFrame,
     RosterUpdate,
     SendChat,
+    SetRecording,
     SetSpeakingMode,
     Settings,
     SpeakingMode,
@@ -230,6 +234,7 @@ class Participant:
         self.attendance = 0
         # False while our server has told us it cannot reach the main server.
         self.main_reachable = True
+        self.recording = RecordingState.OFF  # whether the event is being recorded
 
     # -- state, as last reported -----------------------------------------------------------
 
@@ -339,6 +344,11 @@ class Participant:
 
     def set_mode(self, mode: SpeakingMode) -> None:
         self._send(SetSpeakingMode(mode=mode))
+
+    def set_recording(self, state: RecordingState) -> None:
+        """A moderator pauses (``paused``) or resumes (``recording``) the recording; a
+        recorder says it records or stops. A refusal comes as ``RequestRefused``."""
+        self._send(SetRecording(state=state))
 
     def end_event(self) -> None:
         """End the event for everyone (a moderator): every server says Bye ``event-ended``."""
@@ -474,6 +484,7 @@ class Participant:
         self.name, self.event, self.moderator = ok.name, ok.event, ok.moderator
         self._roster.clear()  # the new server sends the whole roster
         self.main_reachable = True  # the new server says so if it cannot reach the main
+        self.recording = RecordingState.OFF  # the new server says so if it is recorded
         self._streams.clear()
         joined = Joined(probe.server.name, ok.name, ok.event, ok.moderator, rejoin=rejoin)
         self._emit(joined)
@@ -561,6 +572,9 @@ class Participant:
                     if current == stream_id:
                         self._aliases[original] = None  # closed by a moderator
                 self._emit(StreamEnded(stream_id))
+            case RecordingChanged(state=state):
+                self.recording = state
+                self._emit(RecordingStateChanged(state))
             case UpstreamChanged(reachable=reachable):
                 self.main_reachable = reachable
                 self._emit(MainReachChanged(self.server or "", reachable))

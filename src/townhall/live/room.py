@@ -91,6 +91,8 @@ from townhall.wire import (
     Message,
     Ping,
     Pong,
+    RecordingChanged,
+    RecordingState,
     Refused,
     RemoteProtocolError,
     RequestKeyFrame,
@@ -242,6 +244,7 @@ class EventRoom:
         self._roster: dict[str, Member] = {}
         self._roster_before: dict[str, Member] | None = None  # during a RosterReset
         self._mode = SpeakingMode.MODERATED
+        self._recording = RecordingState.OFF
         self._streams: dict[int, StreamInfo] = {}
         self._log = ChatLog(settings.chat_log_size)
         # the link Up (a child)
@@ -623,10 +626,14 @@ class EventRoom:
         else:  # wire lets nothing else through; a shell without it might
             self._close(peer.conn, ByeReason.PROTOCOL_ERROR, f"{type(message).__name__}?")
 
-    def _send_state(self, conn: ConnId) -> None:
+    def _send_state(self, conn: ConnId, *, link: bool = False) -> None:
         self._send(conn, self._snapshot())
         for update in roster_chunks(self._roster.values()):
             self._send(conn, update)
+        # A child always learns the state (it may hold an old one); a participant
+        # hears of recording only when there is some.
+        if link or self._recording is not RecordingState.OFF:
+            self._send(conn, RecordingChanged(state=self._recording))
 
     def _snapshot(self) -> StateSnapshot:
         return StateSnapshot(
@@ -772,6 +779,9 @@ class EventRoom:
                     for stream_id in [s for s in self._keyframe_asked if s not in self._streams]:
                         del self._keyframe_asked[stream_id]
                     self._send_many(self._everyone_below(), item)
+                case RecordingChanged(state=state):
+                    self._recording = state
+                    self._send_many(self._everyone_below(), item)
                 case StreamOpened(stream=info):
                     self._streams[info.stream_id] = info
                     self._send_many(self._everyone_below(), item)
@@ -903,7 +913,7 @@ class EventRoom:
         """Bring a child up to date: the state, the bans, the chat it missed, then Synced."""
         conn = peer.conn
         self._send(conn, RosterReset())
-        self._send_state(conn)
+        self._send_state(conn, link=True)
         self._send(conn, RosterDone())
         banned = sorted(self._banned)
         for start in range(0, len(banned), BANNED_CHUNK):
@@ -972,7 +982,13 @@ class EventRoom:
                         raise RemoteProtocolError("chat Down before any ChatMark")
                     seq, self._expect = self._expect, self._expect + 1
                     self._down_chat(seq, message, encode_message(message))
-                case RosterUpdate() | StateSnapshot() | StreamOpened() | StreamClosed():
+                case (
+                    RosterUpdate()
+                    | StateSnapshot()
+                    | StreamOpened()
+                    | StreamClosed()
+                    | RecordingChanged()
+                ):
                     self._down([message])
                 case RequestKeyFrame(stream_id=stream_id):
                     self._want_keyframe(stream_id, from_up=True)

@@ -7,9 +7,12 @@ until the event is live. Every ``TICK`` it hands the mixer's finished audio
 to the WebM writer; each relayed VP8 frame of the current video source goes
 into the file as it is (the source is the newest shared screen, else the
 newest camera; a new source is asked for a key frame); each public chat
-message becomes a WebVTT cue. It stops when the event ends, when ``stop`` is
-set (Ctrl-C, SIGTERM), or when its session ends otherwise, and then writes
-``recording.json``: what was recorded, for the Center and ``bench/recording.py``.
+message becomes a WebVTT cue. Once joined it tells the event it records
+(wire ``SetRecording``: every participant is shown it); while a moderator
+has paused it, it writes nothing and the file's timeline skips the pause.
+It stops when the event ends, when ``stop`` is set (Ctrl-C, SIGTERM), or
+when its session ends otherwise, and then writes ``recording.json``: what
+was recorded, for the Center and ``bench/recording.py``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import Final
 from townhall.client.events import (
     ChatReceived,
     ClientEvent,
+    Joined,
     Left,
     MediaReceived,
+    RecordingStateChanged,
     StreamEnded,
     StreamStarted,
 )
@@ -35,7 +40,7 @@ from townhall.recording.chat import ChatTrack
 from townhall.recording.container import WebmWriter
 from townhall.recording.mixer import Mixer
 from townhall.ticket import TicketContents
-from townhall.wire import Codec, StreamKind
+from townhall.wire import Codec, RecordingState, StreamKind
 
 __all__ = ["AUDIO_FILE", "CHAT_FILE", "SUMMARY_FILE", "TICK", "Summary", "folder_for", "record"]
 
@@ -78,12 +83,36 @@ class _Session:
         self.video_rank = (-1, -1)
         self.audio_streams: set[int] = set()
         self.relayed = 0
+        self.paused = False
+        self.skipped = 0  # mixed samples dropped while paused: the file's timeline skips them
         self.ended = asyncio.Event()
         self.left: Left | None = None
+
+    def at(self, now: float) -> float:
+        """``now`` on the file's timeline (seconds)."""
+        return now - self.start - self.skipped / 48_000
+
+    def tick(self, now: float) -> None:
+        pcm = self.mixer.pull(now)
+        if self.paused:
+            self.skipped += len(pcm)
+        else:
+            self.writer.audio(pcm)
 
     def on_event(self, event: ClientEvent) -> None:
         now = asyncio.get_running_loop().time()
         match event:
+            case Joined():
+                # Everyone is told the event is recorded (the Floor keeps the state);
+                # after a rejoin the Floor may have forgotten us, so say it again.
+                self._announce()
+            case RecordingStateChanged(state=state):
+                paused = state is RecordingState.PAUSED
+                if self.paused and not paused:
+                    self._restart_video()
+                self.paused = paused
+            case MediaReceived() if self.paused:
+                self.relayed += len(event.payload)
             case MediaReceived(codec=Codec.OPUS):
                 self.relayed += len(event.payload)
                 self.audio_streams.add(event.stream_id)
@@ -91,7 +120,7 @@ class _Session:
             case MediaReceived(codec=Codec.VP8):
                 self.relayed += len(event.payload)
                 if event.stream_id == self.video_source:
-                    at_ms = round((now - self.start) * 1000)
+                    at_ms = round(self.at(now) * 1000)
                     self.writer.video(at_ms, event.payload, event.keyframe)
             case StreamStarted(codec=Codec.VP8):
                 self._choose_video(event)
@@ -99,13 +128,24 @@ class _Session:
                 self.mixer.close(event.stream_id)
                 if event.stream_id == self.video_source:
                     self.video_source, self.video_rank = None, (-1, -1)
-            case ChatReceived(to=None):
-                self.chat.add(now - self.start, event.sender, event.text)
+            case ChatReceived(to=None) if not self.paused:
+                self.chat.add(self.at(now), event.sender, event.text)
             case Left():
                 self.left = event
                 self.ended.set()
             case _:
                 pass
+
+    def _announce(self) -> None:
+        if self.participant is not None:
+            with contextlib.suppress(NotConnected):
+                self.participant.set_recording(RecordingState.RECORDING)
+
+    def _restart_video(self) -> None:
+        self.writer.new_video_source()
+        if self.participant is not None and self.video_source is not None:
+            with contextlib.suppress(NotConnected):
+                self.participant.request_key_frame(self.video_source)
 
     def _choose_video(self, event: StreamStarted) -> None:
         participant = self.participant
@@ -160,7 +200,7 @@ async def record(
         try:
             while not (session.ended.is_set() or stop.is_set()):
                 await asyncio.wait(waiters, timeout=TICK, return_when=asyncio.FIRST_COMPLETED)
-                session.writer.audio(session.mixer.pull(loop.time()))
+                session.tick(loop.time())
         finally:
             for waiter in waiters:
                 waiter.cancel()

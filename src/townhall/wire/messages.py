@@ -77,6 +77,8 @@ __all__ = [
     "Ping",
     "Pong",
     "RaiseHand",
+    "RecordingChanged",
+    "RecordingState",
     "Refused",
     "Remove",
     "Role",
@@ -85,6 +87,7 @@ __all__ = [
     "RosterUpdate",
     "Resync",
     "SendChat",
+    "SetRecording",
     "SetSpeakingMode",
     "SpeakingMode",
     "StateSnapshot",
@@ -180,6 +183,14 @@ class SpeakingMode(enum.Enum):
     MODERATED = "moderated"  # raise a hand; a moderator gives the floor
     OPEN = "open"  # anyone unmuted may speak, and take the floor
     LECTURE = "lecture"  # only moderators speak; hands cannot be raised
+
+
+class RecordingState(enum.Enum):
+    """Whether the event is being recorded now (``townhall.recording``)."""
+
+    OFF = "off"  # no recorder, or it left
+    RECORDING = "recording"
+    PAUSED = "paused"  # a recorder is there; a moderator paused it
 
 
 class Codec(enum.Enum):
@@ -359,6 +370,24 @@ class SetSpeakingMode(Message, frozen=True):
 
 class EndEvent(Message, frozen=True):
     """A moderator ends the event for everyone, on every server of the tree."""
+
+
+# -- recording (CONTROL 56-57) -----------------------------------------------------
+
+
+class SetRecording(Message, frozen=True):
+    """Participant: a recorder says it records (``recording``) or stops (``off``); a
+    moderator pauses (``paused``) and resumes (``recording``) it. The main server's
+    Floor decides (live/floor.py)."""
+
+    state: RecordingState
+
+
+class RecordingChanged(Message, frozen=True):
+    """Server, parent: the event's recording state is now this; also after AuthOk
+    while it is not ``off``. Every participant is shown that it is being recorded."""
+
+    state: RecordingState
 
 
 # -- streams (CONTROL 24-27) ------------------------------------------------------
@@ -618,6 +647,8 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 52): Evict,
         (Channel.CONTROL, 53): Refused,
         (Channel.CONTROL, 54): Banned,
+        (Channel.CONTROL, 56): SetRecording,
+        (Channel.CONTROL, 57): RecordingChanged,
         (Channel.DATA, 1): SendChat,
         (Channel.DATA, 2): ChatPosted,
     }
@@ -634,6 +665,7 @@ FORWARDED_COMMANDS: Final[frozenset[type[Message]]] = frozenset(
         EndEvent,
         OpenStream,
         CloseStream,
+        SetRecording,
     }
 )
 """The participant commands a child server forwards Up in a ``LinkRequest``."""

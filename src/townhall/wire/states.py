@@ -44,6 +44,7 @@ from townhall.wire.messages import (
     Ping,
     Pong,
     RaiseHand,
+    RecordingChanged,
     Refused,
     Remove,
     RequestKeyFrame,
@@ -53,6 +54,7 @@ from townhall.wire.messages import (
     RosterReset,
     RosterUpdate,
     SendChat,
+    SetRecording,
     SetSpeakingMode,
     StateSnapshot,
     StreamClosed,
@@ -128,6 +130,7 @@ _FLOOR_COMMANDS: Final = (
     Remove,
     SetSpeakingMode,
     EndEvent,
+    SetRecording,
 )
 _MEDIA: Final = (Channel.AUDIO, Channel.VIDEO)
 
@@ -150,6 +153,7 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             StreamClosed,
             RequestKeyFrame,
             UpstreamChanged,
+            RecordingChanged,
             *_MEDIA,
         ),
         (Role.SERVER_LINK, _CLIENT): _kinds(
@@ -179,6 +183,7 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             Evict,
             Refused,
             Banned,
+            RecordingChanged,
             RequestKeyFrame,
             *_MEDIA,
         ),

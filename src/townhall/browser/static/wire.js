@@ -56,6 +56,8 @@ const MESSAGES = {
   StateSnapshot: [0, 32, [["event"], ["title"], ["mode"], ["attendance"], ["streams", [], listOf(STREAM_INFO)]]],
   RosterUpdate: [0, 33, [["changed", [], listOf(MEMBER)], ["left", []]]],
   UpstreamChanged: [0, 34, [["reachable"]]],
+  SetRecording: [0, 56, [["state"]]],
+  RecordingChanged: [0, 57, [["state"]]],
   SendChat: [3, 1, [["text"], ["to", null], ["seq", 0]]],
   ChatPosted: [3, 2, [["sender"], ["text"], ["to", null], ["seq", 0]]],
 };
