@@ -183,6 +183,11 @@ RULES = [
         frozenset({"ticket", "config", "pki", "datafolder"}),
         allowed=frozenset({"wire", "datafolder"}),
     ),
+    Rule(
+        "the recorder is a participant: client, ticket, wire (and live.backoff)",
+        frozenset({"recording"}),
+        allowed=frozenset({"client", "ticket", "wire", "live"}),
+    ),
 ]
 
 
@@ -208,6 +213,7 @@ def test_no_component_imports_another_inside_a_function_body() -> None:
 SANS_IO_CORES = {
     "wire": in_package("wire", WIRE_MODULES),
     "live": in_package("live", LIVE_CORE_MODULES),
+    "recording": in_package("recording", frozenset({"mixer"})),
 }
 
 

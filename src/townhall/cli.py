@@ -39,6 +39,7 @@ from townhall.desktop.commands import register as register_desktop
 from townhall.manager import registry
 from townhall.pki import DevCA
 from townhall.proxyauth import register as register_proxy_auth
+from townhall.recording.command import register as register_recorder
 from townhall.store import make_engine, make_session_factory
 from townhall.store.conventions import now_utc
 from townhall.webprocess import create_app
@@ -457,6 +458,7 @@ def _prepare_live(settings: Settings, admin: str, live_port: int) -> tuple[Path,
 def _register_components() -> None:
     register_controller(app, inprocess.controller_wiring())
     register_participant(app)
+    register_recorder(app)
     register_desktop(app)
     register_proxy_auth(app)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from townhall.center import access_routes, api, attendance_routes, live, polls
+from townhall.center import access_routes, api, attendance_routes, live, polls, recording_routes
 from townhall.center.accounts import CenterSecret
 from townhall.center.context import CenterContext
 from townhall.center.mailer import MailWorker
@@ -61,6 +61,7 @@ def component(ctx: CenterContext, *, run_workers: bool = True) -> Component:
             access_routes.router,
             attendance_routes.router,
             polls.router,
+            recording_routes.router,
             *PAGE_AREAS,
         ),
         json_prefixes=("/api/",),

@@ -43,6 +43,7 @@ from townhall.client.events import (
     MediaReceived,
     PollChanged,
     QuestionChanged,
+    RecordingStateChanged,
     Rejoining,
     RequestRefused,
     RosterChanged,
@@ -179,6 +180,12 @@ def _human(event: ClientEvent) -> str | None:
             if event.reachable:
                 return f"{event.server} reaches the main server again"
             return f"{event.server} lost the main server: chat waits until it is back"
+        case RecordingStateChanged():
+            return {
+                "recording": "● this event is being recorded",
+                "paused": "the recording is paused",
+                "off": "the event is not being recorded",
+            }[event.state.value]
         case ConnectionLost():
             return f"lost {event.server} ({event.reason.value}: {event.message})"
         case Rejoining():

@@ -20,6 +20,7 @@ from townhall.wire import (
     Member,
     Poll,
     Question,
+    RecordingState,
     SpeakingMode,
     StreamInfo,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "MediaReceived",
     "PollChanged",
     "QuestionChanged",
+    "RecordingStateChanged",
     "Rejoining",
     "RequestRefused",
     "RosterChanged",
@@ -171,6 +173,14 @@ class MainReachChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingStateChanged:
+    """The event is being recorded (``recording``), the recording is paused, or it is not
+    recorded (``off``): show it to the user."""
+
+    state: RecordingState
+
+
+@dataclass(frozen=True, slots=True)
 class Rejoining:
     attempt: int
     delay: float  # seconds before this attempt
@@ -203,6 +213,7 @@ ClientEvent = (
     | RequestRefused
     | ConnectionLost
     | MainReachChanged
+    | RecordingStateChanged
     | Rejoining
     | Left
 )
@@ -317,6 +328,8 @@ def event_json(event: ClientEvent) -> dict[str, Any]:
             }
         case MainReachChanged():
             return {"type": "main-reach", "server": event.server, "reachable": event.reachable}
+        case RecordingStateChanged():
+            return {"type": "recording", "state": event.state.value}
         case Rejoining():
             return {"type": "rejoining", "attempt": event.attempt, "delay": round(event.delay, 3)}
         case Left():

@@ -7,8 +7,8 @@ holding the event, or drops us), and from then on reports what the server
 sends as typed events (``townhall.client.events``), through an async
 iterator (``async for event in participant``) or an ``on_event`` callback.
 Commands are methods: ``say``, ``raise_hand``, ``lower_hand``, ``give_floor``,
-``take_floor``, ``mute``, ``remove``, ``set_mode``, ``open_stream``,
-``close_stream``, ``send_media``, polls (``create_poll``, ``open_poll``,
+``take_floor``, ``mute``, ``remove``, ``set_mode``, ``set_recording``, ``end_event``,
+``open_stream``, ``close_stream``, ``send_media``, polls (``create_poll``, ``open_poll``,
 ``close_poll``, ``share_poll_results``, ``vote``), Q&A (``ask``, ``upvote``,
 ``answer``, ``mark_answered_live``, ``dismiss``), ``leave``. Keepalive is the wire core's
 (``townhall.client.link`` arms its timer and answers Pings).
@@ -49,6 +49,7 @@ from townhall.client.events import (
     MediaReceived,
     PollChanged,
     QuestionChanged,
+    RecordingStateChanged,
     Rejoining,
     RequestRefused,
     RosterChanged,
@@ -71,6 +72,7 @@ from townhall.wire import (
     Codec,
     ConnectionClosed,
     CreatePoll,
+    EndEvent,
     Error,
     ErrorCode,
     Event,
@@ -88,10 +90,13 @@ from townhall.wire import (
     QuestionState,
     QuestionUpdated,
     RaiseHand,
+    RecordingChanged,
+    RecordingState,
     Remove,
     RequestKeyFrame,
     RosterUpdate,
     SendChat,
+    SetRecording,
     SetSpeakingMode,
     Settings,
     SettleQuestion,
@@ -248,6 +253,7 @@ class Participant:
         self.attendance = 0
         # False while our server has told us it cannot reach the main server.
         self.main_reachable = True
+        self.recording = RecordingState.OFF  # whether the event is being recorded
 
     # -- state, as last reported -----------------------------------------------------------
 
@@ -412,6 +418,15 @@ class Participant:
     def dismiss(self, question_id: int) -> None:
         self._send(SettleQuestion(question_id=question_id, state=QuestionState.DISMISSED))
 
+    def set_recording(self, state: RecordingState) -> None:
+        """A moderator pauses (``paused``) or resumes (``recording``) the recording; a
+        recorder says it records or stops. A refusal comes as ``RequestRefused``."""
+        self._send(SetRecording(state=state))
+
+    def end_event(self) -> None:
+        """End the event for everyone (a moderator): every server says Bye ``event-ended``."""
+        self._send(EndEvent())
+
     async def open_stream(self, codec: Codec = Codec.OPUS) -> int:
         """Ask to send ``codec``; the stream id the server gave (StreamRefused if none).
 
@@ -542,6 +557,7 @@ class Participant:
         self.name, self.event, self.moderator = ok.name, ok.event, ok.moderator
         self._roster.clear()  # the new server sends the whole roster
         self.main_reachable = True  # the new server says so if it cannot reach the main
+        self.recording = RecordingState.OFF  # the new server says so if it is recorded
         self._streams.clear()
         joined = Joined(probe.server.name, ok.name, ok.event, ok.moderator, rejoin=rejoin)
         self._emit(joined)
@@ -637,6 +653,9 @@ class Participant:
                 if self._questions.get(question.question_id) != question:
                     self._questions[question.question_id] = question
                     self._emit(QuestionChanged(question))
+            case RecordingChanged(state=state):
+                self.recording = state
+                self._emit(RecordingStateChanged(state))
             case UpstreamChanged(reachable=reachable):
                 self.main_reachable = reachable
                 self._emit(MainReachChanged(self.server or "", reachable))

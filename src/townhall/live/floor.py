@@ -36,9 +36,12 @@ from townhall.wire import (
     Mute,
     OpenStream,
     RaiseHand,
+    RecordingChanged,
+    RecordingState,
     Refused,
     Remove,
     RosterUpdate,
+    SetRecording,
     SetSpeakingMode,
     SpeakingMode,
     StateSnapshot,
@@ -109,6 +112,8 @@ class Floor:
         self._next_stream = 1
         self._banned: set[str] = set()
         self._removed: dict[str, Removed] = {}  # by credential id, in order
+        self._recording = RecordingState.OFF
+        self._recorder: str | None = None  # the member who said it records
 
     # -- what anyone may read ----------------------------------------------------
 
@@ -131,6 +136,10 @@ class Floor:
     @property
     def streams(self) -> Mapping[int, StreamInfo]:
         return MappingProxyType(self._streams)
+
+    @property
+    def recording(self) -> RecordingState:
+        return self._recording
 
     @property
     def banned(self) -> frozenset[str]:
@@ -202,6 +211,8 @@ class Floor:
         if self._holder == name:
             self._holder = None
         del self._seats[name]
+        if name == self._recorder:  # the recorder went: nobody records any more
+            closed.extend(self._set_recording(RecordingState.OFF, None))
         return [*closed, RosterUpdate(left=(name,))]
 
     def request(self, name: str, command: Message) -> list[Down]:
@@ -283,6 +294,8 @@ class Floor:
                     return self._refuse(name, ErrorCode.NOT_ALLOWED, "only a moderator may")
                 # The room ends the event here and down the tree (EventRoom._down).
                 return [Bye(reason=ByeReason.EVENT_ENDED, message=f"ended by {name}")]
+            case SetRecording(state=state):
+                return self._recording_request(name, seat.moderator, state)
             case OpenStream(codec=codec):
                 kind = StreamKind.of(codec, command.kind)
                 if any(s.owner == name and s.kind is kind for s in self._streams.values()):
@@ -309,6 +322,30 @@ class Floor:
                 return self._refuse(name, ErrorCode.NOT_ALLOWED, f"{type(command).__name__}?")
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _recording_request(self, name: str, moderator: bool, state: RecordingState) -> list[Down]:
+        """A recorder starts (``recording`` from ``off``) and stops (``off``) itself; only a
+        moderator pauses and resumes it."""
+        current = self._recording
+        if state is current:
+            return []
+        if current is RecordingState.OFF:
+            if state is not RecordingState.RECORDING:
+                return self._refuse(name, ErrorCode.UNAVAILABLE, "the event is not being recorded")
+            return self._set_recording(state, name)
+        if state is RecordingState.OFF:
+            if name != self._recorder:
+                return self._refuse(name, ErrorCode.NOT_ALLOWED, "only the recorder stops itself")
+            return self._set_recording(state, None)
+        if not moderator:
+            return self._refuse(
+                name, ErrorCode.NOT_ALLOWED, "only a moderator may pause or resume the recording"
+            )
+        return self._set_recording(state, self._recorder)
+
+    def _set_recording(self, state: RecordingState, recorder: str | None) -> list[Down]:
+        self._recording, self._recorder = state, recorder
+        return [RecordingChanged(state=state)]
 
     def _give(self, target: str | None) -> list[Down]:
         old, self._holder = self._holder, target

@@ -98,6 +98,8 @@ from townhall.wire import (
     Pong,
     Question,
     QuestionUpdated,
+    RecordingChanged,
+    RecordingState,
     Refused,
     RemoteProtocolError,
     RequestKeyFrame,
@@ -250,6 +252,7 @@ class EventRoom:
         self._roster: dict[str, Member] = {}
         self._roster_before: dict[str, Member] | None = None  # during a RosterReset
         self._mode = SpeakingMode.MODERATED
+        self._recording = RecordingState.OFF
         self._streams: dict[int, StreamInfo] = {}
         self._log = ChatLog(settings.chat_log_size)
         # polls and questions: the main server's authority, and every server's
@@ -665,10 +668,14 @@ class EventRoom:
         else:  # wire lets nothing else through; a shell without it might
             self._close(peer.conn, ByeReason.PROTOCOL_ERROR, f"{type(message).__name__}?")
 
-    def _send_state(self, conn: ConnId) -> None:
+    def _send_state(self, conn: ConnId, *, link: bool = False) -> None:
         self._send(conn, self._snapshot())
         for update in roster_chunks(self._roster.values()):
             self._send(conn, update)
+        # A child always learns the state (it may hold an old one); a participant
+        # hears of recording only when there is some.
+        if link or self._recording is not RecordingState.OFF:
+            self._send(conn, RecordingChanged(state=self._recording))
 
     def _snapshot(self) -> StateSnapshot:
         return StateSnapshot(
@@ -824,6 +831,9 @@ class EventRoom:
                     self._streams = {info.stream_id: info for info in item.streams}
                     for stream_id in [s for s in self._keyframe_asked if s not in self._streams]:
                         del self._keyframe_asked[stream_id]
+                    self._send_many(self._everyone_below(), item)
+                case RecordingChanged(state=state):
+                    self._recording = state
                     self._send_many(self._everyone_below(), item)
                 case StreamOpened(stream=info):
                     self._streams[info.stream_id] = info
@@ -1000,7 +1010,7 @@ class EventRoom:
         """Bring a child up to date: the state, the bans, the chat it missed, then Synced."""
         conn = peer.conn
         self._send(conn, RosterReset())
-        self._send_state(conn)
+        self._send_state(conn, link=True)
         self._send(conn, RosterDone())
         self._send_polls(conn, whole=True)
         banned = sorted(self._banned)
@@ -1077,6 +1087,7 @@ class EventRoom:
                     | StreamClosed()
                     | PollUpdated()
                     | QuestionUpdated()
+                    | RecordingChanged()
                 ):
                     self._down([message])
                 case RequestKeyFrame(stream_id=stream_id):

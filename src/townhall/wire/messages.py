@@ -88,6 +88,8 @@ __all__ = [
     "Ping",
     "Pong",
     "RaiseHand",
+    "RecordingChanged",
+    "RecordingState",
     "Refused",
     "Remove",
     "Role",
@@ -96,6 +98,7 @@ __all__ = [
     "RosterUpdate",
     "Resync",
     "SendChat",
+    "SetRecording",
     "SetSpeakingMode",
     "SettleQuestion",
     "SharePollResults",
@@ -223,6 +226,14 @@ class QuestionState(enum.Enum):
     ANSWERED = "answered"  # a moderator answered in writing
     ANSWERED_LIVE = "answered-live"  # a moderator answered it aloud
     DISMISSED = "dismissed"
+
+
+class RecordingState(enum.Enum):
+    """Whether the event is being recorded now (``townhall.recording``)."""
+
+    OFF = "off"  # no recorder, or it left
+    RECORDING = "recording"
+    PAUSED = "paused"  # a recorder is there; a moderator paused it
 
 
 class Codec(enum.Enum):
@@ -402,6 +413,24 @@ class SetSpeakingMode(Message, frozen=True):
 
 class EndEvent(Message, frozen=True):
     """A moderator ends the event for everyone, on every server of the tree."""
+
+
+# -- recording (CONTROL 56-57) -----------------------------------------------------
+
+
+class SetRecording(Message, frozen=True):
+    """Participant: a recorder says it records (``recording``) or stops (``off``); a
+    moderator pauses (``paused``) and resumes (``recording``) it. The main server's
+    Floor decides (live/floor.py)."""
+
+    state: RecordingState
+
+
+class RecordingChanged(Message, frozen=True):
+    """Server, parent: the event's recording state is now this; also after AuthOk
+    while it is not ``off``. Every participant is shown that it is being recorded."""
+
+    state: RecordingState
 
 
 # -- streams (CONTROL 24-27) ------------------------------------------------------
@@ -795,6 +824,8 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 73): UpvoteQuestion,
         (Channel.CONTROL, 74): SettleQuestion,
         (Channel.CONTROL, 75): QuestionUpdated,
+        (Channel.CONTROL, 56): SetRecording,
+        (Channel.CONTROL, 57): RecordingChanged,
         (Channel.DATA, 1): SendChat,
         (Channel.DATA, 2): ChatPosted,
     }
@@ -813,6 +844,7 @@ FORWARDED_COMMANDS: Final[frozenset[type[Message]]] = frozenset(
         CloseStream,
         *(CreatePoll, OpenPoll, ClosePoll, SharePollResults, Vote),
         *(AskQuestion, UpvoteQuestion, SettleQuestion),
+        SetRecording,
     }
 )
 """The participant commands a child server forwards Up in a ``LinkRequest``."""

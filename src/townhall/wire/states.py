@@ -50,6 +50,7 @@ from townhall.wire.messages import (
     Pong,
     QuestionUpdated,
     RaiseHand,
+    RecordingChanged,
     Refused,
     Remove,
     RequestKeyFrame,
@@ -59,6 +60,7 @@ from townhall.wire.messages import (
     RosterReset,
     RosterUpdate,
     SendChat,
+    SetRecording,
     SetSpeakingMode,
     SettleQuestion,
     SharePollResults,
@@ -138,6 +140,7 @@ _FLOOR_COMMANDS: Final = (
     Remove,
     SetSpeakingMode,
     EndEvent,
+    SetRecording,
 )
 _POLL_COMMANDS: Final = (CreatePoll, OpenPoll, ClosePoll, SharePollResults, Vote)
 _QUESTION_COMMANDS: Final = (AskQuestion, UpvoteQuestion, SettleQuestion)
@@ -171,6 +174,7 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             UpstreamChanged,
             PollUpdated,
             QuestionUpdated,
+            RecordingChanged,
             *_MEDIA,
         ),
         (Role.SERVER_LINK, _CLIENT): _kinds(
@@ -200,6 +204,7 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             Evict,
             Refused,
             Banned,
+            RecordingChanged,
             RequestKeyFrame,
             PollUpdated,
             QuestionUpdated,

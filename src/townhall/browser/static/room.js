@@ -39,6 +39,7 @@ const room = {
   server: null,
   name: null,
   moderator: false,
+  recording: "off", // RecordingChanged: "off", "recording" or "paused"
   title: "",
   mode: "moderated",
   attendance: 0,
@@ -419,6 +420,10 @@ function onMessage(message) {
         if (sender.streamId === message.stream_id && sender.handle.requestKeyFrame) sender.handle.requestKeyFrame();
       }
       return;
+    case "RecordingChanged":
+      // Everyone is shown whether the event is being recorded (docs/recording.md).
+      showRecording(message.state);
+      return;
     case "UpstreamChanged":
       // Our server lost (or got back) its link toward the main server: the room goes on here.
       problem("upstream", message.reachable ? "" : "Part of the event is out of reach; chat waits until it is back.");
@@ -566,6 +571,9 @@ function wireControls() {
     const name = target();
     if (name && confirm(`Remove ${name} from the event?`)) command({ type: "Remove", name });
   });
+  $("pause-recording").addEventListener("click", () => {
+    command({ type: "SetRecording", state: room.recording === "paused" ? "recording" : "paused" });
+  });
   $("end-event").addEventListener("click", () => {
     if (confirm("End the event for everyone?")) command({ type: "EndEvent" });
   });
@@ -573,6 +581,17 @@ function wireControls() {
   $("share-screen").addEventListener("click", () => toggleVideo("screen"));
   $("microphone").addEventListener("change", () => restartMicrophone());
   window.addEventListener("pagehide", () => leave());
+}
+
+function showRecording(state) {
+  room.recording = state;
+  const badge = $("recording");
+  badge.hidden = state === "off";
+  badge.textContent = state === "paused" ? "Recording paused" : "● Recording";
+  badge.className = state === "paused" ? "recording paused" : "recording";
+  const button = $("pause-recording");
+  button.hidden = state === "off";
+  button.textContent = state === "paused" ? "Resume the recording" : "Pause the recording";
 }
 
 function leave() {

@@ -68,6 +68,8 @@ const MESSAGES = {
   UpvoteQuestion: [0, 73, [["question_id"]]],
   SettleQuestion: [0, 74, [["question_id"], ["state"], ["answer", ""]]],
   QuestionUpdated: [0, 75, [["question", undefined, record(QUESTION)]]],
+  SetRecording: [0, 56, [["state"]]],
+  RecordingChanged: [0, 57, [["state"]]],
   SendChat: [3, 1, [["text"], ["to", null], ["seq", 0]]],
   ChatPosted: [3, 2, [["sender"], ["text"], ["to", null], ["seq", 0]]],
 };

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from townhall.center import events
+from townhall.center import events, recordings
+from townhall.center.auth import context_of
 from townhall.center.pages.common import PAGE_SIZE, SignedInUser, render
 from townhall.web.deps import DB
 from townhall.web.render import viewer_zone, zoneinfo
@@ -81,6 +82,10 @@ def catalog_page(
 
     context = {
         "rows": rows,
+        # Which past events have a recording (a stat each, for one page of rows).
+        "recorded": recordings.with_recordings(
+            context_of(request).settings, (r.id for r in rows if r.status != "cancelled")
+        ),
         "q": q,
         "when": when,
         "date_from": date_from,

@@ -33,6 +33,7 @@ NOT_ADMIN = "only administrators may see this page"
 # Short confirmations after a redirect: the query names one, the text is ours,
 # so nothing a link carries is ever shown.
 NOTICES = {
+    "recording-deleted": "The recording is deleted.",
     "created": "The event is scheduled; invitations are on their way.",
     "updated": "The event is saved; invitees get an update.",
     "cancelled": "The event is cancelled; invitees get a cancellation.",

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from townhall.center import attendance, calendar, events, live, mailer, polls
+from townhall.center import attendance, calendar, events, live, mailer, polls, recordings
 from townhall.center.api import EventId, dialin_code, join_ticket
 from townhall.center.auth import context_of
 from townhall.center.events import EventError
@@ -117,6 +117,9 @@ def show_event(
         # The Manager's answers through the Center's contract (center/trees.py).
         "trees": trees.options(session) if manager else [],
         "tree_choice": trees.chosen(session, event.id) if manager else None,
+        "recording": (
+            recordings.find(context_of(request).settings, event.id) if guest is None else None
+        ),
         "notice": notice,
         "errors": errors or [],
     }
