@@ -235,6 +235,10 @@ class LiveSettings(_Section):
     # and those from one address still before authentication.
     max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
     max_pending_per_address: int = Field(default=256, ge=1, le=100_000)
+    # Media queued for a listener longer than this is dropped for that listener (counted),
+    # not sent late: a listener behind hears the present (live/outbox.py). Never chat or
+    # control.
+    max_media_age_ms: int = Field(default=300, ge=20, le=60_000)
     # Keepalive of every live connection, participants and links between servers: a
     # Ping after this many idle seconds, and a connection silent for idle_timeout_seconds
     # is dropped. A link to the parent cut by a firewall (no reset, no FIN) is noticed,

@@ -286,7 +286,7 @@ class LiveServer:
         capacity: int = 0,
         room_defaults: Mapping[str, Any] | None = None,
         on_status_change: Callable[[], None] | None = None,
-        outbox_limits: Mapping[str, int] | None = None,
+        outbox_limits: Mapping[str, Any] | None = None,
         wire_settings: Settings | None = None,
         browser_origins: Iterable[str] = (),
         max_connections: int = 10_000,
@@ -318,7 +318,7 @@ class LiveServer:
         self._server_ssl = server_ssl
         self._upstream_ssl = upstream_ssl
         self._room_defaults = dict(room_defaults or {})
-        self._outbox_limits = dict(outbox_limits or {})
+        self._outbox_limits: dict[str, Any] = dict(outbox_limits or {})
         self._wire = wire_settings if wire_settings is not None else Settings()
         self._on_status_change = on_status_change
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -519,12 +519,13 @@ class LiveServer:
             rooms, self._dirty = self._dirty, set()
             for room in rooms:
                 try:
-                    room.dispatcher.end_pass(self.now(), time.time())
+                    now = self.now()
+                    room.dispatcher.end_pass(now, time.time())
                     self._carry_out(room)
                     dispatcher = room.dispatcher
                     for conn in cast("list[_Conn]", dispatcher.ready()):
                         if not conn.paused and not conn.closing:
-                            conn.send(dispatcher.drain(conn))
+                            conn.send(dispatcher.drain(conn, now))
                 except Exception:
                     log.exception("%s: event %d: a pass failed", self.name, room.event_id)
                     continue
@@ -542,7 +543,7 @@ class LiveServer:
                 if isinstance(action, CloseConnection):
                     conn = action.conn
                     assert isinstance(conn, _Conn)
-                    self._write(conn, dispatcher.drain(conn))
+                    self._write(conn, dispatcher.drain(conn, self.now()))
                     self._close(conn)
                     self._count_gone(room, conn)
                     dispatcher.lost(conn, self.now())
