@@ -15,8 +15,12 @@ up stops being drained (its transport pauses), its queue grows, and then:
   so that the room asks their owners for a key frame at once;
 - a media frame queued longer than ``max_media_age`` seconds (``[live]
   max_media_age_ms``) is dropped and counted when the queue is next pushed
-  media or drained: late audio is worse than none (issue 14), so a listener
-  that falls behind hears the present, not seconds of backlog;
+  media or drained, if it already missed a write: late audio is worse than
+  none (issue 14), so a listener that falls behind hears the present, not
+  seconds of backlog. Only a frame that was queued when a pass ended
+  (``ready``) and stayed (its connection paused) can be dropped so: when the
+  server itself is slow, a long pass makes every frame of it "old" by the
+  drain, and dropping them would punish every listener for the server's load;
 - a control or chat frame is always queued; if it would take the queue past
   ``limit``, the queued media is thrown away first, and if that is not
   enough, ``push`` answers False: the connection is too slow and must be
@@ -41,6 +45,7 @@ from townhall.wire import Channel, MediaFrame
 __all__ = ["Outbox", "QueueStats"]
 
 _NEVER = float("inf")  # ``oldest_media`` of a queue that holds no media
+_Chunk = tuple[bytes, bool, int | None, float, int]
 
 
 @dataclass(slots=True)
@@ -56,8 +61,8 @@ class QueueStats:
 
 @dataclass(slots=True)
 class _Queue:
-    # (data, is media, the VIDEO stream id or None, when it was queued)
-    chunks: deque[tuple[bytes, bool, int | None, float]] = field(default_factory=deque)
+    # (data, is media, the VIDEO stream id or None, when it was queued, in which pass)
+    chunks: deque[_Chunk] = field(default_factory=deque)
     size: int = 0
     media: int = 0  # bytes of media in ``chunks``
     oldest_media: float = _NEVER  # when the oldest media in ``chunks`` was queued
@@ -83,6 +88,7 @@ class Outbox:
         if not max_media_age > 0:
             raise ValueError("need max_media_age > 0")
         self._max_media_age = max_media_age
+        self._pass = 0  # passes ended (``ready`` calls): a frame's age counts from a missed one
         self._limits = (media_limit, limit)
         self._link_limits = (link_media_limit, link_limit)
         self._queues: dict[Hashable, _Queue] = {}
@@ -100,7 +106,7 @@ class Outbox:
             self._drop_queued_media(queue)
         if queue.size + len(data) > limit:
             return False
-        queue.chunks.append((data, False, None, 0.0))  # never late
+        queue.chunks.append((data, False, None, 0.0, 0))  # never late
         self._grew(queue, len(data))
         return True
 
@@ -108,7 +114,7 @@ class Outbox:
         """Queue a media frame's bytes, or drop them (False) if ``conn`` is behind."""
         queue = self._queue(conn)
         if now - queue.oldest_media > self._max_media_age:
-            self._drop_late_media(queue, now)
+            self._drop_late_media(queue, now, self._pass)
         data = frame.data
         video = frame.channel is Channel.VIDEO
         if video and frame.stream_id in queue.awaiting_keyframe and not frame.keyframe:
@@ -121,7 +127,7 @@ class Outbox:
             return False
         if video:
             queue.awaiting_keyframe.discard(frame.stream_id)
-        queue.chunks.append((data, True, frame.stream_id if video else None, now))
+        queue.chunks.append((data, True, frame.stream_id if video else None, now, self._pass))
         if not queue.media:
             queue.oldest_media = now
         queue.media += len(data)
@@ -134,7 +140,8 @@ class Outbox:
         if queue is None or not queue.chunks:
             return b""
         if now - queue.oldest_media > self._max_media_age:
-            self._drop_late_media(queue, now)
+            # What ``ready`` just offered is this pass's: late only if it waited a pass more.
+            self._drop_late_media(queue, now, self._pass - 1)
         chunks = queue.chunks
         if not chunks:
             return b""
@@ -145,7 +152,9 @@ class Outbox:
         return data
 
     def ready(self) -> list[Hashable]:
-        """The connections with bytes waiting, in no promised order."""
+        """The connections with bytes waiting, in no promised order. The shell calls it
+        once a pass, then drains those it can write to: what it leaves waited a pass."""
+        self._pass += 1
         return [conn for conn, queue in self._queues.items() if queue.chunks]
 
     def pending(self, conn: Hashable) -> int:
@@ -195,17 +204,18 @@ class Outbox:
         queue.stats.dropped_frames += 1
         queue.stats.dropped_bytes += size
 
-    def _drop_late_media(self, queue: _Queue, now: float) -> None:
-        """Drop the media queued more than ``max_media_age`` ago. Chunks are in the order
-        queued, so only the front is walked: up to the first media that is not late."""
+    def _drop_late_media(self, queue: _Queue, now: float, before_pass: int) -> None:
+        """Drop the media queued more than ``max_media_age`` ago in a pass before
+        ``before_pass``. Chunks are in the order queued, so only the front is walked: up
+        to the first media that is not late."""
         deadline = now - self._max_media_age
         chunks = queue.chunks
-        kept: list[tuple[bytes, bool, int | None, float]] = []
+        kept: list[_Chunk] = []
         queue.oldest_media = _NEVER
         while chunks:
             chunk = chunks[0]
-            data, media, video_stream, queued_at = chunk
-            if media and queued_at >= deadline:
+            data, media, video_stream, queued_at, queued_in = chunk
+            if media and (queued_at >= deadline or queued_in >= before_pass):
                 queue.oldest_media = queued_at
                 break
             chunks.popleft()
@@ -222,10 +232,10 @@ class Outbox:
         queue.stats.queued_bytes = queue.size
 
     def _drop_queued_media(self, queue: _Queue) -> None:
-        kept: deque[tuple[bytes, bool, int | None, float]] = deque()
+        kept: deque[_Chunk] = deque()
         queue.oldest_media = _NEVER
         for chunk in queue.chunks:
-            data, media, video_stream, _ = chunk
+            data, media, video_stream, _, _ = chunk
             if not media:
                 kept.append(chunk)
                 continue
