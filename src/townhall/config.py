@@ -239,6 +239,9 @@ class LiveSettings(_Section):
     # not sent late: a listener behind hears the present (live/outbox.py). Never chat or
     # control.
     max_media_age_ms: int = Field(default=300, ge=20, le=60_000)
+    # A participant connection's kernel send buffer and transport write buffer: what is
+    # past the Outbox is sent however late it is, so keep it short (0: the system's).
+    participant_send_buffer_bytes: int = Field(default=32 * 1024, ge=0, le=16 * 1024 * 1024)
     # Keepalive of every live connection, participants and links between servers: a
     # Ping after this many idle seconds, and a connection silent for idle_timeout_seconds
     # is dropped. A link to the parent cut by a firewall (no reset, no FIN) is noticed,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -291,6 +292,7 @@ class LiveServer:
         browser_origins: Iterable[str] = (),
         max_connections: int = 10_000,
         max_pending_per_address: int = 256,
+        participant_send_buffer: int = 32 * 1024,
     ) -> None:
         """``room_defaults``: more ``RoomSettings`` fields for every room (tests shrink
         bounds and the backoff); ``outbox_limits``: ``Outbox`` keyword arguments;
@@ -299,7 +301,11 @@ class LiveServer:
         Center's public URLs (or origins) whose pages may open the WebSocket;
         ``max_connections``: all connections at once (participants, links, those
         still in their handshake), ``max_pending_per_address``: connections from one
-        address not yet authenticated (docs/live.md, "Connection floods")."""
+        address not yet authenticated (docs/live.md, "Connection floods");
+        ``participant_send_buffer``: the kernel send buffer (``SO_SNDBUF``) and the
+        transport's write buffer of a participant's connection once it is in (0:
+        the system's, which Linux grows to 0.6-1.4 MB for a listener that falls
+        behind: seconds of audio no age limit can reach; server links keep it)."""
         unknown = set(room_defaults or {}) - {f.name for f in fields(RoomSettings)}
         if unknown or {"server_name", "center_public_key"} & set(room_defaults or {}):
             raise TypeError(f"not room defaults: {sorted(unknown) or 'name or key'}")
@@ -310,6 +316,9 @@ class LiveServer:
             raise ValueError("max_connections and max_pending_per_address: at least 1")
         self.max_connections = max_connections
         self.max_pending_per_address = max_pending_per_address
+        if participant_send_buffer < 0:
+            raise ValueError("participant_send_buffer: 0 (the system's) or a size in bytes")
+        self._participant_send_buffer = participant_send_buffer
         self.name = name
         self.host = host
         self.port = port
@@ -627,6 +636,20 @@ class LiveServer:
             self._wire.handshake_timeout, self._opening_timeout, conn
         )
 
+    def _bound_send_buffer(self, conn: _Conn) -> None:
+        """Keep a participant's backlog in the Outbox, where media has an age limit, not in
+        the kernel: bytes written to the socket are sent however late they are."""
+        size = self._participant_send_buffer
+        if not size or conn.transport is None:
+            return
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            except OSError:
+                log.debug("%s: could not set SO_SNDBUF", self.name, exc_info=True)
+        conn.transport.set_write_buffer_limits(high=size)
+
     def _admit(self, conn: _Conn) -> bool:
         """Bound the connections: all of them, and the unauthenticated ones per address.
 
@@ -773,6 +796,8 @@ class LiveServer:
         self._settle(conn)
         conn.opening = None
         conn.room = target
+        if role is Role.PARTICIPANT:
+            self._bound_send_buffer(conn)
         dispatcher = target.dispatcher
         now, wall = self.now(), time.time()
         try:
