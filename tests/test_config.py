@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from townhall.config import load_settings
+from townhall.config import Settings, default_workers, load_settings
 from townhall.datafolder import DataFolderError
 
 
@@ -90,3 +90,9 @@ def test_the_live_keepalive_is_a_setting_with_the_ping_before_the_timeout(
     (tmp_path / "townhall.toml").write_text("[live]\nping_seconds = 5\nidle_timeout_seconds = 3\n")
     with pytest.raises(ValueError, match="ping_seconds"):
         load_settings(tmp_path)
+
+
+def test_center_workers_default_to_one_per_core_up_to_eight() -> None:
+    assert [default_workers(n) for n in (None, 1, 2, 8, 64)] == [1, 1, 2, 8, 8]
+    assert Settings().center.workers == default_workers(os.cpu_count())
+    assert Settings(center={"workers": 1}).center.workers == 1

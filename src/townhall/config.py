@@ -99,6 +99,15 @@ class MailSettings(_Section):
         return value
 
 
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers(cores: int | None) -> int:
+    """``center.workers`` when unset: one web process per core, at most 8 (each holds a pool
+    of database connections; more processes than that want a measured choice)."""
+    return max(1, min(cores or 1, MAX_DEFAULT_WORKERS))
+
+
 class CenterSettings(_Section):
     listen: str = "127.0.0.1:8080"
     # The URL users reach the Center at (through the reverse proxy, if any).
@@ -109,8 +118,9 @@ class CenterSettings(_Section):
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     # The reverse proxy normally logs every request; a second log costs the Center ~10 %.
     access_log: bool = False
-    # Processes serving the web routes; one per core is the usual choice.
-    workers: int = Field(default=1, ge=1, le=64)
+    # Processes serving the web routes: one per core (up to 8), since one process is bound
+    # to one core by the GIL (bench/center.py: 2 on 2 cores serve 2-2.4x one's requests).
+    workers: int = Field(default_factory=lambda: default_workers(os.cpu_count()), ge=1, le=64)
     dialin_numbers: tuple[str, ...] = ("+1 555 0100",)
     # Password sign-in throttling (center/throttle.py): failures of one account from one
     # address before any wait, of one address before any wait, the first wait and the cap.
@@ -225,6 +235,13 @@ class LiveSettings(_Section):
     # and those from one address still before authentication.
     max_connections: int = Field(default=10_000, ge=16, le=1_000_000)
     max_pending_per_address: int = Field(default=256, ge=1, le=100_000)
+    # Media queued for a listener longer than this is dropped for that listener (counted),
+    # not sent late: a listener behind hears the present (live/outbox.py). Never chat or
+    # control.
+    max_media_age_ms: int = Field(default=300, ge=20, le=60_000)
+    # A participant connection's kernel send buffer and transport write buffer: what is
+    # past the Outbox is sent however late it is, so keep it short (0: the system's).
+    participant_send_buffer_bytes: int = Field(default=32 * 1024, ge=0, le=16 * 1024 * 1024)
     # Keepalive of every live connection, participants and links between servers: a
     # Ping after this many idle seconds, and a connection silent for idle_timeout_seconds
     # is dropped. A link to the parent cut by a firewall (no reset, no FIN) is noticed,

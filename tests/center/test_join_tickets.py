@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.manager.manager_support import make_tree, register, signed_in
 from tests.support import Center, make_settings, start_center
@@ -395,3 +396,22 @@ def test_cookies_from_a_caller_that_is_not_a_trusted_proxy_are_not_captured(
                 f"{API}/events/{event['id']}/ticket", headers={"Cookie": f"{PROXY_COOKIE}=planted"}
             )
         assert dict(open_ticket(center, response).cookies) == {}
+
+
+def test_tickets_are_signed_with_a_signing_key_replaced_on_disk(center_settings: Settings) -> None:
+    """The Center keeps its key and CA in memory, yet a key rotated on disk signs the next
+    ticket, without a restart (``open_ticket`` checks with the key on disk)."""
+    server, center = start_center(center_settings)
+    with server as url:
+        center.url = url
+        center.add_user("ada", role="admin")
+        center.add_user("olga", role="organizer")
+        default_tree(center)
+        event = schedule(center)
+        with center.client("olga") as olga:
+            first = open_ticket(center, olga.post(f"{API}/events/{event['id']}/ticket"))
+            old = center_public_key(center.settings).public_bytes_raw()
+            ticket.save_signing_key(Ed25519PrivateKey.generate(), signing_key_path(center.settings))
+            second = open_ticket(center, olga.post(f"{API}/events/{event['id']}/ticket"))
+        assert center_public_key(center.settings).public_bytes_raw() != old
+        assert second.event_id == first.event_id == event["id"]

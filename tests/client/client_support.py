@@ -237,7 +237,7 @@ class RoomServer:
             self.dispatcher.end_pass(time.time())
             for conn in self.dispatcher.ready():
                 transport = self.transports.get(conn)  # type: ignore[call-overload]
-                data = self.dispatcher.drain(conn)
+                data = self.dispatcher.drain(conn, time.time())
                 if transport is not None and data:
                     transport.write(data)
                     moved = True
@@ -245,7 +245,7 @@ class RoomServer:
                 moved = True
                 match action:
                     case CloseConnection(conn=conn):
-                        data = self.dispatcher.drain(conn)
+                        data = self.dispatcher.drain(conn, time.time())
                         transport = self.transports.get(conn)  # type: ignore[call-overload]
                         if transport is not None:
                             if data:

@@ -374,7 +374,7 @@ class Network:
         """``server`` closes ``conn``: its last bytes go out, then the other end reads EOF."""
         for pipe in list(self.pipes):
             if pipe.server is server and pipe.conn == conn:
-                final = server.dispatcher.drain(conn)
+                final = server.dispatcher.drain(conn, self.now)
                 self.pipes.remove(pipe)
                 server.dispatcher.lost(conn, self.now)
                 if pipe.client is not None:
@@ -388,7 +388,7 @@ class Network:
                     pipe.child.dispatcher.lost(pipe.child_conn, self.now)
                 return
             if pipe.child is server and pipe.child_conn == conn:
-                final = server.dispatcher.drain(conn)
+                final = server.dispatcher.drain(conn, self.now)
                 self.pipes.remove(pipe)
                 server.dispatcher.lost(conn, self.now)
                 if final:
@@ -399,7 +399,7 @@ class Network:
 
     def _transfer(self, pipe: Pipe) -> bool:
         moved = False
-        down = b"" if pipe.paused else pipe.server.dispatcher.drain(pipe.conn)
+        down = b"" if pipe.paused else pipe.server.dispatcher.drain(pipe.conn, self.now)
         if pipe.client is not None:
             client = pipe.client
             if down:
@@ -419,7 +419,7 @@ class Network:
             if down:
                 moved = True
                 pipe.child.dispatcher.receive(pipe.child_conn, down, self.now)
-            up = pipe.child.dispatcher.drain(pipe.child_conn)
+            up = pipe.child.dispatcher.drain(pipe.child_conn, self.now)
             if up and pipe in self.pipes:
                 moved = True
                 pipe.server.dispatcher.receive(pipe.conn, up, self.now)

@@ -17,10 +17,10 @@ def test_a_probing_client_gets_the_servers_load_before_it_authenticates(issuer: 
     main.dispatcher.accept(conn, net.now)
     main.dispatcher.receive(conn, bytes(probe.outgoing), net.now)  # Hello
     probe.outgoing.clear()
-    probe.receive(main.dispatcher.drain(conn), net.now)  # Welcome
+    probe.receive(main.dispatcher.drain(conn, net.now), net.now)  # Welcome
     probe.outgoing.clear()  # the helper answered with Auth: a probe holds it back
     main.dispatcher.receive(conn, probe.conn.send(Ping(nonce=7)), net.now)
-    probe.receive(main.dispatcher.drain(conn), net.now)
+    probe.receive(main.dispatcher.drain(conn, net.now), net.now)
     pong = probe.messages[-1]
     assert isinstance(pong, Pong) and pong.nonce == 7
     assert pong.load is not None and (pong.load.participants, pong.load.capacity) == (1, 500)
@@ -79,10 +79,10 @@ def test_tickets_are_checked_against_the_wall_clock_and_timers_run_on_the_monoto
     dispatcher.accept("ana", monotonic)
     dispatcher.receive("ana", bytes(ana.outgoing), monotonic)  # Hello
     ana.outgoing.clear()
-    ana.receive(dispatcher.drain("ana"), monotonic)  # Welcome; Auth goes out
+    ana.receive(dispatcher.drain("ana", monotonic), monotonic)  # Welcome; Auth goes out
     monotonic += 0.5
     dispatcher.receive("ana", bytes(ana.outgoing), monotonic, wall + 0.5)
-    ana.receive(dispatcher.drain("ana"), monotonic)
+    ana.receive(dispatcher.drain("ana", monotonic), monotonic)
     assert ana.auth is not None and ana.name == "ana", ana.auth  # not "expired"
     # keepalive is due on the timers' clock, 15 s after the last byte heard
     assert dispatcher.timer("ana") == monotonic + 15

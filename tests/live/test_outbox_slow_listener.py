@@ -36,17 +36,17 @@ def frame(
 def test_drain_gives_everything_queued_as_one_write() -> None:
     outbox = Outbox(media_limit=10_000, limit=20_000)
     assert outbox.push("c", b"control")
-    assert outbox.push_media("c", frame(1))
+    assert outbox.push_media("c", frame(1), 0.0)
     assert outbox.push("c", b"chat")
     assert outbox.ready() == ["c"]
-    data = outbox.drain("c")
+    data = outbox.drain("c", 0.0)
     assert data == b"control" + frame(1).data + b"chat"
-    assert outbox.drain("c") == b"" and outbox.ready() == [] and outbox.pending("c") == 0
+    assert outbox.drain("c", 0.0) == b"" and outbox.ready() == [] and outbox.pending("c") == 0
 
 
 def test_media_over_the_media_limit_is_dropped_and_counted_but_control_is_kept() -> None:
     outbox = Outbox(media_limit=1_000, limit=5_000)
-    kept = sum(outbox.push_media("c", frame(n)) for n in range(20))
+    kept = sum(outbox.push_media("c", frame(n), 0.0) for n in range(20))
     assert kept == 1_000 // len(frame(0).data)
     assert outbox.stats("c").dropped_frames == 20 - kept
     assert outbox.push("c", b"x" * 2_000)
@@ -55,19 +55,19 @@ def test_media_over_the_media_limit_is_dropped_and_counted_but_control_is_kept()
 
 def test_after_a_dropped_video_frame_the_stream_waits_for_a_keyframe() -> None:
     outbox = Outbox(media_limit=1_000, limit=5_000)
-    assert outbox.push_media("c", frame(1, channel=Channel.VIDEO, size=800, keyframe=True))
-    assert not outbox.push_media("c", frame(2, channel=Channel.VIDEO, size=800))  # too big now
-    outbox.drain("c")
-    assert not outbox.push_media("c", frame(3, channel=Channel.VIDEO, size=10))  # a delta: useless
-    assert outbox.push_media("c", frame(4, channel=Channel.AUDIO, stream_id=2, size=10))
-    assert outbox.push_media("c", frame(5, channel=Channel.VIDEO, size=10, keyframe=True))
-    assert outbox.push_media("c", frame(6, channel=Channel.VIDEO, size=10))
+    assert outbox.push_media("c", frame(1, channel=Channel.VIDEO, size=800, keyframe=True), 0.0)
+    assert not outbox.push_media("c", frame(2, channel=Channel.VIDEO, size=800), 0.0)  # too big now
+    outbox.drain("c", 0.0)
+    assert not outbox.push_media("c", frame(3, channel=Channel.VIDEO, size=10), 0.0)  # a delta: useless
+    assert outbox.push_media("c", frame(4, channel=Channel.AUDIO, stream_id=2, size=10), 0.0)
+    assert outbox.push_media("c", frame(5, channel=Channel.VIDEO, size=10, keyframe=True), 0.0)
+    assert outbox.push_media("c", frame(6, channel=Channel.VIDEO, size=10), 0.0)
 
 
 def test_control_overflow_first_throws_queued_media_away_then_says_too_slow() -> None:
     outbox = Outbox(media_limit=3_000, limit=4_000)
     for n in range(20):
-        outbox.push_media("c", frame(n))
+        outbox.push_media("c", frame(n), 0.0)
     assert outbox.pending("c") > 2_000
     assert outbox.push("c", b"y" * 3_500)  # fits once the media is gone
     assert outbox.pending("c") == 3_500
@@ -78,9 +78,9 @@ def test_control_overflow_first_throws_queued_media_away_then_says_too_slow() ->
 def test_queues_are_per_connection() -> None:
     outbox = Outbox(media_limit=1_000, limit=2_000)
     for n in range(50):
-        outbox.push_media("slow", frame(n))
-        outbox.push_media("fast", frame(n))
-        outbox.drain("fast")
+        outbox.push_media("slow", frame(n), 0.0)
+        outbox.push_media("fast", frame(n), 0.0)
+        outbox.drain("fast", 0.0)
     assert outbox.stats("fast").dropped_frames == 0
     assert outbox.stats("slow").dropped_frames > 0
     outbox.discard("slow")
@@ -148,3 +148,63 @@ def test_a_relayed_frame_is_the_very_bytes_its_sender_built(issuer: Center) -> N
     received = [audio_frames(c) for c in clients]
     assert [len(r) for r in received] == [1, 0, 1, 1]
     assert received[0][0].data == received[2][0].data == received[3][0].data
+
+
+def test_media_queued_longer_than_the_age_limit_is_dropped_and_counted() -> None:
+    outbox = Outbox(max_media_age=0.3)
+    outbox.push_media("c", frame(1), 10.0)
+    outbox.push_media("c", frame(2), 10.1)
+    assert outbox.ready() == ["c"]  # a pass ends; "c" is paused, so it is not drained
+    assert outbox.push_media("c", frame(3), 10.35)  # frame 1 is now 0.35 s old: dropped
+    outbox.ready()
+    data = outbox.drain("c", 10.45)  # frame 2 is 0.35 s old too
+    assert data == frame(3).data
+    stats = outbox.stats("c")
+    assert stats.dropped_late_frames == stats.dropped_frames == 2
+    assert stats.dropped_bytes == len(frame(1).data) + len(frame(2).data)
+    assert outbox.pending("c") == stats.queued_bytes == 0
+
+
+def test_chat_and_control_queued_longer_than_the_age_limit_are_still_delivered() -> None:
+    outbox = Outbox(max_media_age=0.3)
+    outbox.push_media("c", frame(1), 10.0)
+    assert outbox.push("c", b"chat")
+    outbox.push_media("c", frame(2), 10.0)
+    assert outbox.push("c", b"control")
+    outbox.ready()
+    outbox.push_media("c", frame(3), 12.0)
+    outbox.ready()
+    assert outbox.drain("c", 12.0) == b"chat" + b"control" + frame(3).data
+    assert outbox.stats("c").dropped_late_frames == 2
+    assert outbox.drain("c", 20.0) == b""
+
+
+def test_a_slow_pass_of_the_server_itself_drops_nothing() -> None:
+    """Frames queued in the pass that is ending are written however long the pass took:
+    the listener missed no write, so it is not behind (the server is)."""
+    outbox = Outbox(max_media_age=0.3)
+    outbox.push_media("c", frame(1), 10.0)
+    outbox.push_media("c", frame(2), 11.0)
+    assert outbox.ready() == ["c"]
+    assert outbox.drain("c", 11.5) == frame(1).data + frame(2).data
+    assert outbox.stats("c").dropped_frames == 0
+
+
+def test_late_video_waits_for_its_next_keyframe_and_asks_for_one() -> None:
+    outbox = Outbox(max_media_age=0.3)
+    outbox.push_media("c", frame(1, channel=Channel.VIDEO, keyframe=True), 10.0)
+    outbox.ready()
+    outbox.ready()
+    assert outbox.drain("c", 11.0) == b""
+    assert outbox.take_keyframe_holds() == {1}
+    assert not outbox.push_media("c", frame(2, channel=Channel.VIDEO), 11.0)  # a delta: useless
+    assert outbox.push_media("c", frame(3, channel=Channel.VIDEO, keyframe=True), 11.0)
+
+
+def test_media_within_the_age_limit_is_kept() -> None:
+    outbox = Outbox(max_media_age=0.3)
+    for n in range(10):
+        assert outbox.push_media("c", frame(n), 10.0 + n * 0.02)
+        outbox.ready()
+    assert len(outbox.drain("c", 10.3)) == 10 * len(frame(0).data)
+    assert outbox.stats("c").dropped_frames == 0

@@ -124,7 +124,7 @@ def test_chat_that_reached_the_main_server_before_the_link_broke_is_not_sent_twi
     a.dispatcher.receive(bo_pipe.conn, bytes(world.bo.outgoing), net.now)
     world.bo.outgoing.clear()
     # child-a's bytes reach the main server, but the echo never comes back
-    world.main.dispatcher.receive(link.conn, a.dispatcher.drain(link.child_conn), net.now)
+    world.main.dispatcher.receive(link.conn, a.dispatcher.drain(link.child_conn, net.now), net.now)
     net.cut(a)
     world.bo.chat("not yet sent")
     net.pump()

@@ -254,6 +254,7 @@ def join_ticket(
         cookies=cookies,
         registration=registration,
         client_address=client_address(request),
+        keys=ctx.keys,
     )
     session.commit()
     return ticket_response(data, event)
@@ -503,7 +504,7 @@ def get_browser_ticket(request: Request, session: DB, event_id: EventId) -> Brow
     now = now_utc()
     live.check_joinable(event, now)
     data = live.issue_join_ticket(
-        session, ctx.settings, event, viewer.user, role, trees=ctx.trees, now=now
+        session, ctx.settings, event, viewer.user, role, trees=ctx.trees, now=now, keys=ctx.keys
     )
     session.commit()
     opened = ticket.open_ticket(data, center_public_key=None, now=int(now.timestamp()))

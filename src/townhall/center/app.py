@@ -49,6 +49,7 @@ def open_context(
         sso=SsoVerifier(settings.center.sso),
         secret=CenterSecret.load_or_create(settings.data / SECRET_FILE),
         trees=trees,
+        keys=live.CenterKeys(settings),
     )
 
 

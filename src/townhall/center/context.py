@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from townhall.center.accounts import CenterSecret
 from townhall.center.events import EventError, Links
+from townhall.center.live import CenterKeys
 from townhall.center.sso import SsoVerifier
 from townhall.center.tables import Event, Registration
 from townhall.center.trees import EventTrees
@@ -36,6 +37,7 @@ class CenterContext:
     sso: SsoVerifier
     secret: CenterSecret
     trees: EventTrees  # the Manager's answers about server trees (center/trees.py)
+    keys: CenterKeys  # the signing key and CA the tickets need, cached (center/live.py)
 
     @property
     def base_url(self) -> str:

@@ -195,13 +195,12 @@ def visible_events(user: User) -> Select[Any]:  # Select's parameters differ in 
     query = select(Event)
     if user.role == "admin":
         return query
-    mine = select(Registration.event_id).where(
-        Registration.status == "registered",
-        or_(
-            Registration.user_id == user.id,
-            Registration.email == (user.email if user.email and user.email_verified else "\x00"),
-        ),
-    )
+    # By account, or sent to the email if it is vouched for (as ``registration_of``). No
+    # never-matching stand-in for the email: PostgreSQL refuses NUL in text ("\x00" was).
+    by = [Registration.user_id == user.id]
+    if user.email and user.email_verified:
+        by.append(Registration.email == user.email)
+    mine = select(Registration.event_id).where(Registration.status == "registered", or_(*by))
     roles = select(EventRole.event_id).where(EventRole.user_id == user.id)
     return query.where(
         or_(

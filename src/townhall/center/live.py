@@ -123,6 +123,56 @@ def center_public_key(settings: Settings) -> Ed25519PublicKey:
     return center_signing_key(settings).public_key()
 
 
+_Stamp = tuple[int, int, int]  # inode, size, mtime in ns: a replaced or rewritten file differs
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+class CenterKeys:
+    """The signing key and CA certificate every ticket needs, read again only when their
+    files change.
+
+    Loading and parsing both files for every ticket was a join storm's waste
+    (issue 14); a ``stat`` per ticket still notices a key or CA replaced on
+    disk (by inode, size and mtime), so a rotation needs no restart. One per
+    Center process (``CenterContext.keys``); threads may race to reload, which
+    only loads the same file twice.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._key: tuple[_Stamp, Ed25519PrivateKey] | None = None
+        self._ca: tuple[_Stamp, str] | None = None
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        path = signing_key_path(self._settings)
+        cached, stamp = self._key, _stamp(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        key = center_signing_key(self._settings)  # makes the key if there is none yet
+        stamp = _stamp(path)
+        if stamp is not None:
+            self._key = (stamp, key)
+        return key
+
+    def ca_pem(self) -> str:
+        cert_file = DevCA(self._settings.ca_dir).cert_file
+        cached, stamp = self._ca, _stamp(cert_file)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        pem = DevCA.ensure(self._settings.ca_dir).cert_file.read_text()
+        stamp = _stamp(cert_file)
+        if stamp is not None:
+            self._ca = (stamp, pem)
+        return pem
+
+
 # --- event keys and the Controller's view --------------------------------------------------
 
 
@@ -545,6 +595,7 @@ def issue_join_ticket(
     cookies: Mapping[str, str] | None = None,
     registration: Registration | None = None,
     client_address: str = "",
+    keys: CenterKeys | None = None,
 ) -> bytes:
     """Make the credential of ``user`` (or of the guest of ``registration``, or of an
     anonymous guest called ``guest_name``) and its ticket.
@@ -555,7 +606,8 @@ def issue_join_ticket(
     walk-in's against ``MAX_EVENT_CREDENTIALS``. Someone a moderator removed
     gets 403 ``removed`` (``removal_of``). The credential row is added to the
     session (the caller commits, then answers the bytes). Raises EventError
-    409 ``no_tree`` when the event has no server tree.
+    409 ``no_tree`` when the event has no server tree. ``keys``: the process's
+    ``CenterKeys`` (without, the key and CA are read from disk).
     """
     servers = ticket_servers(session, trees, event.id)
     if role is not ticket.Role.MODERATOR:  # a moderator could let themself back in anyway
@@ -587,14 +639,16 @@ def issue_join_ticket(
         username=username, display_name=display_name[:200], role=role
     )
     key = event_keys(session, event.id)[0]
-    ca_pem = DevCA.ensure(settings.ca_dir).cert_file.read_text()
+    if keys is None:
+        keys = CenterKeys(settings)
+    ca_pem = keys.ca_pem()
     issued_at = int(utc(now).timestamp())
     center_url = settings.center.public_url
     if not cookies_may_ride(center_url):
         cookies = None  # warn_if_cookies_cannot_ride said so at start
     try:
         data = ticket.issue_ticket(
-            signing_key=center_signing_key(settings),
+            signing_key=keys.signing_key(),
             event_key=key,
             event_id=event.id,
             title=event.title,

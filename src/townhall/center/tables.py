@@ -116,6 +116,9 @@ class EventRole(Base):
     """A moderator or presenter of an event (the organizer is always a moderator)."""
 
     __tablename__ = "center_event_roles"
+    # The catalog's "events I hold a role in" (events.visible_events): the key starts with
+    # event_id, so looking up by user needs its own index (migration center_0007).
+    __table_args__ = (Index("ix_center_event_roles_user_event", "user_id", "event_id"),)
 
     event_id: Mapped[int] = mapped_column(
         ForeignKey("center_events.id", ondelete="CASCADE"), primary_key=True

@@ -192,8 +192,9 @@ class Dispatcher:
         """Connections with bytes to write: call ``drain`` for each, once per loop pass."""
         return self.outbox.ready()
 
-    def drain(self, conn: ConnId) -> bytes:
-        return self.outbox.drain(conn)
+    def drain(self, conn: ConnId, now: float) -> bytes:
+        """What to write to ``conn`` now: its queue, less media older than the age limit."""
+        return self.outbox.drain(conn, now)
 
     def take_actions(self) -> list[Action]:
         actions, self._actions = self._actions, []
@@ -208,13 +209,13 @@ class Dispatcher:
     def _run(self, event: Event, now: float, wall: float | None = None) -> None:
         pending: deque[Event] = deque([event])
         while pending:
-            for conn in self._execute(self.room.handle(pending.popleft(), now, wall)):
+            for conn in self._execute(self.room.handle(pending.popleft(), now, wall), now):
                 pending.append(ConnectionLost(conn))
             holds = self.outbox.take_keyframe_holds()
             if holds:
                 pending.append(KeyFramesWanted(tuple(sorted(holds))))
 
-    def _execute(self, commands: list[Command]) -> list[ConnId]:
+    def _execute(self, commands: list[Command], now: float) -> list[ConnId]:
         """Carry out ``commands``; the connections closed for being too slow."""
         too_slow: list[ConnId] = []
         for command in commands:
@@ -228,7 +229,7 @@ class Dispatcher:
                         connection = self._connections.get(conn)
                         if connection is not None and connection.state is State.OPEN:
                             connection.send(frame)  # checks; the bytes are frame.data
-                            self.outbox.push_media(conn, frame)
+                            self.outbox.push_media(conn, frame, now)
                 case SendTo(conn=conn, item=item):
                     if not self._send(conn, item):
                         too_slow.append(conn)

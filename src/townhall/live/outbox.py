@@ -1,4 +1,5 @@
-"""Per-connection send queues, bounded in bytes: media is dropped, control and chat never are.
+"""Per-connection send queues, bounded in bytes and media age: media is dropped, control and
+chat never are.
 
 The asyncio shell pushes every frame the room sends into the ``Outbox`` and,
 once per event-loop pass, writes ``drain(conn)`` for each connection in
@@ -12,6 +13,14 @@ up stops being drained (its transport pauses), its queue grows, and then:
   until its next keyframe fits, since VP8 deltas without their reference are
   useless; ``take_keyframe_holds`` tells which streams started such a wait,
   so that the room asks their owners for a key frame at once;
+- a media frame queued longer than ``max_media_age`` seconds (``[live]
+  max_media_age_ms``) is dropped and counted when the queue is next pushed
+  media or drained, if it already missed a write: late audio is worse than
+  none (issue 14), so a listener that falls behind hears the present, not
+  seconds of backlog. Only a frame that was queued when a pass ended
+  (``ready``) and stayed (its connection paused) can be dropped so: when the
+  server itself is slow, a long pass makes every frame of it "old" by the
+  drain, and dropping them would punish every listener for the server's load;
 - a control or chat frame is always queued; if it would take the queue past
   ``limit``, the queued media is thrown away first, and if that is not
   enough, ``push`` answers False: the connection is too slow and must be
@@ -20,7 +29,8 @@ up stops being drained (its transport pauses), its queue grows, and then:
 A server link carries the traffic of a whole subtree, so ``mark_link`` gives
 it larger limits (``link_media_limit``, ``link_limit``).
 
-Pure bookkeeping: no sockets, no clock. Knows ``MediaFrame`` and nothing of
+Pure bookkeeping: no sockets, and the clock is an argument (``now``, seconds on
+the caller's monotonic clock). Knows ``MediaFrame`` and nothing of
 rooms or messages.
 """
 
@@ -34,23 +44,28 @@ from townhall.wire import Channel, MediaFrame
 
 __all__ = ["Outbox", "QueueStats"]
 
+_NEVER = float("inf")  # ``oldest_media`` of a queue that holds no media
+_Chunk = tuple[bytes, bool, int | None, float, int]
+
 
 @dataclass(slots=True)
 class QueueStats:
     """What happened to one connection's queue: counters for metrics and tests."""
 
     queued_bytes: int = 0
-    dropped_frames: int = 0
+    dropped_frames: int = 0  # media dropped for any reason (bytes or age)
     dropped_bytes: int = 0
+    dropped_late_frames: int = 0  # of those, media older than ``max_media_age``
     peak_bytes: int = 0
 
 
 @dataclass(slots=True)
 class _Queue:
-    # (data, is media, the VIDEO stream id or None)
-    chunks: deque[tuple[bytes, bool, int | None]] = field(default_factory=deque)
+    # (data, is media, the VIDEO stream id or None, when it was queued, in which pass)
+    chunks: deque[_Chunk] = field(default_factory=deque)
     size: int = 0
     media: int = 0  # bytes of media in ``chunks``
+    oldest_media: float = _NEVER  # when the oldest media in ``chunks`` was queued
     awaiting_keyframe: set[int] = field(default_factory=set)  # VIDEO stream ids
     limits: tuple[int, int] = (0, 0)  # media limit, limit
     stats: QueueStats = field(default_factory=QueueStats)
@@ -66,9 +81,14 @@ class Outbox:
         limit: int = 8 * 1024 * 1024,
         link_media_limit: int = 4 * 1024 * 1024,
         link_limit: int = 64 * 1024 * 1024,
+        max_media_age: float = 0.3,
     ) -> None:
         if not (0 < media_limit <= limit and 0 < link_media_limit <= link_limit):
             raise ValueError("need 0 < media_limit <= limit, and the same for links")
+        if not max_media_age > 0:
+            raise ValueError("need max_media_age > 0")
+        self._max_media_age = max_media_age
+        self._pass = 0  # passes ended (``ready`` calls): a frame's age counts from a missed one
         self._limits = (media_limit, limit)
         self._link_limits = (link_media_limit, link_limit)
         self._queues: dict[Hashable, _Queue] = {}
@@ -86,13 +106,15 @@ class Outbox:
             self._drop_queued_media(queue)
         if queue.size + len(data) > limit:
             return False
-        queue.chunks.append((data, False, None))
+        queue.chunks.append((data, False, None, 0.0, 0))  # never late
         self._grew(queue, len(data))
         return True
 
-    def push_media(self, conn: Hashable, frame: MediaFrame) -> bool:
+    def push_media(self, conn: Hashable, frame: MediaFrame, now: float) -> bool:
         """Queue a media frame's bytes, or drop them (False) if ``conn`` is behind."""
         queue = self._queue(conn)
+        if now - queue.oldest_media > self._max_media_age:
+            self._drop_late_media(queue, now, self._pass)
         data = frame.data
         video = frame.channel is Channel.VIDEO
         if video and frame.stream_id in queue.awaiting_keyframe and not frame.keyframe:
@@ -105,24 +127,34 @@ class Outbox:
             return False
         if video:
             queue.awaiting_keyframe.discard(frame.stream_id)
-        queue.chunks.append((data, True, frame.stream_id if video else None))
+        queue.chunks.append((data, True, frame.stream_id if video else None, now, self._pass))
+        if not queue.media:
+            queue.oldest_media = now
         queue.media += len(data)
         self._grew(queue, len(data))
         return True
 
-    def drain(self, conn: Hashable) -> bytes:
-        """Everything queued for ``conn``, as one write; b"" if nothing."""
+    def drain(self, conn: Hashable, now: float) -> bytes:
+        """Everything queued for ``conn`` but late media, as one write; b"" if nothing."""
         queue = self._queues.get(conn)
         if queue is None or not queue.chunks:
             return b""
+        if now - queue.oldest_media > self._max_media_age:
+            # What ``ready`` just offered is this pass's: late only if it waited a pass more.
+            self._drop_late_media(queue, now, self._pass - 1)
         chunks = queue.chunks
-        data = chunks[0][0] if len(chunks) == 1 else b"".join(chunk for chunk, _, _ in chunks)
+        if not chunks:
+            return b""
+        data = chunks[0][0] if len(chunks) == 1 else b"".join(chunk[0] for chunk in chunks)
         chunks.clear()
         queue.size = queue.media = queue.stats.queued_bytes = 0
+        queue.oldest_media = _NEVER
         return data
 
     def ready(self) -> list[Hashable]:
-        """The connections with bytes waiting, in no promised order."""
+        """The connections with bytes waiting, in no promised order. The shell calls it
+        once a pass, then drains those it can write to: what it leaves waited a pass."""
+        self._pass += 1
         return [conn for conn, queue in self._queues.items() if queue.chunks]
 
     def pending(self, conn: Hashable) -> int:
@@ -172,10 +204,38 @@ class Outbox:
         queue.stats.dropped_frames += 1
         queue.stats.dropped_bytes += size
 
+    def _drop_late_media(self, queue: _Queue, now: float, before_pass: int) -> None:
+        """Drop the media queued more than ``max_media_age`` ago in a pass before
+        ``before_pass``. Chunks are in the order queued, so only the front is walked: up
+        to the first media that is not late."""
+        deadline = now - self._max_media_age
+        chunks = queue.chunks
+        kept: list[_Chunk] = []
+        queue.oldest_media = _NEVER
+        while chunks:
+            chunk = chunks[0]
+            data, media, video_stream, queued_at, queued_in = chunk
+            if media and (queued_at >= deadline or queued_in >= before_pass):
+                queue.oldest_media = queued_at
+                break
+            chunks.popleft()
+            if not media:
+                kept.append(chunk)
+                continue
+            self._count_drop(queue, len(data))
+            queue.stats.dropped_late_frames += 1
+            queue.size -= len(data)
+            queue.media -= len(data)
+            if video_stream is not None:
+                self._hold(queue, video_stream)
+        chunks.extendleft(reversed(kept))
+        queue.stats.queued_bytes = queue.size
+
     def _drop_queued_media(self, queue: _Queue) -> None:
-        kept: deque[tuple[bytes, bool, int | None]] = deque()
+        kept: deque[_Chunk] = deque()
+        queue.oldest_media = _NEVER
         for chunk in queue.chunks:
-            data, media, video_stream = chunk
+            data, media, video_stream, _, _ = chunk
             if not media:
                 kept.append(chunk)
                 continue

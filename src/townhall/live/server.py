@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -295,11 +296,12 @@ class LiveServer:
         capacity: int = 0,
         room_defaults: Mapping[str, Any] | None = None,
         on_status_change: Callable[[], None] | None = None,
-        outbox_limits: Mapping[str, int] | None = None,
+        outbox_limits: Mapping[str, Any] | None = None,
         wire_settings: Settings | None = None,
         browser_origins: Iterable[str] = (),
         max_connections: int = 10_000,
         max_pending_per_address: int = 256,
+        participant_send_buffer: int = 32 * 1024,
     ) -> None:
         """``room_defaults``: more ``RoomSettings`` fields for every room (tests shrink
         bounds and the backoff); ``outbox_limits``: ``Outbox`` keyword arguments;
@@ -308,7 +310,11 @@ class LiveServer:
         Center's public URLs (or origins) whose pages may open the WebSocket;
         ``max_connections``: all connections at once (participants, links, those
         still in their handshake), ``max_pending_per_address``: connections from one
-        address not yet authenticated (docs/live.md, "Connection floods")."""
+        address not yet authenticated (docs/live.md, "Connection floods");
+        ``participant_send_buffer``: the kernel send buffer (``SO_SNDBUF``) and the
+        transport's write buffer of a participant's connection once it is in (0:
+        the system's, which Linux grows to 0.6-1.4 MB for a listener that falls
+        behind: seconds of audio no age limit can reach; server links keep it)."""
         unknown = set(room_defaults or {}) - {f.name for f in fields(RoomSettings)}
         if unknown or {"server_name", "center_public_key"} & set(room_defaults or {}):
             raise TypeError(f"not room defaults: {sorted(unknown) or 'name or key'}")
@@ -319,6 +325,9 @@ class LiveServer:
             raise ValueError("max_connections and max_pending_per_address: at least 1")
         self.max_connections = max_connections
         self.max_pending_per_address = max_pending_per_address
+        if participant_send_buffer < 0:
+            raise ValueError("participant_send_buffer: 0 (the system's) or a size in bytes")
+        self._participant_send_buffer = participant_send_buffer
         self.name = name
         self.host = host
         self.port = port
@@ -327,7 +336,7 @@ class LiveServer:
         self._server_ssl = server_ssl
         self._upstream_ssl = upstream_ssl
         self._room_defaults = dict(room_defaults or {})
-        self._outbox_limits = dict(outbox_limits or {})
+        self._outbox_limits: dict[str, Any] = dict(outbox_limits or {})
         self._wire = wire_settings if wire_settings is not None else Settings()
         self._on_status_change = on_status_change
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -541,12 +550,13 @@ class LiveServer:
             rooms, self._dirty = self._dirty, set()
             for room in rooms:
                 try:
-                    room.dispatcher.end_pass(self.now(), time.time())
+                    now = self.now()
+                    room.dispatcher.end_pass(now, time.time())
                     self._carry_out(room)
                     dispatcher = room.dispatcher
                     for conn in cast("list[_Conn]", dispatcher.ready()):
                         if not conn.paused and not conn.closing:
-                            conn.send(dispatcher.drain(conn))
+                            conn.send(dispatcher.drain(conn, now))
                 except Exception:
                     log.exception("%s: event %d: a pass failed", self.name, room.event_id)
                     continue
@@ -572,7 +582,7 @@ class LiveServer:
                 if isinstance(action, CloseConnection):
                     conn = action.conn
                     assert isinstance(conn, _Conn)
-                    self._write(conn, dispatcher.drain(conn))
+                    self._write(conn, dispatcher.drain(conn, self.now()))
                     self._close(conn)
                     self._count_gone(room, conn)
                     dispatcher.lost(conn, self.now())
@@ -655,6 +665,20 @@ class LiveServer:
         conn.timer = self._loop.call_later(
             self._wire.handshake_timeout, self._opening_timeout, conn
         )
+
+    def _bound_send_buffer(self, conn: _Conn) -> None:
+        """Keep a participant's backlog in the Outbox, where media has an age limit, not in
+        the kernel: bytes written to the socket are sent however late they are."""
+        size = self._participant_send_buffer
+        if not size or conn.transport is None:
+            return
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            except OSError:
+                log.debug("%s: could not set SO_SNDBUF", self.name, exc_info=True)
+        conn.transport.set_write_buffer_limits(high=size)
 
     def _admit(self, conn: _Conn) -> bool:
         """Bound the connections: all of them, and the unauthenticated ones per address.
@@ -802,6 +826,8 @@ class LiveServer:
         self._settle(conn)
         conn.opening = None
         conn.room = target
+        if role is Role.PARTICIPANT:
+            self._bound_send_buffer(conn)
         dispatcher = target.dispatcher
         now, wall = self.now(), time.time()
         try:
