@@ -117,7 +117,7 @@ class EventRole(Base):
 
     __tablename__ = "center_event_roles"
     # The catalog's "events I hold a role in" (events.visible_events): the key starts with
-    # event_id, so looking up by user needs its own index (migration center_0007).
+    # event_id, so looking up by user needs its own index (migration center_0006).
     __table_args__ = (Index("ix_center_event_roles_user_event", "user_id", "event_id"),)
 
     event_id: Mapped[int] = mapped_column(

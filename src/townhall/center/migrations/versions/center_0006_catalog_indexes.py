@@ -5,14 +5,14 @@
 this index every catalog request read the whole roles table (SQLite: SCAN).
 The index covers the subquery (user_id, event_id).
 
-Revision ID: center_0007
-Revises: center_0003
+Revision ID: center_0006
+Revises: center_0005
 """
 
 from alembic import op
 
-revision = "center_0007"
-down_revision = "center_0003"
+revision = "center_0006"
+down_revision = "center_0005"
 branch_labels = None
 depends_on = None
 
