@@ -2,6 +2,8 @@
 // packets (48 kHz, mono, one packet per 20 ms) handed to the caller. It knows nothing of the
 // wire: framing, stream ids and sequence numbers belong to the room (wire.js).
 
+import {readFrames} from './frames.js';
+
 const SAMPLE_RATE = 48000;
 const FRAME_MICROS = 20000;
 const OPUS_BITRATE = 32000;
@@ -26,7 +28,7 @@ const MAX_ENCODE_QUEUE = 8;
  * @param {(packet: Uint8Array, timestampMicros: number) => void} options.onPacket
  *        one Opus packet (20 ms) and its capture time in microseconds on this page's media clock
  * @param {boolean} [options.processing=true] echo cancellation, noise suppression, gain control
- * @param {(error: Error) => void} [options.onError] the encoder failed; capture has stopped
+ * @param {(error: Error) => void} [options.onError] encoding failed; capture has stopped
  * @param {(samples: Float32Array, capturedAt: number) => void} [options.onCapture]
  *        for measurements only: each captured block of mono samples and performance.now()
  * @returns {Promise<Microphone>} rejects with the getUserMedia error (NotAllowedError,
@@ -73,10 +75,7 @@ export async function startMicrophone({
     },
     error: (/** @type {Error} */ error) => {
       counters.encoderErrors += 1;
-      if (!stopped) {
-        stop();
-        if (onError) onError(error);
-      }
+      fail(error);
     },
   });
   encoder.configure({
@@ -86,30 +85,6 @@ export async function startMicrophone({
     bitrate: OPUS_BITRATE,
     opus: {frameDuration: FRAME_MICROS, complexity: 5},
   });
-
-  const processor = new scope.MediaStreamTrackProcessor({track: sourceTrack});
-  const reader = processor.readable.getReader();
-
-  async function pump() {
-    for (;;) {
-      let result;
-      try {
-        result = await reader.read();
-      } catch {
-        return;
-      }
-      if (result.done || stopped) {
-        if (result.value) result.value.close();
-        return;
-      }
-      const data = result.value;
-      try {
-        handle(data);
-      } finally {
-        data.close();
-      }
-    }
-  }
 
   /** @param {any} data an AudioData from the track */
   function handle(data) {
@@ -143,17 +118,27 @@ export async function startMicrophone({
     }
   }
 
+  /** @param {Error} error */
+  function fail(error) {
+    if (stopped) return;
+    stop();
+    if (onError) onError(error);
+  }
+
   function stop() {
     if (stopped) return;
     stopped = true;
-    reader.cancel().catch(() => {});
+    frames.cancel();
     if (encoder.state !== 'closed') encoder.close();
     for (const each of stream.getTracks()) each.stop();
     if (sourceTrack !== track) sourceTrack.stop();
     if (resampler) resampler.close().catch(() => {});
   }
 
-  pump();
+  const frames = readFrames(sourceTrack, {
+    onFrame: handle,
+    onError: fail,
+  });
   return {
     stop,
     setMuted(value) {

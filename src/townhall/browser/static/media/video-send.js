@@ -3,6 +3,8 @@
 // A key frame goes out every few seconds and whenever a viewer asks (requestKeyFrame). It hands
 // out encoded frames only; the room frames them for the wire.
 
+import {readFrames} from './frames.js';
+
 const MAX_ENCODE_QUEUE = 2;  // a slow encoder drops camera frames rather than falling behind
 const H264 = 'avc1.42E01F';
 
@@ -52,7 +54,7 @@ export async function chooseVideoCodec(width, height, bitrate, frameRate, codecs
  * @param {number} [options.keyFrameSeconds=3] period of the unrequested key frames
  * @param {Array<'vp8' | 'h264'>} [options.codecs] codecs to try, in order; VP8 then H.264
  * @param {() => void} [options.onEnded] the user stopped sharing, or the camera went away
- * @param {(error: Error) => void} [options.onError] the encoder failed; sending has stopped
+ * @param {(error: Error) => void} [options.onError] encoding failed; sending has stopped
  * @returns {Promise<VideoSender>} rejects with the getUserMedia/getDisplayMedia error
  */
 export async function startVideo({
@@ -103,16 +105,8 @@ export async function startVideo({
       if (isKey) counters.keyFramesSent += 1;
       onFrame(data, chunk.timestamp, isKey);
     },
-    error: (/** @type {Error} */ error) => {
-      if (!stopped) {
-        stop();
-        if (onError) onError(error);
-      }
-    },
+    error: (/** @type {Error} */ error) => fail(error),
   });
-
-  const processor = new scope.MediaStreamTrackProcessor({track: videoTrack});
-  const reader = processor.readable.getReader();
 
   /** @param {any} frame a VideoFrame */
   function encode(frame) {
@@ -140,36 +134,17 @@ export async function startVideo({
     encoder.encode(frame, {keyFrame});
   }
 
-  async function pump() {
-    for (;;) {
-      let result;
-      try {
-        result = await reader.read();
-      } catch {
-        return;
-      }
-      if (result.done || stopped) {
-        if (result.value) result.value.close();
-        return;
-      }
-      const frame = result.value;
-      try {
-        encode(frame);
-      } catch (error) {
-        if (!stopped) {
-          stop();
-          if (onError) onError(/** @type {Error} */ (error));
-        }
-      } finally {
-        frame.close();
-      }
-    }
+  /** @param {Error} error */
+  function fail(error) {
+    if (stopped) return;
+    stop();
+    if (onError) onError(error);
   }
 
   function stop() {
     if (stopped) return;
     stopped = true;
-    reader.cancel().catch(() => {});
+    frames.cancel();
     if (encoder.state !== 'closed') encoder.close();
     videoTrack.stop();
   }
@@ -180,7 +155,10 @@ export async function startVideo({
     if (onEnded) onEnded();
   });
 
-  pump();
+  const frames = readFrames(videoTrack, {
+    onFrame: encode,
+    onError: fail,
+  });
   return {
     stop,
     requestKeyFrame() {
