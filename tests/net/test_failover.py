@@ -42,7 +42,9 @@ WAIT = 60.0  # seconds: generous bounds for behaviour, never an assertion on tim
 def failover() -> Iterator[Deployment]:
     reason = skip_reason()
     if reason is None and not Path(BINARIES["nginx"]).exists():
-        reason = "the DMZ's reverse proxy is Debian's nginx-light (scripts/setup --test installs it)"
+        reason = (
+            "the DMZ's reverse proxy is Debian's nginx-light (scripts/setup --test installs it)"
+        )
     if reason is not None:
         pytest.skip(reason)
     work = Path(tempfile.mkdtemp(prefix="townhall-failover-"))
@@ -148,6 +150,19 @@ def tree_whole(deployment: Deployment, event_id: int) -> None:
     deployment.wait_live(event_id, whole, "the tree whole again", attempts=int(WAIT / 0.3))
 
 
+def start_event(deployment: Deployment, title: str) -> int:
+    """An event starting now, its whole tree formed and linked."""
+    event_id = deployment.schedule_now(title)
+    deployment.wait_ready(event_id)
+    tree_whole(deployment, event_id)
+    return event_id
+
+
+def wait_all_see_each_other(people: list[Person]) -> None:
+    for person in people:
+        person.wait_for(lambda w: len(w.participant.roster) == len(people), "everyone")
+
+
 def leave_all(people: list[Person]) -> None:
     for person in people:
         if person.left() is None:
@@ -157,9 +172,7 @@ def leave_all(people: list[Person]) -> None:
 def test_a_killed_childs_participants_rejoin_another_server_with_every_chat_line_once(
     failover: Deployment,
 ) -> None:
-    event_id = failover.schedule_now("Failover: child")
-    failover.wait_ready(event_id)
-    tree_whole(failover, event_id)
+    event_id = start_event(failover, "Failover: child")
     staff = failover.staff
     olga = join(failover, staff, "olga", event_id, server="main")
     mike = join(failover, staff, "mike", event_id, server="child")
@@ -169,8 +182,7 @@ def test_a_killed_childs_participants_rejoin_another_server_with_every_chat_line
     chat = Chat(people)
     restart: list[str] | None = None
     try:
-        for person in people:
-            person.wait_for(lambda w: len(w.participant.roster) == 4, "all four")
+        wait_all_see_each_other(people)
         chat.say(mike, "from the child, before")
         chat.say(nina, "from outside, before")
         chat.check()
@@ -198,9 +210,7 @@ def test_a_killed_childs_participants_rejoin_another_server_with_every_chat_line
 def test_a_cut_dmz_link_is_told_outside_and_the_event_goes_on_once_mended(
     failover: Deployment,
 ) -> None:
-    event_id = failover.schedule_now("Failover: DMZ link")
-    failover.wait_ready(event_id)
-    tree_whole(failover, event_id)
+    event_id = start_event(failover, "Failover: DMZ link")
     staff, outside = failover.staff, failover.outside
     olga = join(failover, staff, "olga", event_id)
     nina = join(failover, outside, "nina", event_id)
@@ -209,15 +219,16 @@ def test_a_cut_dmz_link_is_told_outside_and_the_event_goes_on_once_mended(
     chat = Chat(people)
     try:
         assert nina.server() == "dmz" and otto.server() == "dmz"
-        for person in people:
-            person.wait_for(lambda w: len(w.participant.roster) == 3, "all three")
+        wait_all_see_each_other(people)
         chat.say(nina, "hello from outside")
         chat.check()
 
         cut(failover.topology, "dmz", "main")
         for person in (nina, otto):
             person.wait_for(
-                lambda w: any(isinstance(e, MainReachChanged) and not e.reachable for e in w.events),
+                lambda w: any(
+                    isinstance(e, MainReachChanged) and not e.reachable for e in w.events
+                ),
                 "word that the main server is out of reach",
             )
             assert not person.host.do(lambda p=person: p.watcher.participant.main_reachable)
@@ -247,9 +258,7 @@ def test_a_cut_dmz_link_is_told_outside_and_the_event_goes_on_once_mended(
 def test_a_restarted_main_server_gets_its_tree_back_and_everyone_rejoins(
     failover: Deployment,
 ) -> None:
-    event_id = failover.schedule_now("Failover: main")
-    failover.wait_ready(event_id)
-    tree_whole(failover, event_id)
+    event_id = start_event(failover, "Failover: main")
     staff = failover.staff
     olga = join(failover, staff, "olga", event_id, server="main")
     mike = join(failover, staff, "mike", event_id, server="main")
@@ -259,8 +268,7 @@ def test_a_restarted_main_server_gets_its_tree_back_and_everyone_rejoins(
     chat = Chat(people)
     restart: list[str] | None = None
     try:
-        for person in people:
-            person.wait_for(lambda w: len(w.participant.roster) == 4, "all four")
+        wait_all_see_each_other(people)
         chat.say(olga, "before the main server goes")
         chat.check()
 
@@ -287,9 +295,7 @@ def test_a_restarted_main_server_gets_its_tree_back_and_everyone_rejoins(
 
 
 def test_a_restarted_center_goes_unnoticed_by_the_live_event(failover: Deployment) -> None:
-    event_id = failover.schedule_now("Failover: Center")
-    failover.wait_ready(event_id)
-    tree_whole(failover, event_id)
+    event_id = start_event(failover, "Failover: Center")
     staff = failover.staff
     olga = join(failover, staff, "olga", event_id)
     mike = join(failover, staff, "mike", event_id, server="child")
@@ -298,8 +304,7 @@ def test_a_restarted_center_goes_unnoticed_by_the_live_event(failover: Deploymen
     chat = Chat(people)
     restart: list[str] | None = None
     try:
-        for person in people:
-            person.wait_for(lambda w: len(w.participant.roster) == 3, "all three")
+        wait_all_see_each_other(people)
         restart = kill(process_of(failover, "center"))
         chat.say(mike, "while the Center is down")
         chat.say(nina, "still here")
