@@ -18,6 +18,7 @@ from the staff machine, or through the proxy from the outside machine.
 from __future__ import annotations
 
 import asyncio
+import signal
 import ssl
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from tests.proxy.proxy_support import (
     _chown_tree,
     _start_nginx,
     _start_sign_in_service,
+    signal_group,
 )
 from tests.support import Center
 from townhall.config import load_settings
@@ -311,7 +313,9 @@ def deployed(topology: Topology, work: Path) -> Iterator[Deployment]:
 # -- failures, for tests/net/test_failover.py ------------------------------------------------
 
 
-def process_of(deployment: Deployment, component: str, name: str | None = None) -> subprocess.Popen[bytes]:
+def process_of(
+    deployment: Deployment, component: str, name: str | None = None
+) -> subprocess.Popen[bytes]:
     """The running process of ``townhall component`` (a live server: with ``--name name``)."""
     for process in reversed(deployment.daemons.processes):
         argv = list(map(str, process.args))  # type: ignore[arg-type]
@@ -326,8 +330,9 @@ def process_of(deployment: Deployment, component: str, name: str | None = None) 
 
 
 def kill(process: subprocess.Popen[bytes]) -> list[str]:
-    """SIGKILL ``process`` (no goodbye to anyone); the argv to start it again with."""
-    process.kill()
+    """SIGKILL ``process`` and its children, as a crash of its machine would (no goodbye to
+    anyone); the argv to start it again with."""
+    signal_group(process, signal.SIGKILL)
     process.wait(timeout=20)
     argv = list(map(str, process.args))  # type: ignore[arg-type]
     for option in ("--enroll-secret", "--manager"):  # enrolled once is enough

@@ -18,11 +18,13 @@ Making the namespace needs root; without it the Apache tests are skipped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import random
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -277,7 +279,11 @@ class Rig:
 
 
 class Daemons:
-    """The processes the rig started, stopped in reverse order by their own ids."""
+    """The processes the rig started, stopped in reverse order by their own ids.
+
+    Each starts a session of its own, and is stopped with its whole process group: a
+    Center's web workers are its children, and would outlive it otherwise.
+    """
 
     def __init__(self) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -288,21 +294,31 @@ class Daemons:
         prefix = _setpriv() if as_daemon_user else []
         with log.open("ab") as out:
             process = subprocess.Popen(  # noqa: S603
-                [*prefix, *argv], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                [*prefix, *argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.processes.append(process)
         return process
 
     def stop(self) -> None:
         for process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
+            signal_group(process, signal.SIGTERM)
         for process in reversed(self.processes):
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+            signal_group(process, signal.SIGKILL)  # children left behind by a killed parent
+
+
+def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Send ``signum`` to the process group ``Daemons.start`` made for ``process``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
 
 
 def _make_work() -> Path:
