@@ -8,6 +8,9 @@ anonymous question named; a participant of the event is refused.
 
 from __future__ import annotations
 
+import csv
+import io
+
 from tests.center.test_join_tickets import API, schedule
 from tests.support import Center
 from townhall.inprocess import InProcessSources
@@ -83,6 +86,57 @@ def test_the_last_record_of_polls_and_questions_is_shown_to_organizers_only(
 
         assert mike.get(f"{API}/events/{event['id']}/polls").status_code == 403
         assert "Polls and questions" not in mike.get(f"/events/{event['id']}").text
+
+
+def test_organizers_download_polls_and_questions_as_csv_a_spreadsheet_cannot_run(
+    center: Center,
+) -> None:
+    event = schedule(center, visibility="public")
+    formula = Poll(
+        poll_id=3,
+        question="=HYPERLINK(1)",
+        options=("+1", "fine", "@me"),
+        multiple=True,
+        state=PollState.OPEN,
+        shared=True,
+        counts=(4, 0, 1),
+        voters=4,
+    )
+    InProcessSources(center.sessions).record_polls(  # type: ignore[arg-type]
+        event["id"],
+        [LUNCH, DRAFT, formula],
+        [question(1, 1), question(2, 5, asker="cy", anonymous=True, text="-2+3")],
+    )
+    with center.client("olga") as olga, center.client("mike") as mike:
+        for url in (f"{API}/events/{event['id']}/polls.csv", f"/events/{event['id']}/polls.csv"):
+            answer = olga.get(url)
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/csv")
+            assert "attachment" in answer.headers["content-disposition"]
+            rows = list(csv.DictReader(io.StringIO(answer.text)))
+            polls = [
+                (r["id"], r["text"], r["option"], r["votes"], r["voters"])
+                for r in rows
+                if r["kind"] == "poll"
+            ]
+            assert polls == [
+                ("1", "Lunch?", "pizza", "2", "3"),
+                ("1", "Lunch?", "soup", "1", "3"),
+                ("3", "'=HYPERLINK(1)", "'+1", "4", "4"),
+                ("3", "'=HYPERLINK(1)", "fine", "0", "4"),
+                ("3", "'=HYPERLINK(1)", "'@me", "1", "4"),
+            ]  # the draft is not kept; a cell never starts a formula
+            questions = [
+                (r["id"], r["text"], r["votes"], r["asked_by"], r["anonymous"])
+                for r in rows
+                if r["kind"] == "question"
+            ]
+            assert questions == [
+                ("2", "'-2+3", "5", "cy", "yes"),
+                ("1", "question 1", "1", "bo", "no"),
+            ]
+            assert mike.get(url).status_code == 403
+        assert f"/events/{event['id']}/polls.csv" in olga.get(f"/events/{event['id']}").text
 
 
 def test_a_record_for_an_event_deleted_meanwhile_is_dropped(center: Center) -> None:

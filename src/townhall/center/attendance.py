@@ -25,6 +25,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from townhall.center.spreadsheet import cell
 from townhall.center.tables import Attendance, AttendanceServer, Event, TicketCredential
 from townhall.store.conventions import utc
 
@@ -263,8 +264,8 @@ def csv_text(attendance: AttendanceReport) -> str:
         for stay in person.stays:
             writer.writerow(
                 (
-                    _cell(person.name),
-                    _cell(person.username),
+                    cell(person.name),
+                    cell(person.username),
                     "yes" if person.guest else "no",
                     stay.server,
                     stay.zone,
@@ -276,8 +277,3 @@ def csv_text(attendance: AttendanceReport) -> str:
                 )
             )
     return out.getvalue()
-
-
-def _cell(text: str) -> str:
-    """A name as a spreadsheet shows it, never as a formula it runs (CSV injection)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

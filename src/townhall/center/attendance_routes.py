@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from townhall.center import attendance, events
 from townhall.center.api import EventId, Me
 from townhall.center.pages.common import SignedInUser
+from townhall.center.spreadsheet import csv_download
 from townhall.center.tables import Event
 from townhall.store.conventions import now_utc
 from townhall.web.deps import DB
@@ -116,11 +117,4 @@ def attendance_csv_page(session: DB, user: SignedInUser, event_id: EventId) -> R
 
 def _csv(session: DB, event: Event) -> Response:
     text = attendance.csv_text(attendance.report(session, event, now_utc()))
-    return Response(
-        text,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="event-{event.id}-attendance.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(text, f"event-{event.id}-attendance.csv")

@@ -5,32 +5,38 @@ An event's main server decides its polls and Q&A (``townhall.live.polls``,
 which calls ``record_polls`` (in-process, ``townhall.inprocess``): one row per
 event, replaced by each report, so what stays after the event is what the
 main server last held. Drafts never leave the room. The event's managers see
-the record at ``GET /api/v1/events/{id}/polls`` and on the event page
-(``kept_polls``). docs/live.md, "Polls and questions".
+the record at ``GET /api/v1/events/{id}/polls``, as CSV at ``…/polls.csv``
+(``csv_text``: a row per poll option and per question) and on the event page
+(``kept_polls``, with the same CSV as a download). docs/live.md, "Polls and
+questions"; docs/api.md, "Polls and questions".
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from townhall.center import events
 from townhall.center.api import EventId, Me
+from townhall.center.pages.common import SignedInUser
+from townhall.center.spreadsheet import cell, csv_download
 from townhall.center.tables import Event, EventPolls
 from townhall.store.conventions import now_utc, utc
 from townhall.web.deps import DB
 from townhall.web.errors import ERRORS
 from townhall.wire.messages import Poll, PollState, Question
 
-__all__ = ["KeptPolls", "kept_polls", "record_polls", "router"]
+__all__ = ["CSV_COLUMNS", "KeptPolls", "csv_text", "kept_polls", "record_polls", "router"]
 
 router = APIRouter()
 
@@ -122,3 +128,80 @@ def list_polls(session: DB, user: Me, event_id: EventId) -> PollsOut:
         questions=[QuestionOut(**q) for q in kept.questions],
         updated_at=kept.updated_at,
     )
+
+
+CSV_COLUMNS = (
+    "kind",
+    "id",
+    "text",
+    "option",
+    "votes",
+    "voters",
+    "state",
+    "shared",
+    "asked_by",
+    "anonymous",
+    "answer",
+)
+
+
+def csv_text(kept: KeptPolls) -> str:
+    """A row per poll option (its votes, the poll's voters) and per question (by votes)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for poll in kept.polls:
+        counts = poll.get("counts") or [0] * len(poll["options"])
+        for option, votes in zip(poll["options"], counts, strict=True):
+            writer.writerow(
+                (
+                    "poll",
+                    poll["poll_id"],
+                    cell(poll["question"]),
+                    cell(option),
+                    votes,
+                    poll.get("voters") or 0,
+                    poll["state"],
+                    "yes" if poll["shared"] else "no",
+                    "",
+                    "",
+                    "",
+                )
+            )
+    for question in kept.questions:
+        writer.writerow(
+            (
+                "question",
+                question["question_id"],
+                cell(question["text"]),
+                "",
+                question["votes"],
+                "",
+                question["state"],
+                "",
+                cell(question["asker"] or ""),
+                "yes" if question["anonymous"] else "no",
+                cell(question.get("answer") or ""),
+            )
+        )
+    return out.getvalue()
+
+
+@router.get(
+    "/api/v1/events/{event_id}/polls.csv",
+    responses=ERRORS | {200: {"content": {"text/csv": {}}}},
+    tags=["api"],
+)
+def get_polls_csv(session: DB, user: Me, event_id: EventId) -> Response:
+    """The event's polls and questions as CSV; for its managers."""
+    return _csv(session, events.get_managed(session, event_id, user))
+
+
+@router.get("/events/{event_id}/polls.csv", include_in_schema=False)
+def polls_csv_page(session: DB, user: SignedInUser, event_id: EventId) -> Response:
+    """The event page's download (signed in with the portal's session)."""
+    return _csv(session, events.get_managed(session, event_id, user))
+
+
+def _csv(session: Session, event: Event) -> Response:
+    return csv_download(csv_text(kept_polls(session, event)), f"event-{event.id}-polls.csv")
