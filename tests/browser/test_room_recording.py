@@ -1,0 +1,121 @@
+"""The room page tells everyone the event is being recorded, and lets a moderator pause it.
+
+An event with recording on, on a two-server tree: Olga (organizer, so moderator)
+on ``main`` and Mike on ``child-a`` in their browsers, then a recorder joins as
+``townhall record`` does (its own process, a recorder ticket from the Center's
+API). What is checked is what each page shows: the badge appears on both pages
+when the recorder joins, Olga pauses and resumes with the moderator's button
+and Mike's badge follows, Mike has no such button, and the badge goes away
+when the recorder leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.browser.browser_support import screenshot_path
+from tests.browser.conftest import OpenBrowser
+from tests.browser.room_support import (
+    dev_ca_file,
+    prepare_two_servers,
+    record_console,
+    room_state,
+    run_two_servers,
+    sign_in,
+    wait_until,
+)
+from tests.e2e.e2e_support import LiveSystem
+from tests.support import Center
+
+
+@pytest.fixture
+def system(center: Center) -> Iterator[LiveSystem]:
+    yield from run_two_servers(prepare_two_servers(center, center.settings.data))
+
+
+def schedule_recorded(center: Center) -> int:
+    with center.client("olga") as olga:
+        response = olga.post(
+            "/api/v1/events",
+            json={
+                "title": "Recorded town meeting",
+                "starts_at": datetime.now(UTC).isoformat(),
+                "duration_minutes": 60,
+                "visibility": "public",
+                "recording": True,
+            },
+        )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def badge(page: Page) -> str | None:
+    """The recording badge's text, or None while it is hidden."""
+    return page.evaluate(
+        "() => { const b = document.getElementById('recording'); return b.hidden ? null : b.textContent; }"
+    )
+
+
+def test_everyone_sees_the_recording_badge_and_a_moderator_pauses_and_resumes(
+    system: LiveSystem, center: Center, open_browser: OpenBrowser
+) -> None:
+    event_id = schedule_recorded(center)
+    with center.client("olga") as api:
+        wait_until(lambda: system.live(api, event_id)["state"] == "ready", "the tree", 60)
+        ticket = api.post(f"/api/v1/events/{event_id}/recorder-ticket")
+    assert ticket.status_code == 200, ticket.text
+    ca = [dev_ca_file(center)]
+    olga = record_console(open_browser(ca_files=ca).new_page())
+    sign_in(olga, center, "olga", f"/events/{event_id}")
+    olga.goto(f"{center.url}/events/{event_id}/room?server=main")
+    mike = record_console(open_browser(ca_files=ca).new_page())
+    sign_in(mike, center, "mike", "/events")
+    mike.goto(f"{center.url}/events/{event_id}/room?server=child-a")
+    for page in (olga, mike):
+        wait_until(lambda p=page: room_state(p)["server"] is not None, "joined", 30, page)
+    assert badge(olga) is None and badge(mike) is None  # nobody records yet
+
+    ticket_file = center.settings.data / f"recorder-{event_id}.townhall"
+    ticket_file.write_bytes(ticket.content)
+    recorder = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "townhall.cli",
+            "record",
+            str(ticket_file),
+            "--data",
+            str(center.settings.data),
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        for page in (olga, mike):
+            wait_until(lambda p=page: badge(p) == "● Recording", "the badge", 30, page)
+        assert olga.is_visible("#pause-recording") and not mike.is_visible("#pause-recording")
+
+        olga.click("#pause-recording")
+        for page in (mike, olga):
+            wait_until(lambda p=page: badge(p) == "Recording paused", "paused", 10, page)
+        assert olga.inner_text("#pause-recording") == "Resume the recording"
+        mike.screenshot(path=str(screenshot_path("room-recording-paused")), full_page=True)
+
+        olga.click("#pause-recording")
+        for page in (mike, olga):
+            wait_until(lambda p=page: badge(p) == "● Recording", "resumed", 10, page)
+    finally:
+        recorder.send_signal(signal.SIGTERM)  # stops the recording and closes the file
+        exit_status = recorder.wait(timeout=30)
+    assert exit_status == 0
+    for page in (olga, mike):
+        wait_until(lambda p=page: badge(p) is None, "no badge once the recorder left", 30, page)
