@@ -180,7 +180,7 @@ class Dispatcher:
         it holds back for once a pass (``PassEnded``), and participants whose media was
         dropped are told, if it is time. Call it before ``ready``/``drain``."""
         self._run(PassEnded(), now, wall)
-        if self.outbox.dropping():
+        if self.outbox.has_drops():
             self._tell_dropped(now)
 
     def shutdown(self, message: str = "the server is shutting down") -> None:
@@ -220,7 +220,7 @@ class Dispatcher:
         Media dropped here is told at the next round of notices: a wakeup is
         asked for it (carry out ``take_actions`` after the drains too)."""
         data = self.outbox.drain(conn, now)
-        if self._notice_wakeup is None and self.outbox.dropping():
+        if self._notice_wakeup is None and self.outbox.has_drops():
             self._wake_for_notices(max(now, self._next_notices))
         return data
 

@@ -179,9 +179,13 @@ class Outbox:
         queue = self._queues.get(conn)
         return QueueStats() if queue is None else queue.stats
 
+    def has_drops(self) -> bool:
+        """Whether some connection has drops not yet taken: cheap, for every pass."""
+        return bool(self._dropping)
+
     def dropping(self) -> list[Hashable]:
         """The connections with drops not yet taken, in the order they began dropping."""
-        return list(self._dropping) if self._dropping else []
+        return list(self._dropping)
 
     def take_drops(self, conn: Hashable) -> Drops | None:
         """What was dropped for ``conn`` since the last call; None if nothing."""
