@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import itertools
 
-from tests.live.live_support import Center, Client, Network, Server, tree
+from tests.live.live_support import LINK_SECRETS, Center, Client, Network, Server, tree
 from tests.live.test_outbox_slow_listener import frame
+from townhall.live import ServerRole
 from townhall.live.dispatch import NOTICE_INTERVAL, media_dropped
 from townhall.live.outbox import Drops, Outbox
 from townhall.wire import (
@@ -103,6 +104,35 @@ def test_a_listener_that_loses_nothing_is_never_told(issuer: Center) -> None:
     net.step(2 * NOTICE_INTERVAL)
     assert len(audio_of(bo)) == 20
     assert notices(bo) == [] and notices(ana) == []
+
+
+def test_what_a_parent_drops_on_a_link_is_told_to_no_one(issuer: Center) -> None:
+    net = Network(issuer)
+    main = net.add_server("main")
+    # Before any link connects: main's links get a media bound of 300 bytes.
+    main.dispatcher.outbox = Outbox(link_media_limit=300, link_limit=256 * 1024)
+    a = net.add_server("child-a")
+    net.assign(main, issuer.assignment(ServerRole.MAIN, children=("child-a",)))
+    net.assign(
+        a,
+        issuer.assignment(
+            ServerRole.CHILD, parent=main.address, link_secret=LINK_SECRETS["child-a"]
+        ),
+    )
+    ana = speaker(net, main, Codec.OPUS)
+    bo = net.participant(a, "bo")
+    for _ in range(20):
+        ana.speak(Codec.OPUS, size=200)
+        ana.speak(Codec.OPUS, size=200)  # dropped on the link: over its 300 bytes
+        net.step(0.1)
+    net.step(2 * NOTICE_INTERVAL)
+    (link,) = net.link_pipes(a)
+    assert main.dispatcher.outbox.stats(link.conn).dropped_frames == 20
+    assert not main.dispatcher.outbox.has_drops()  # taken, and told to no one
+    assert len(audio_of(bo)) == 20 and notices(bo) == []  # child-a itself dropped nothing
+    bo.chat("the link is fine")
+    net.pump()
+    assert ("bo", "the link is fine") in ana.public_chat()
 
 
 def requests_seen(client: Client) -> list[int]:
