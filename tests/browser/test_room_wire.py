@@ -33,6 +33,12 @@ MESSAGES = {
     },
     "bye": {"type": "Bye", "reason": "normal"},
     "request_key_frame": {"type": "RequestKeyFrame", "stream_id": 2},
+    "media_dropped": {
+        "type": "MediaDropped",
+        "audio_frames": 12,
+        "video_frames": 30,
+        "streams": [{"stream_id": 2, "frames": 30}, {"stream_id": 1, "frames": 12}],
+    },
     "end_event": {"type": "EndEvent"},
     "open_stream_camera": {"type": "OpenStream", "codec": "h264", "kind": "camera"},
     "stream_opened_screen": {

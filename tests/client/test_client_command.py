@@ -30,9 +30,9 @@ from townhall.client import (
 )
 from townhall.client.audio import read_wav
 from townhall.client.command import JoinOptions, load_ticket, register, run_join
-from townhall.live import EventEnded
+from townhall.live import EventEnded, Outbox
 from townhall.ticket import Role as TicketRole
-from townhall.wire import ByeReason
+from townhall.wire import ByeReason, Codec
 
 
 def _app() -> typer.Typer:
@@ -115,6 +115,48 @@ async def test_moderator_commands_and_chat_from_the_command_line_as_json_lines(
         }
         await bo_seen.stop()
         await cy_seen.stop()
+    finally:
+        await main.close()
+
+
+async def test_media_the_server_dropped_for_us_is_a_media_dropped_json_line(
+    issuer: Issuer, tmp_path: Path
+) -> None:
+    main = await RoomServer("main", issuer).start()
+    # A media bound below one frame: the server drops every frame for every listener.
+    main.dispatcher.outbox = Outbox(media_limit=64, limit=1024 * 1024)
+    ana = issuer.credential("ana")
+    bo = issuer.credential("bo", TicketRole.MODERATOR)
+    main.assign(issuer.assignment())
+    ticket_file = tmp_path / "ana.townhall"
+    ticket_file.write_bytes(issuer.ticket_bytes(ana, [main.entry()]))
+    bo_session = Participant(issuer.ticket(bo, [main.entry()]), settings=FAST)
+    try:
+        await bo_session.join()
+        bo_session.take_floor()
+        stream = await bo_session.open_stream(Codec.OPUS)
+        command = asyncio.ensure_future(_invoke("join", str(ticket_file), "--json"))
+        await wait_for(lambda: "ana" in bo_session.roster)
+        for n in range(5):
+            assert bo_session.send_media(stream, b"\xfc" * 160, n * 20_000)
+        outbox = main.dispatcher.outbox
+        await wait_for(
+            lambda: (
+                sum(outbox.stats(conn).dropped_frames for conn in main.transports) == 5
+                and not outbox.dropping()
+            )  # every drop told
+        )
+        _end_event(main)
+        code, out, err = await command
+        assert code == 0, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        notices = [x for x in lines if x["type"] == "media-dropped"]
+        assert notices, lines
+        assert sum(x["audio_frames"] for x in notices) == 5
+        assert all(x["video_frames"] == 0 for x in notices)
+        assert sum(s["frames"] for x in notices for s in x["streams"]) == 5
+        assert {s["stream_id"] for x in notices for s in x["streams"]} == {stream}
+        assert not any(x["type"] == "media" for x in lines)  # none got through
     finally:
         await main.close()
 

@@ -14,6 +14,7 @@ from townhall.client.events import (
     KeyFrameRequested,
     Left,
     MediaReceived,
+    MediaSkipped,
     Rejoining,
     RequestRefused,
     RosterChanged,
@@ -22,7 +23,15 @@ from townhall.client.events import (
     StreamStarted,
     event_json,
 )
-from townhall.wire import ByeReason, Codec, ErrorCode, Member, SpeakingMode, StreamInfo
+from townhall.wire import (
+    ByeReason,
+    Codec,
+    ErrorCode,
+    Member,
+    SpeakingMode,
+    StreamDrops,
+    StreamInfo,
+)
 
 EVENTS: list[tuple[ClientEvent, str]] = [
     (Joined("main", "ana", "42", True), "joined"),
@@ -38,6 +47,7 @@ EVENTS: list[tuple[ClientEvent, str]] = [
     (StreamEnded(1), "stream-closed"),
     (MediaReceived(1, None, None, 9, 123, False, b"\x00" * 40), "media"),
     (KeyFrameRequested(2), "key-frame-requested"),
+    (MediaSkipped(12, 30, (StreamDrops(2, 30), StreamDrops(1, 12))), "media-dropped"),
     (RequestRefused(ErrorCode.NOT_ALLOWED, "moderators only"), "error"),
     (ConnectionLost("dmz", ByeReason.SHUTDOWN, "restarting"), "connection-lost"),
     (Rejoining(2, 0.7512), "rejoining"),
@@ -77,3 +87,9 @@ def test_the_json_fields_say_what_happened_without_media_bytes() -> None:
         "by_peer": True,
     }
     assert as_json["rejoining"]["delay"] == 0.751
+    assert as_json["media-dropped"] == {
+        "type": "media-dropped",
+        "audio_frames": 12,
+        "video_frames": 30,
+        "streams": [{"stream_id": 2, "frames": 30}, {"stream_id": 1, "frames": 12}],
+    }

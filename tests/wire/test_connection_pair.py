@@ -25,6 +25,7 @@ from townhall.wire import (
     GiveFloor,
     Hello,
     LocalProtocolError,
+    MediaDropped,
     MediaFrame,
     Member,
     Message,
@@ -443,6 +444,22 @@ def test_a_server_link_carries_chat_up_that_a_participant_may_not_send() -> None
     link = Pair()
     link.open(role=Role.SERVER_LINK, name="child-1")
     assert link.client_sends(posted) == [posted]
+
+
+def test_only_a_server_tells_only_a_participant_of_its_dropped_media() -> None:
+    notice = MediaDropped(audio_frames=3, video_frames=0)
+    pair = Pair()
+    pair.open()
+    assert pair.server_sends(notice) == [notice]
+    with pytest.raises(LocalProtocolError, match="client may not send MediaDropped"):
+        pair.client.send(notice)
+    pair.server.receive_data(encode_message(notice).data, pair.now)
+    with pytest.raises(RemoteProtocolError, match="client may not send MediaDropped"):
+        pair.server.next_event()
+    link = Pair()
+    link.open(role=Role.SERVER_LINK, name="child-1")
+    with pytest.raises(LocalProtocolError, match="server may not send MediaDropped"):
+        link.server.send(notice)
 
 
 def test_after_the_peer_breaks_the_protocol_only_bye_may_be_sent() -> None:

@@ -26,6 +26,7 @@ from townhall.wire import (
     EndEvent,
     Hello,
     Load,
+    MediaDropped,
     MediaFrame,
     Member,
     MemberJoined,
@@ -44,6 +45,7 @@ from townhall.wire import (
     SendChat,
     SpeakingMode,
     StateSnapshot,
+    StreamDrops,
     StreamInfo,
     StreamKind,
     StreamOpened,
@@ -82,6 +84,11 @@ FRAMES: dict[str, Message | MediaFrame] = {
     "bye": Bye(reason=ByeReason.NORMAL),
     "open_stream_camera": OpenStream(codec=Codec.H264, kind=StreamKind.CAMERA),
     "request_key_frame": RequestKeyFrame(stream_id=2),
+    "media_dropped": MediaDropped(
+        audio_frames=12,
+        video_frames=30,
+        streams=(StreamDrops(stream_id=2, frames=30), StreamDrops(stream_id=1, frames=12)),
+    ),
     "end_event": EndEvent(),
     "stream_opened_screen": StreamOpened(
         stream=StreamInfo(stream_id=3, owner="Bo", codec=Codec.VP8, kind=StreamKind.SCREEN)

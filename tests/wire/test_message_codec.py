@@ -26,6 +26,7 @@ from townhall.wire import (
     Load,
     LocalProtocolError,
     LowerHand,
+    MediaDropped,
     Member,
     Message,
     Mute,
@@ -46,6 +47,7 @@ from townhall.wire import (
     SpeakingMode,
     StateSnapshot,
     StreamClosed,
+    StreamDrops,
     StreamInfo,
     StreamKind,
     StreamOpened,
@@ -94,6 +96,12 @@ SAMPLES: list[Message] = [
     ),
     StreamClosed(stream_id=9),
     RequestKeyFrame(stream_id=2**32 - 1),
+    MediaDropped(audio_frames=0, video_frames=1),
+    MediaDropped(
+        audio_frames=2**32 - 1,
+        video_frames=7,
+        streams=(StreamDrops(stream_id=1, frames=40), StreamDrops(stream_id=2, frames=7)),
+    ),
     StateSnapshot(
         event="ev-1",
         title="Quarterly review — Q3",
@@ -186,6 +194,14 @@ def raw(*fields: object) -> bytes:
         (SendChat, raw("", None, 0), "text"),
         (SendChat, raw("null\x00byte", None, 0), "text"),
         (ChatPosted, raw("alice", "hi", None, 2**32), "seq"),
+        (MediaDropped, raw(-1, 1, []), "audio_frames"),
+        (MediaDropped, raw(1, 2**32, []), "video_frames"),
+        (MediaDropped, raw(1.0, 0, []), "audio_frames"),
+        (MediaDropped, raw(65, 0, [[i, 1] for i in range(65)]), "streams"),
+        (MediaDropped, raw(1, 0, [[1, 0]]), "streams"),  # a listed stream dropped nothing
+        (MediaDropped, raw(1, 0, [[-1, 1]]), "streams"),
+        (MediaDropped, raw(1, 0, [[1, 1, 1]]), "streams"),
+        (MediaDropped, raw(1, 0, {}), "streams"),
     ],
 )
 def test_a_payload_that_breaks_a_rule_is_refused_as_the_peers_fault(
@@ -206,6 +222,9 @@ def test_a_payload_that_breaks_a_rule_is_refused_as_the_peers_fault(
         (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "opus", "screen"]]), "cannot carry"),
         (StreamOpened, raw([1, "a", "vp8", "microphone"]), "cannot carry"),
         (OpenStream, raw("h264", "microphone"), "cannot carry"),
+        (MediaDropped, raw(0, 0, []), "at least one frame"),
+        (MediaDropped, raw(2, 0, [[1, 1], [1, 1]]), "twice"),
+        (MediaDropped, raw(2, 1, [[1, 2], [2, 2]]), "more than the totals"),
     ],
 )
 def test_a_payload_that_breaks_a_rule_across_fields_says_which_rule(
@@ -231,6 +250,13 @@ def test_the_largest_u64_is_a_valid_nonce() -> None:
         SendChat(text="lone \ud800 surrogate"),
         RosterUpdate(changed=(Member(name="a"),), left=("a",)),
         UpstreamChanged(reachable="yes"),  # type: ignore[arg-type]
+        MediaDropped(audio_frames=2**32, video_frames=0),
+        MediaDropped(audio_frames=0, video_frames=0),
+        MediaDropped(
+            audio_frames=100,
+            video_frames=0,
+            streams=tuple(StreamDrops(stream_id=i, frames=1) for i in range(65)),
+        ),
     ],
     ids=repr,
 )
@@ -264,7 +290,12 @@ def test_the_largest_roster_update_and_snapshot_fit_in_a_control_frame() -> None
             StreamInfo(stream_id=2**32 - 1 - i, owner=widest, codec=Codec.OPUS) for i in range(64)
         ),
     )
-    for message in (roster, snapshot):
+    notice = MediaDropped(
+        audio_frames=2**32 - 1,
+        video_frames=2**32 - 1,
+        streams=tuple(StreamDrops(stream_id=2**32 - 1 - i, frames=2**26) for i in range(64)),
+    )
+    for message in (roster, snapshot, notice):
         payload_size = len(encode_message(message).data) - HEADER_SIZE
         assert payload_size <= MAX_PAYLOAD[address_of(type(message))[0]]
 

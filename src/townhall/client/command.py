@@ -41,6 +41,7 @@ from townhall.client.events import (
     Left,
     MainReachChanged,
     MediaReceived,
+    MediaSkipped,
     PollChanged,
     QuestionChanged,
     RecordingStateChanged,
@@ -160,6 +161,11 @@ def _human(event: ClientEvent) -> str | None:
             return f"stream {event.stream_id} ended"
         case MediaReceived() | KeyFrameRequested():
             return None  # `townhall join` sends no video
+        case MediaSkipped():
+            return (
+                f"your connection is behind: {event.audio_frames} audio / "
+                f"{event.video_frames} video frames skipped"
+            )
         case PollChanged(poll=poll):
             options = "  ".join(
                 f"{number}) {option}" + ("" if poll.counts is None else f" [{poll.counts[n]}]")

@@ -22,6 +22,7 @@ from townhall.wire import (
     Question,
     RecordingState,
     SpeakingMode,
+    StreamDrops,
     StreamInfo,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "Left",
     "MainReachChanged",
     "MediaReceived",
+    "MediaSkipped",
     "PollChanged",
     "QuestionChanged",
     "RecordingStateChanged",
@@ -130,6 +132,18 @@ class KeyFrameRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaSkipped:
+    """Our server dropped media for us because our connection fell behind (wire
+    ``MediaDropped``): frames since its previous notice, at most one a second. What
+    arrives after is current again; a dropped VIDEO stream resumes at its next key
+    frame, which the server already asked its owner for."""
+
+    audio_frames: int
+    video_frames: int
+    streams: tuple[StreamDrops, ...]  # the streams that lost most, up to 64
+
+
+@dataclass(frozen=True, slots=True)
 class PollChanged:
     """A poll was written (moderators see drafts), opened, closed or shared, or its results
     moved; ``poll.counts`` is None while its results are not shown to us."""
@@ -208,6 +222,7 @@ ClientEvent = (
     | StreamEnded
     | MediaReceived
     | KeyFrameRequested
+    | MediaSkipped
     | PollChanged
     | QuestionChanged
     | RequestRefused
@@ -294,6 +309,16 @@ def event_json(event: ClientEvent) -> dict[str, Any]:
             }
         case KeyFrameRequested():
             return {"type": "key-frame-requested", "stream_id": event.stream_id}
+        case MediaSkipped():
+            return {
+                "type": "media-dropped",
+                "audio_frames": event.audio_frames,
+                "video_frames": event.video_frames,
+                "streams": [
+                    {"stream_id": stream.stream_id, "frames": stream.frames}
+                    for stream in event.streams
+                ],
+            }
         case PollChanged(poll=poll):
             return {
                 "type": "poll",

@@ -47,6 +47,7 @@ from townhall.client.events import (
     Left,
     MainReachChanged,
     MediaReceived,
+    MediaSkipped,
     PollChanged,
     QuestionChanged,
     RecordingStateChanged,
@@ -78,6 +79,7 @@ from townhall.wire import (
     Event,
     GiveFloor,
     LowerHand,
+    MediaDropped,
     MediaFrame,
     Member,
     Message,
@@ -659,6 +661,8 @@ class Participant:
             case UpstreamChanged(reachable=reachable):
                 self.main_reachable = reachable
                 self._emit(MainReachChanged(self.server or "", reachable))
+            case MediaDropped(audio_frames=audio, video_frames=video, streams=streams):
+                self._emit(MediaSkipped(audio, video, streams))
             case RequestKeyFrame(stream_id=stream_id):
                 for original, current in self._aliases.items():
                     if current == stream_id:  # ours: named as open_stream gave it

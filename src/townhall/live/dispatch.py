@@ -19,7 +19,11 @@ What it does between the two:
 - a connection whose control or chat overflows its queue is closed as too
   slow, and the room is told it is lost;
 - a listener whose VIDEO the ``Outbox`` began dropping until a keyframe makes
-  the room ask the stream's owner for one (``KeyFramesWanted``).
+  the room ask the stream's owner for one (``KeyFramesWanted``);
+- a participant whose media the ``Outbox`` dropped is told what it missed
+  (``MediaDropped``), at most once per ``NOTICE_INTERVAL``: at the end of a
+  pass when one is due, or at a wakeup asked for then. Server links are never
+  told: each server tells its own participants.
 
 docs/live.md, "Running a room", shows the shell's loop.
 """
@@ -27,6 +31,7 @@ docs/live.md, "Running a room", shows the shell's loop.
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
 from townhall.live.events import (
     CloseConnection,
@@ -44,10 +49,11 @@ from townhall.live.events import (
     SendMediaTo,
     SendTo,
     SendToMany,
+    TimerFired,
     UpstreamConnected,
     UpstreamLost,
 )
-from townhall.live.outbox import Outbox
+from townhall.live.outbox import Drops, Outbox
 from townhall.live.room import EventRoom
 from townhall.wire import (
     NEED_DATA,
@@ -58,15 +64,23 @@ from townhall.wire import (
     ConnectionClosed,
     EncodedMessage,
     Hello,
+    MediaDropped,
     MediaFrame,
     RemoteProtocolError,
     Role,
     Settings,
     Side,
     State,
+    StreamDrops,
+    encode_message,
 )
+from townhall.wire.messages import MAX_STREAMS
 
-__all__ = ["Action", "Dispatcher"]
+__all__ = ["NOTICE_INTERVAL", "Action", "Dispatcher", "media_dropped"]
+
+NOTICE_INTERVAL: Final = 1.0
+"""Seconds between two rounds of ``MediaDropped``: a participant gets at most one a second."""
+_U32_MAX: Final = 0xFFFF_FFFF
 
 Action = ConnectUpstream | RequestWakeup | CloseConnection
 """What only the shell can do: connect, arm a timer, close a transport (after writing
@@ -84,6 +98,8 @@ class Dispatcher:
         self._settings = settings if settings is not None else Settings()
         self._connections: dict[ConnId, Connection] = {}
         self._actions: list[Action] = []
+        self._next_notices = float("-inf")  # when the next round of MediaDropped may go
+        self._notice_wakeup: float | None = None  # a wakeup asked for it, not yet fired
 
     # -- the shell's calls ------------------------------------------------------------
 
@@ -154,12 +170,18 @@ class Dispatcher:
 
     def handle(self, event: Event, now: float, wall: float | None = None) -> None:
         """Any other room event: ``AssignmentReceived``, ``TimerFired``, ``EventEnded``."""
+        if isinstance(event, TimerFired) and self._notice_wakeup is not None:
+            if now >= self._notice_wakeup:
+                self._notice_wakeup = None  # the notices go at the end of this pass
         self._run(event, now, wall)
 
     def end_pass(self, now: float, wall: float | None = None) -> None:
         """The shell read what it had this pass and is about to write: the room sends what
-        it holds back for once a pass (``PassEnded``). Call it before ``ready``/``drain``."""
+        it holds back for once a pass (``PassEnded``), and participants whose media was
+        dropped are told, if it is time. Call it before ``ready``/``drain``."""
         self._run(PassEnded(), now, wall)
+        if self.outbox.has_drops():
+            self._tell_dropped(now)
 
     def shutdown(self, message: str = "the server is shutting down") -> None:
         """Say ``Bye shutdown`` on every connection and close them all (the server stops).
@@ -193,8 +215,14 @@ class Dispatcher:
         return self.outbox.ready()
 
     def drain(self, conn: ConnId, now: float) -> bytes:
-        """What to write to ``conn`` now: its queue, less media older than the age limit."""
-        return self.outbox.drain(conn, now)
+        """What to write to ``conn`` now: its queue, less media older than the age limit.
+
+        Media dropped here is told at the next round of notices: a wakeup is
+        asked for it (carry out ``take_actions`` after the drains too)."""
+        data = self.outbox.drain(conn, now)
+        if self._notice_wakeup is None and self.outbox.has_drops():
+            self._wake_for_notices(max(now, self._next_notices))
+        return data
 
     def take_actions(self) -> list[Action]:
         actions, self._actions = self._actions, []
@@ -243,6 +271,33 @@ class Dispatcher:
             self._actions.append(CloseConnection(conn, "too slow: its queue is full"))
         return too_slow
 
+    def _tell_dropped(self, now: float) -> None:
+        """Send each participant with dropped media its ``MediaDropped``, if a round is due."""
+        if now < self._next_notices:
+            self._wake_for_notices(self._next_notices)
+            return
+        self._next_notices = now + NOTICE_INTERVAL
+        notices: list[Command] = []
+        for conn in self.outbox.dropping():
+            drops = self.outbox.take_drops(conn)
+            connection = self._connections.get(conn)
+            if (
+                drops is not None
+                and connection is not None
+                and connection.side is Side.SERVER
+                and connection.role is Role.PARTICIPANT
+                and connection.state is State.OPEN
+            ):
+                notices.append(SendTo(conn, encode_message(media_dropped(drops))))
+        for conn in self._execute(notices, now):
+            self._run(ConnectionLost(conn), now)
+
+    def _wake_for_notices(self, at: float) -> None:
+        if self._notice_wakeup is not None and self._notice_wakeup <= at:
+            return
+        self._notice_wakeup = at
+        self._actions.append(RequestWakeup(at))
+
     def _send(self, conn: ConnId, item: EncodedMessage) -> bool:
         connection = self._connections.get(conn)
         if connection is None or connection.state in _DONE:
@@ -261,3 +316,13 @@ class Dispatcher:
             return
         self._actions.append(CloseConnection(conn, reason))
         self._run(ConnectionLost(conn), now)
+
+
+def media_dropped(drops: Drops) -> MediaDropped:
+    """The notice for ``drops``: the streams with the most drops first, as many as fit."""
+    most = sorted(drops.streams.items(), key=lambda item: (-item[1], item[0]))[:MAX_STREAMS]
+    audio, video = min(drops.audio_frames, _U32_MAX), min(drops.video_frames, _U32_MAX)
+    streams = tuple(StreamDrops(stream_id=sid, frames=min(n, _U32_MAX)) for sid, n in most)
+    if sum(stream.frames for stream in streams) > audio + video:  # only past 2**32 frames
+        streams = ()
+    return MediaDropped(audio_frames=audio, video_frames=video, streams=streams)

@@ -21,6 +21,8 @@ up stops being drained (its transport pauses), its queue grows, and then:
   (``ready``) and stayed (its connection paused) can be dropped so: when the
   server itself is slow, a long pass makes every frame of it "old" by the
   drain, and dropping them would punish every listener for the server's load;
+- every drop is also counted per stream until the dispatcher takes them
+  (``dropping``, ``take_drops``) to tell the participant (``MediaDropped``);
 - a control or chat frame is always queued; if it would take the queue past
   ``limit``, the queued media is thrown away first, and if that is not
   enough, ``push`` answers False: the connection is too slow and must be
@@ -42,10 +44,11 @@ from dataclasses import dataclass, field
 
 from townhall.wire import Channel, MediaFrame
 
-__all__ = ["Outbox", "QueueStats"]
+__all__ = ["Drops", "Outbox", "QueueStats"]
 
 _NEVER = float("inf")  # ``oldest_media`` of a queue that holds no media
-_Chunk = tuple[bytes, bool, int | None, float, int]
+# (data, its media channel or None for control and chat, stream id, when queued, in which pass)
+_Chunk = tuple[bytes, Channel | None, int, float, int]
 
 
 @dataclass(slots=True)
@@ -60,8 +63,17 @@ class QueueStats:
 
 
 @dataclass(slots=True)
+class Drops:
+    """Media frames dropped for one connection since they were last taken, by stream."""
+
+    audio_frames: int = 0
+    video_frames: int = 0
+    streams: dict[int, int] = field(default_factory=dict)  # stream id -> frames
+
+
+@dataclass(slots=True)
 class _Queue:
-    # (data, is media, the VIDEO stream id or None, when it was queued, in which pass)
+    conn: Hashable
     chunks: deque[_Chunk] = field(default_factory=deque)
     size: int = 0
     media: int = 0  # bytes of media in ``chunks``
@@ -69,6 +81,7 @@ class _Queue:
     awaiting_keyframe: set[int] = field(default_factory=set)  # VIDEO stream ids
     limits: tuple[int, int] = (0, 0)  # media limit, limit
     stats: QueueStats = field(default_factory=QueueStats)
+    drops: Drops | None = None  # not yet taken by ``take_drops``
 
 
 class Outbox:
@@ -93,6 +106,7 @@ class Outbox:
         self._link_limits = (link_media_limit, link_limit)
         self._queues: dict[Hashable, _Queue] = {}
         self._holds: set[int] = set()  # VIDEO streams some queue began waiting a keyframe of
+        self._dropping: dict[Hashable, None] = {}  # connections whose ``drops`` wait, in order
 
     def mark_link(self, conn: Hashable) -> None:
         """``conn`` is a server link: it carries a whole subtree, so it gets the link limits."""
@@ -106,7 +120,7 @@ class Outbox:
             self._drop_queued_media(queue)
         if queue.size + len(data) > limit:
             return False
-        queue.chunks.append((data, False, None, 0.0, 0))  # never late
+        queue.chunks.append((data, None, 0, 0.0, 0))  # never late
         self._grew(queue, len(data))
         return True
 
@@ -118,16 +132,16 @@ class Outbox:
         data = frame.data
         video = frame.channel is Channel.VIDEO
         if video and frame.stream_id in queue.awaiting_keyframe and not frame.keyframe:
-            self._count_drop(queue, len(data))
+            self._count_drop(queue, len(data), frame.channel, frame.stream_id)
             return False
         if queue.size + len(data) > queue.limits[0]:
             if video:
                 self._hold(queue, frame.stream_id, again=frame.keyframe)
-            self._count_drop(queue, len(data))
+            self._count_drop(queue, len(data), frame.channel, frame.stream_id)
             return False
         if video:
             queue.awaiting_keyframe.discard(frame.stream_id)
-        queue.chunks.append((data, True, frame.stream_id if video else None, now, self._pass))
+        queue.chunks.append((data, frame.channel, frame.stream_id, now, self._pass))
         if not queue.media:
             queue.oldest_media = now
         queue.media += len(data)
@@ -165,6 +179,23 @@ class Outbox:
         queue = self._queues.get(conn)
         return QueueStats() if queue is None else queue.stats
 
+    def has_drops(self) -> bool:
+        """Whether some connection has drops not yet taken: cheap, for every pass."""
+        return bool(self._dropping)
+
+    def dropping(self) -> list[Hashable]:
+        """The connections with drops not yet taken, in the order they began dropping."""
+        return list(self._dropping)
+
+    def take_drops(self, conn: Hashable) -> Drops | None:
+        """What was dropped for ``conn`` since the last call; None if nothing."""
+        self._dropping.pop(conn, None)
+        queue = self._queues.get(conn)
+        if queue is None or queue.drops is None:
+            return None
+        drops, queue.drops = queue.drops, None
+        return drops
+
     def take_keyframe_holds(self) -> set[int]:
         """The VIDEO streams whose frames some queue began dropping until a keyframe, since
         the last call: the room asks their owners for one (``KeyFramesWanted``)."""
@@ -177,13 +208,14 @@ class Outbox:
     def discard(self, conn: Hashable) -> None:
         """Forget ``conn`` and whatever it still had queued."""
         self._queues.pop(conn, None)
+        self._dropping.pop(conn, None)
 
     # -- helpers ---------------------------------------------------------------------
 
     def _queue(self, conn: Hashable) -> _Queue:
         queue = self._queues.get(conn)
         if queue is None:
-            queue = self._queues[conn] = _Queue(limits=self._limits)
+            queue = self._queues[conn] = _Queue(conn, limits=self._limits)
         return queue
 
     def _hold(self, queue: _Queue, stream_id: int, *, again: bool = False) -> None:
@@ -199,10 +231,18 @@ class Outbox:
         queue.stats.queued_bytes = queue.size
         queue.stats.peak_bytes = max(queue.stats.peak_bytes, queue.size)
 
-    @staticmethod
-    def _count_drop(queue: _Queue, size: int) -> None:
+    def _count_drop(self, queue: _Queue, size: int, channel: Channel, stream_id: int) -> None:
         queue.stats.dropped_frames += 1
         queue.stats.dropped_bytes += size
+        drops = queue.drops
+        if drops is None:
+            drops = queue.drops = Drops()
+            self._dropping[queue.conn] = None
+        if channel is Channel.VIDEO:
+            drops.video_frames += 1
+        else:
+            drops.audio_frames += 1
+        drops.streams[stream_id] = drops.streams.get(stream_id, 0) + 1
 
     def _drop_late_media(self, queue: _Queue, now: float, before_pass: int) -> None:
         """Drop the media queued more than ``max_media_age`` ago in a pass before
@@ -214,20 +254,20 @@ class Outbox:
         queue.oldest_media = _NEVER
         while chunks:
             chunk = chunks[0]
-            data, media, video_stream, queued_at, queued_in = chunk
-            if media and (queued_at >= deadline or queued_in >= before_pass):
+            data, channel, stream_id, queued_at, queued_in = chunk
+            if channel is not None and (queued_at >= deadline or queued_in >= before_pass):
                 queue.oldest_media = queued_at
                 break
             chunks.popleft()
-            if not media:
+            if channel is None:
                 kept.append(chunk)
                 continue
-            self._count_drop(queue, len(data))
+            self._count_drop(queue, len(data), channel, stream_id)
             queue.stats.dropped_late_frames += 1
             queue.size -= len(data)
             queue.media -= len(data)
-            if video_stream is not None:
-                self._hold(queue, video_stream)
+            if channel is Channel.VIDEO:
+                self._hold(queue, stream_id)
         chunks.extendleft(reversed(kept))
         queue.stats.queued_bytes = queue.size
 
@@ -235,13 +275,13 @@ class Outbox:
         kept: deque[_Chunk] = deque()
         queue.oldest_media = _NEVER
         for chunk in queue.chunks:
-            data, media, video_stream, _, _ = chunk
-            if not media:
+            data, channel, stream_id, _, _ = chunk
+            if channel is None:
                 kept.append(chunk)
                 continue
-            self._count_drop(queue, len(data))
-            if video_stream is not None:
-                self._hold(queue, video_stream)
+            self._count_drop(queue, len(data), channel, stream_id)
+            if channel is Channel.VIDEO:
+                self._hold(queue, stream_id)
         queue.chunks = kept
         queue.size -= queue.media
         queue.media = 0

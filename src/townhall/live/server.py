@@ -557,6 +557,7 @@ class LiveServer:
                     for conn in cast("list[_Conn]", dispatcher.ready()):
                         if not conn.paused and not conn.closing:
                             conn.send(dispatcher.drain(conn, now))
+                    self._carry_out(room)  # a drain may ask a wakeup (to tell of its drops)
                 except Exception:
                     log.exception("%s: event %d: a pass failed", self.name, room.event_id)
                     continue

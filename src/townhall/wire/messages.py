@@ -72,6 +72,7 @@ __all__ = [
     "LinkRequest",
     "Load",
     "LowerHand",
+    "MediaDropped",
     "Member",
     "MemberJoined",
     "MemberLeft",
@@ -105,6 +106,7 @@ __all__ = [
     "SpeakingMode",
     "StateSnapshot",
     "StreamClosed",
+    "StreamDrops",
     "StreamInfo",
     "StreamKind",
     "StreamOpened",
@@ -433,7 +435,7 @@ class RecordingChanged(Message, frozen=True):
     state: RecordingState
 
 
-# -- streams (CONTROL 24-27) ------------------------------------------------------
+# -- streams (CONTROL 24-29) ------------------------------------------------------
 
 
 class OpenStream(Message, frozen=True):
@@ -468,6 +470,35 @@ class RequestKeyFrame(Message, frozen=True):
     whose answer is to encode its next frame as one."""
 
     stream_id: U32
+
+
+class StreamDrops(Record, frozen=True):
+    """How many frames of one stream a server dropped for one participant."""
+
+    stream_id: U32
+    frames: Annotated[int, Meta(ge=1, le=0xFFFF_FFFF)]
+
+
+class MediaDropped(Message, frozen=True):
+    """Server: media it dropped for you since its previous MediaDropped, because your
+    connection fell behind (late or over your queue's bound); at most one a second.
+
+    ``streams`` names the streams with the most drops (at most ``MAX_STREAMS``):
+    the totals count every stream, so the listed frames add up to at most them.
+    """
+
+    audio_frames: U32
+    video_frames: U32
+    streams: Annotated[tuple[StreamDrops, ...], Meta(max_length=MAX_STREAMS)] = ()
+
+    def check(self) -> None:
+        if not self.audio_frames and not self.video_frames:
+            raise ValueError("a MediaDropped drops at least one frame")
+        ids = [stream.stream_id for stream in self.streams]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a stream id appears twice")
+        if sum(stream.frames for stream in self.streams) > self.audio_frames + self.video_frames:
+            raise ValueError("the streams' frames add up to more than the totals")
 
 
 # -- event state (CONTROL 32-34) ----------------------------------------------------
@@ -800,6 +831,7 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 26): StreamOpened,
         (Channel.CONTROL, 27): StreamClosed,
         (Channel.CONTROL, 28): RequestKeyFrame,
+        (Channel.CONTROL, 29): MediaDropped,
         (Channel.CONTROL, 32): StateSnapshot,
         (Channel.CONTROL, 33): RosterUpdate,
         (Channel.CONTROL, 34): UpstreamChanged,

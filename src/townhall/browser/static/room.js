@@ -61,6 +61,8 @@ const room = {
   mediaSeq: new Map(),
   videos: new Map(),
   senders: new Map(),
+  skipped: { audio: 0, video: 0, notices: 0 }, // what the server told us it dropped
+  behindTimer: null,
 };
 
 // -- telling the user -----------------------------------------------------------------
@@ -81,6 +83,32 @@ function problem(key, text) {
     $("problems").append(p);
   }
   p.textContent = text;
+}
+
+// The server dropped media for us (MediaDropped): say so briefly, then let it fade. A
+// status, not an alert: nothing is wrong to act on, and what follows is current again.
+const BEHIND_SHOWN_MS = 5000;
+const BEHIND_FADE_MS = 1000;
+const isCount = (n) => Number.isSafeInteger(n) && n >= 0;
+
+function showBehind(notice) {
+  const { audio_frames: audio, video_frames: video } = notice;
+  if (!isCount(audio) || !isCount(video)) return;
+  room.skipped.audio += audio;
+  room.skipped.video += video;
+  room.skipped.notices += 1;
+  const note = $("behind");
+  note.textContent = `Your connection is behind: ${audio} audio / ${video} video frames skipped.`;
+  note.classList.remove("fading");
+  note.hidden = false;
+  clearTimeout(room.behindTimer);
+  room.behindTimer = setTimeout(() => {
+    note.classList.add("fading");
+    room.behindTimer = setTimeout(() => {
+      note.hidden = true;
+      note.classList.remove("fading");
+    }, BEHIND_FADE_MS);
+  }, BEHIND_SHOWN_MS);
 }
 
 // -- the ticket ---------------------------------------------------------------------
@@ -419,6 +447,11 @@ function onMessage(message) {
       for (const sender of room.senders.values()) {
         if (sender.streamId === message.stream_id && sender.handle.requestKeyFrame) sender.handle.requestKeyFrame();
       }
+      return;
+    case "MediaDropped":
+      // Our connection fell behind and the server skipped us ahead; a video stream resumes
+      // at the key frame the server already asked its owner for.
+      showBehind(message);
       return;
     case "RecordingChanged":
       // Everyone is shown whether the event is being recorded (docs/recording.md).
@@ -864,6 +897,7 @@ window.townhallRoom = {
     rejoins: room.rejoins,
     streams: [...room.streams.values()],
     sending: [...room.senders.entries()].map(([kind, s]) => ({ kind, streamId: s.streamId })),
+    skipped: { ...room.skipped },
     framesDecoded: Object.fromEntries([...room.videos].map(([id, v]) => [id, v.view ? v.view.framesDecoded : 0])),
     playout: room.playout ? room.playout.stats() : null,
     ...panels.snapshot(),

@@ -24,6 +24,7 @@ const LOAD = [["participants"], ["capacity"]];
 const MEMBER = [["name"], ["moderator", false], ["hand_raised", false], ["floor", false], ["muted", false]];
 const STREAM_INFO = [["stream_id"], ["owner"], ["codec"], ["kind", null]];
 const POLL = [["poll_id"], ["question"], ["options"], ["multiple"], ["state"], ["shared"], ["counts", null], ["voters", null]];
+const STREAM_DROPS = [["stream_id"], ["frames"]];
 const QUESTION = [["question_id"], ["text"], ["asker"], ["anonymous"], ["votes"], ["state"], ["answer", ""]];
 
 const record = (fields) => ({ record: fields });
@@ -55,6 +56,7 @@ const MESSAGES = {
   StreamOpened: [0, 26, [["stream", undefined, record(STREAM_INFO)]]],
   StreamClosed: [0, 27, [["stream_id"]]],
   RequestKeyFrame: [0, 28, [["stream_id"]]],
+  MediaDropped: [0, 29, [["audio_frames"], ["video_frames"], ["streams", [], listOf(STREAM_DROPS)]]],
   StateSnapshot: [0, 32, [["event"], ["title"], ["mode"], ["attendance"], ["streams", [], listOf(STREAM_INFO)]]],
   RosterUpdate: [0, 33, [["changed", [], listOf(MEMBER)], ["left", []]]],
   UpstreamChanged: [0, 34, [["reachable"]]],
