@@ -97,6 +97,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (the Center's web workers are its children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(child) for child in children]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in tree_pids(pid))
+
+
 def raise_open_files(wanted: int) -> tuple[int, int]:
     """Raise the soft RLIMIT_NOFILE towards ``wanted`` (up to the hard limit); (old, new)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -106,6 +124,71 @@ def raise_open_files(wanted: int) -> tuple[int, int]:
     if target != soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return soft, target
+
+
+@dataclass
+class Spy:
+    label: str
+    process: subprocess.Popen[bytes]
+    output: Path
+
+
+def start_spies(folder: str, center_pid: int, live_pid: int, seconds: float) -> list[Spy]:
+    """``py-spy record`` of each Center process and of the main live server during the storm."""
+    if not folder:
+        return []
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = tree_pids(center_pid)[1:] or [center_pid]
+    targets = [(f"center-{pid}", pid) for pid in workers] + [("live-main", live_pid)]
+    spies = []
+    for label, pid in targets:
+        output = out / f"{label}.txt"
+        command = [str(py_spy), "record", "--pid", str(pid), "--rate", "50", "--nonblocking"]
+        command += ["--duration", str(int(min(seconds, 30))), "--format", "raw", "-o", str(output)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        spies.append(Spy(label, process, output))
+    return spies
+
+
+def finish_spies(spies: list[Spy], top: int = 14) -> None:
+    """Print each profile's top frames by self time and Townhall's by inclusive time."""
+    from center import IDLE_FRAMES, _frame_name
+
+    for spy in spies:
+        try:
+            spy.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.process.kill()
+            spy.process.wait()
+        if not spy.output.exists():
+            log(f"py-spy wrote no profile of {spy.label}")
+            continue
+        own: Counter[str] = Counter()
+        inclusive: Counter[str] = Counter()
+        total = 0
+        for line in spy.output.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            frames = [_frame_name(frame) for frame in stack.split(";")]
+            if frames[-1] in IDLE_FRAMES:
+                continue
+            total += int(count)
+            own[frames[-1]] += int(count)
+            for name in set(frames):
+                inclusive[name] += int(count)
+        if not total:
+            continue
+        lines = [f"profile of {spy.label}: {total} busy samples, {spy.output}", "  self time:"]
+        lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
+        lines.append("  inclusive, Townhall code:")
+        ours = [(k, v) for k, v in inclusive.most_common() if "townhall/" in k]
+        lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in ours[:top]]
+        log("\n".join(lines))
 
 
 class Processes:
@@ -411,6 +494,9 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
         time.sleep(1.0)  # the speaker's frames flowing through the tree
         rss_before = {name: rss_kib(p.pid) for name, p in live.items()}
         cpu_before = {name: cpu_seconds(p.pid) for name, p in live.items()}
+        cpu_before["center"] = tree_cpu_seconds(center.pid)
+        cpu_before["controller"] = cpu_seconds(processes.running["controller"].pid)
+        spies = start_spies(args.profile, center.pid, live["main"].pid, args.seconds)
         load_start = os.getloadavg()
         t0 = time.monotonic() + 0.5
         log(f"storm: {args.users} users, {args.generators} generators, budget {args.seconds} s")
@@ -419,6 +505,9 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
         results = [g.hear(args.seconds + 60) for g in generators]
         rss_after = {name: rss_kib(p.pid) for name, p in live.items()}
         cpu_after = {name: cpu_seconds(p.pid) for name, p in live.items()}
+        cpu_after["center"] = tree_cpu_seconds(center.pid)
+        cpu_after["controller"] = cpu_seconds(processes.running["controller"].pid)
+        finish_spies(spies)
         alive = {name: p.poll() is None for name, p in [("center", center), *live.items()]}
         load_after = os.getloadavg()
         for generator in generators:
@@ -429,7 +518,7 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
             results,
             rss_before,
             rss_after,
-            {name: cpu_after[name] - cpu_before[name] for name in live},
+            {name: cpu_after[name] - cpu_before[name] for name in cpu_after},
         )
         report["alive_at_end"] = alive
         report["load"] = {
@@ -480,6 +569,7 @@ def summarize(
             "kib_per_listener": round(delta / listeners, 1) if listeners else None,
             "cpu_seconds": round(cpu[name], 1),
         }
+    center_ms = 1000 * cpu["center"] / max(1, len(tickets))
     never_started = sum(result["not_started"] for result in results)
     if never_started:
         errors["no ticket asked before the deadline"] += never_started
@@ -489,6 +579,9 @@ def summarize(
         "budget_seconds": args.seconds,
         "tickets": len(tickets),
         "tickets_per_second": round(len(tickets) / max(1e-9, last_ticket - t0), 1),
+        "center_cpu_seconds": round(cpu["center"], 1),
+        "center_cpu_ms_per_user": round(center_ms, 2),
+        "controller_cpu_seconds": round(cpu["controller"], 1),
         "ticket_ms": _millis([end - start for start, end in tickets]),
         "page_ms": _millis([end - start for start, end in pages]),
         "joined": len(joined),
@@ -540,6 +633,11 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
         ("tickets", f"{report['tickets']} of {users}"),
         ("tickets/s (Center)", f"{report['tickets_per_second']:,}"),
         ("ticket p50 / p99 ms", f"{report['ticket_ms']['p50']} / {report['ticket_ms']['p99']}"),
+        (
+            "Center CPU per user (page + ticket), all its processes",
+            f"{report['center_cpu_ms_per_user']} ms ({report['center_cpu_seconds']} s in all)",
+        ),
+        ("Controller CPU during the storm", f"{report['controller_cpu_seconds']} s"),
         ("event page p50 / p99 ms", f"{report['page_ms']['p50']} / {report['page_ms']['p99']}"),
         ("joined (AuthOk)", f"{report['joined']} ({report['join_attempts']} attempts)"),
         ("joins/s", f"{report['joins_per_second']:,}"),
@@ -610,6 +708,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--frame-bytes", type=int, default=180)
     parser.add_argument("--frames-per-second", type=int, default=50)
+    parser.add_argument(
+        "--profile",
+        default="",
+        metavar="DIR",
+        help="record each Center process and the main live server with py-spy during the "
+        "storm's first 30 s into DIR and print hot spots (take figures from runs without it)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the data folder and logs")
     args = parser.parse_args(argv)
