@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import resource
 import shutil
@@ -58,6 +59,7 @@ TARGET_TICKETS_PER_SECOND = 500
 TARGET_SECONDS = 60
 TARGET_KIB_PER_LISTENER = 50
 ORGANIZER = "organizer"
+DEFAULT_CAPACITY = 1000  # the Manager's default for a registered server
 
 
 def log(message: str) -> None:
@@ -250,7 +252,7 @@ class System:
     ca_file: Path
 
 
-def prepare(data: Path, children: int, max_connections: int) -> System:
+def prepare(data: Path, children: int, max_connections: int, capacity: int) -> System:
     """Settings, tables, the tree in the Manager, the event and the speaker's ticket."""
     import base64
 
@@ -295,7 +297,11 @@ def prepare(data: Path, children: int, max_connections: int) -> System:
             registry.create_server(
                 session,
                 registry.ServerIn(
-                    name=name, host="127.0.0.1", port=ports[name], zone=Zone.INTERNAL
+                    name=name,
+                    host="127.0.0.1",
+                    port=ports[name],
+                    zone=Zone.INTERNAL,
+                    capacity=capacity,
                 ),
             )
         nodes = [registry.NodeIn(server=n, parent=None if n == "main" else "main") for n in names]
@@ -413,7 +419,13 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
     generators: list[Child] = []
     try:
         log(f"data in {data}; open files {old_limit} -> {new_limit}")
-        system = prepare(data, args.children, max_connections=max(10_000, args.users + 1000))
+        capacity = args.capacity or max(
+            DEFAULT_CAPACITY, math.ceil(1.25 * args.users / (args.children + 1))
+        )
+        log(f"each live server registered with a capacity of {capacity} participants")
+        system = prepare(
+            data, args.children, max_connections=max(10_000, args.users + 1000), capacity=capacity
+        )
         command = townhall_command()
         common = ["--data", str(data), "--config", str(system.config)]
         center = processes.start("center", [*command, "center", *common])
@@ -527,6 +539,7 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
             "after": [round(x, 2) for x in load_after],
         }
         report["open_files"] = [old_limit, new_limit]
+        report["capacity"] = capacity
         report["nproc"] = os.cpu_count()
         return report
     finally:
@@ -617,7 +630,8 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
     last = report["last_heard_seconds"]
     print(
         f"Join storm: {users} users, a main live server and {report['children']} children, "
-        f"budget {report['budget_seconds']} s; {report['nproc']} cores; open files "
+        f"capacity {report['capacity']} each, budget {report['budget_seconds']} s; "
+        f"{report['nproc']} cores; open files "
         f"{report['open_files'][0]} -> {report['open_files'][1]}",
         file=out,
     )
@@ -698,6 +712,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=90,
         help="the storm's budget: who has not heard by then never did",
+    )
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        default=0,
+        help="participants each live server is registered for (default: room for a quarter "
+        "more than an even share of the users, at least the Manager's default of 1000)",
     )
     parser.add_argument("--generators", type=int, default=2, help="user processes")
     parser.add_argument(

@@ -16,11 +16,13 @@ Each user, in order:
 2. Opens the ticket (``townhall.ticket.open_ticket``) and connects to one of
    its live servers over TLS with the wire protocol (``Hello``, ``Auth`` with
    the sealed credential), using bench/fanout_loadgen.py's lean client.
-   The server is drawn at random among the ticket's servers of the internal
-   zone: the real participant probes every server and ranks them by zone,
-   load and round trip (``townhall.client.selection``), which on loopback,
-   with equal zones and round trips, comes down to much the same spread;
-   the probes' extra handshakes are not made here.
+   The servers of the internal zone are tried in a random order (a full
+   one refuses with ``server-full`` and the next is tried at once, as the
+   real participant falls back down its ranking). The real participant
+   probes every server and ranks them by zone, load and round trip
+   (``townhall.client.selection``), which on loopback, with equal zones and
+   round trips, comes down to much the same spread; the probes' extra
+   handshakes are not made here.
 3. Waits for the first AUDIO frame of the speaker, who streams throughout.
 
 A user whose join fails (refused, closed, timed out) tries again after a
@@ -212,27 +214,30 @@ class Storm:
             self.errors[f"ticket unreadable: {error}"] += 1
             return
         servers = [s for s in contents.servers if s.zone is Zone.INTERNAL] or list(contents.servers)
-        server = self.rng.choice(servers)
-        record["server"] = server.name
-        spec = {
-            "address": f"{server.host}:{server.port}",
-            "ticket": base64.b64encode(contents.sealed_credential).decode(),
-            "group": server.name,
-        }
+        order = self.rng.sample(servers, len(servers))
         attempts = 0
         while time.monotonic() < deadline:
+            server = order[attempts % len(order)]
             attempts += 1
             record["attempts"] = attempts
+            record["server"] = server.name
+            spec = {
+                "address": f"{server.host}:{server.port}",
+                "ticket": base64.b64encode(contents.sealed_credential).decode(),
+                "group": server.name,
+            }
             async with self.join_slots:
+                if time.monotonic() >= deadline:
+                    self.errors["the deadline came while waiting to connect"] += 1
+                    return
                 started = time.monotonic()
                 record.setdefault("connect", started)
                 try:
-                    peer = await asyncio.wait_for(
-                        self.open(spec), max(0.1, deadline - time.monotonic())
-                    )
+                    peer = await asyncio.wait_for(self.open(spec), deadline - time.monotonic())
                 except (TimeoutError, OSError, ConnectionError) as error:
                     self.errors[f"join: {type(error).__name__}: {error}"[:120]] += 1
-                    await asyncio.sleep(RETRY_PAUSE)
+                    if "server-full" not in str(error):  # a full server: the next one at once
+                        await asyncio.sleep(RETRY_PAUSE)
                     continue
             record["joined"] = time.monotonic()
             self.peers.append(peer)
