@@ -415,3 +415,26 @@ def test_tickets_are_signed_with_a_signing_key_replaced_on_disk(center_settings:
             second = open_ticket(center, olga.post(f"{API}/events/{event['id']}/ticket"))
         assert center_public_key(center.settings).public_bytes_raw() != old
         assert second.event_id == first.event_id == event["id"]
+
+
+def test_signed_in_walk_ins_are_capped_by_their_live_tickets_not_replaced_ones(
+    center: Center, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("townhall.center.live.MAX_EVENT_CREDENTIALS", 3)
+    default_tree(center)
+    for name in ("walt", "wren", "wyn"):
+        add_member(center, name)
+    event = schedule(center, visibility="public")
+    url = f"{API}/events/{event['id']}/ticket"
+
+    def ask(username: str) -> httpx.Response:
+        with center.client(username) as client:
+            return client.post(url)
+
+    # Three tickets given, but walt's first was replaced: two live, room for one more.
+    for username in ("walt", "walt", "mike"):
+        assert ask(username).status_code == 200
+    assert open_ticket(center, ask("wren")).username == "wren"
+    refused = ask("wyn")
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "too_many_tickets"

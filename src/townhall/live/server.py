@@ -137,11 +137,11 @@ class _Conn(asyncio.BufferedProtocol):
 
     TLS runs here over the plain TCP transport (``TLSSession``). The
     connection is its own ``ConnId`` in its room's dispatcher. Reads go into
-    one ``READ_CHUNK`` buffer, so the transport takes at most that much per pass.
+    the server's one ``READ_CHUNK`` buffer, so the transport takes at most that
+    much per pass.
     """
 
     __slots__ = (
-        "_buffer",
         "_server",
         "abort_handle",
         "closing",
@@ -160,7 +160,6 @@ class _Conn(asyncio.BufferedProtocol):
 
     def __init__(self, server: LiveServer, tls: TLSSession, *, upstream: bool = False) -> None:
         self._server = server
-        self._buffer = memoryview(bytearray(READ_CHUNK))
         self.tls = tls
         self.upstream = upstream
         self.transport: asyncio.Transport | None = None
@@ -181,10 +180,10 @@ class _Conn(asyncio.BufferedProtocol):
         self._server._connected(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
+        return self._server.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._buffer[:nbytes]))
+        self.data_received(bytes(self._server.read_buffer[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -343,6 +342,10 @@ class LiveServer:
         self._server: asyncio.Server | None = None
         self._rooms: dict[int, _Room] = {}
         self._conns: set[_Conn] = set()
+        # One read buffer for every connection, not one each (16 KiB a listener, a third
+        # of its memory): the loop fills it and calls ``buffer_updated`` straight after,
+        # which copies the bytes out before any other connection reads.
+        self.read_buffer = memoryview(bytearray(READ_CHUNK))
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty: set[_Room] = set()
         self._flush_scheduled = False
