@@ -13,8 +13,11 @@ hundred seconds where it must not happen, so no assertion depends on timing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from townhall.client.session import JoinFailed
 from townhall.live.backoff import Backoff
@@ -192,3 +195,22 @@ async def test_a_refused_ticket_starts_no_recorder_and_is_asked_again_later() ->
     await settle()
     assert recorders.running(service) == [7]
     await service.stop_all()
+
+
+async def test_a_recorder_stopped_before_it_joined_is_not_counted_as_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    center, recorders = Center(7), Recorders()
+    service = make(center, recorders, restart=NOT_SOON)
+    await service.poll()
+    await settle()
+    # Its recording is turned off while it still waits to join: told to stop, it gives up.
+    recorders.outcome[7] = JoinFailed("stopped", "stopped before the event was live")
+    center.events.clear()
+    with caplog.at_level(logging.INFO, logger="townhall.recording"):
+        await service.poll()
+        await settle()
+        await service.poll()
+    assert service.running == {}
+    assert "event 7: the recorder stopped" in caplog.text
+    assert "trying again" not in caplog.text

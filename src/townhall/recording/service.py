@@ -164,6 +164,9 @@ class RecorderService:
                 continue
             error = running.task.exception()
             if error is not None:
+                if running.stopping:  # e.g. stopped before it could join: nothing to retry
+                    log.info("event %d: the recorder stopped: %s", event_id, error)
+                    continue
                 if isinstance(error, JoinFailed) and error.reason in _TICKET_FAILURES:
                     known.ticket = None
                 self._failed(event_id, known, now, f"the recorder failed: {error!r}")
