@@ -300,7 +300,8 @@ async def everyone_with_recorder(
     """Olga (main), Mike (child-a) and Pia (DMZ) joined, a recorder among them, Mike on
     the floor."""
     with center.client("olga") as api:
-        await system.wait_state(api, event_id, "ready")
+        # Five processes starting at once on a loaded machine: a bound, not a pace.
+        await system.wait_state(api, event_id, "ready", timeout=120)
     olga = Watcher(ticket_for(center, "olga", event_id), "main")
     mike = Watcher(ticket_for(center, "mike", event_id), "child-a")
     pia = Watcher(ticket_for(center, "pia", event_id), "child-dmz")

@@ -106,7 +106,7 @@ async def test_no_recorder_joins_an_event_whose_recording_is_off(
 ) -> None:
     unrecorded = schedule_recorded(center, "Off the record", recording=False)
     with center.client("olga") as api:
-        await system.wait_state(api, unrecorded, "ready")
+        await system.wait_state(api, unrecorded, "ready", timeout=120)
     quiet = Watcher(ticket_for(center, "olga", unrecorded), "main")
     await quiet.participant.join()
     # A recorded event made live after the first: once the service has put its recorder
