@@ -25,7 +25,10 @@ BODY = bytes(range(256)) * 40  # 10 KiB standing in for the WebM file
 
 
 def schedule(
-    center: Center, visibility: str, recording: bool = True, starts_in: timedelta = timedelta(hours=1)
+    center: Center,
+    visibility: str,
+    recording: bool = True,
+    starts_in: timedelta = timedelta(hours=1),
 ) -> int:
     with center.client("olga") as olga:
         response = olga.post(
@@ -71,7 +74,9 @@ def test_a_range_request_gets_exactly_its_bytes(center: Center) -> None:
     event_id = schedule(center, "public")
     put_recording(center, event_id)
     with center.client("mike") as viewer:
-        part = viewer.get(f"/events/{event_id}/recording.webm", headers={"Range": "bytes=1000-1999"})
+        part = viewer.get(
+            f"/events/{event_id}/recording.webm", headers={"Range": "bytes=1000-1999"}
+        )
         assert part.status_code == 206
         assert part.headers["content-range"] == f"bytes 1000-1999/{len(BODY)}"
         assert part.content == BODY[1000:2000]
@@ -146,7 +151,9 @@ SECOND = bytes(reversed(range(256))) * 30  # part 2, told apart from part 1 by i
 def put_second_part(center: Center, event_id: int) -> None:
     folder = center.settings.data / "recordings" / str(event_id)
     (folder / "recording-2.webm").write_bytes(SECOND)
-    (folder / "chat-2.vtt").write_text("WEBVTT\n\n1\n00:00:02.000 --> 00:00:07.000\n<v pia>back\n\n")
+    (folder / "chat-2.vtt").write_text(
+        "WEBVTT\n\n1\n00:00:02.000 --> 00:00:07.000\n<v pia>back\n\n"
+    )
     (folder / "recording-2.json").write_text('{"seconds": 30, "complete": true}')
 
 
