@@ -121,7 +121,7 @@ class RecorderService:
             if len(self.running) >= self.settings.max_recordings:
                 if not known.waiting_logged:
                     log.warning(
-                        "event %d: waiting, %d recordings already run (recorder.max_recordings)",
+                        "event %d: waiting: %d recordings are running (recorder.max_recordings)",
                         event_id,
                         len(self.running),
                     )
