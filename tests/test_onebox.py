@@ -70,7 +70,8 @@ def test_up_runs_everything_and_a_newcomer_joins_the_demo_event(tmp_path: Path) 
         ).items()
         assert kinds[-1] == "left"
         logs = {path.stem for path in (data / "logs").glob("*.log")}
-        assert logs == {"controller", "main", "child-a", "child-dmz"}
+        assert logs == {"controller", "main", "child-a", "child-dmz", "recorder"}
+        assert "recorder service" in (data / "logs" / "recorder.log").read_text()
     finally:
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=30)

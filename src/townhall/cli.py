@@ -8,9 +8,13 @@ and runs the whole system on one machine with embedded defaults.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import logging
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -36,10 +40,12 @@ from townhall.controller.command import register as register_controller
 from townhall.controller.identity import issue_local_identity
 from townhall.datafolder import PRIVATE_UMASK, DataFolderError
 from townhall.desktop.commands import register as register_desktop
+from townhall.live.backoff import Backoff
 from townhall.manager import registry
 from townhall.pki import DevCA
 from townhall.proxyauth import register as register_proxy_auth
 from townhall.recording.command import register as register_recorder
+from townhall.recording.service import RecorderService, ServiceSettings
 from townhall.store import make_engine, make_session_factory
 from townhall.store.conventions import now_utc
 from townhall.webprocess import create_app
@@ -349,6 +355,41 @@ def center_key(data: DataOption = None, config: ConfigOption = None) -> None:
     typer.echo(base64.b64encode(raw).decode())
 
 
+@app.command()
+def recorder(data: DataOption = None, config: ConfigOption = None) -> None:
+    """Record every event whose recording is on, while its tree is up (the recorder service).
+
+    Runs beside the Center, on its data folder and database; writes into
+    <data>/recordings, where the Center serves the recordings. SIGTERM or
+    SIGINT stops every recording and closes its files (docs/recording.md).
+    """
+    settings = settings_for(data, config)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    asyncio.run(_run_recorder(settings))
+
+
+async def _run_recorder(settings: Settings) -> None:
+    options = settings.recorder
+    service_settings = ServiceSettings(
+        poll_seconds=options.poll_seconds,
+        max_recordings=options.max_recordings,
+        restart=Backoff(initial=1.0, maximum=options.restart_max_seconds),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        with inprocess.recorder_sources(settings) as sources:
+            service = RecorderService(sources, settings.data, service_settings)
+            await service.run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):
+                loop.remove_signal_handler(sig)
+
+
 def _ensure_admin(settings: Settings) -> tuple[str, str | None]:
     with _sessions(settings)() as session:
         admin = session.scalar(select(User).where(User.role == "admin").limit(1))
@@ -412,9 +453,11 @@ def up(
         typer.echo(f"  Live server     {server.name} on {addresses[server.name]} ({where})")
     typer.echo(f"  Logs            {settings.data / 'logs'}")
     typer.echo(f"  Demo event      join it: townhall join {demo_ticket} --say hello")
+    typer.echo(f"  Recorder        events with recording on go to {settings.data / 'recordings'}")
     children = {"controller": onebox.live_command(settings, config, "controller")}
     for server in onebox.LOCAL_SERVERS:
         children[server.name] = onebox.live_command(settings, config, "live", "--name", server.name)
+    children["recorder"] = onebox.live_command(settings, config, "recorder")
     with onebox.running(children, settings.data / "logs"):
         _serve_center(settings, config)
 

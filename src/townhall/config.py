@@ -197,6 +197,18 @@ class ControllerSettings(_Section):
         return _key_bytes(self.center_public_key) if self.center_public_key else None
 
 
+class RecorderSettings(_Section):
+    """The recorder service (``townhall recorder``): records every event whose recording
+    is on while its tree is up, into ``<data>/recordings`` (docs/recording.md)."""
+
+    # How often it asks the Center which events to record.
+    poll_seconds: float = Field(default=2, ge=0.05, le=300)
+    # Events recorded at once by one service; the others wait (and the log says so).
+    max_recordings: int = Field(default=4, ge=1, le=64)
+    # The longest wait before a failed recorder is started again (backoff from 1 s).
+    restart_max_seconds: float = Field(default=60, ge=1, le=3600)
+
+
 def _key_bytes(value: str) -> bytes:
     try:
         return base64.b64decode(value.replace("-", "+").replace("_", "/"), validate=True)
@@ -269,6 +281,7 @@ class Settings(BaseSettings):
     manager: ManagerSettings = Field(default_factory=ManagerSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    recorder: RecorderSettings = Field(default_factory=RecorderSettings)
 
     @property
     def ca_dir(self) -> Path:

@@ -11,12 +11,16 @@ only ``townhall.cli`` and ``townhall.onebox`` use it, so the Controller
 itself imports neither component. A Controller on another machine would be
 handed an HTTP client with the same four calls instead (docs/architecture.md).
 ``ManagerTrees`` likewise implements the Center's ``center.trees.EventTrees``
-from ``manager.registry``, for the web process (``townhall.webprocess``).
+from ``manager.registry``, for the web process (``townhall.webprocess``), and
+``InProcessRecordingSources`` the recorder service's
+``recording.sources.RecordingSources`` from ``center.recordings`` (which
+events to record, a recorder ticket with no user), for ``townhall recorder``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
@@ -25,8 +29,9 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from townhall import schema
-from townhall.center import attendance, live
+from townhall.center import attendance, live, recordings
 from townhall.center import polls as center_polls
+from townhall.center.events import EventError
 from townhall.center.trees import TreeOption, TreeRefused
 from townhall.center.trees import TreeServer as CenterTreeServer
 from townhall.config import Settings
@@ -45,11 +50,22 @@ from townhall.controller.sources import (
     address_of,
 )
 from townhall.manager import registry
+from townhall.recording import sources as recording_sources
 from townhall.store import make_engine, make_session_factory
+from townhall.store.conventions import now_utc
+from townhall.ticket import TicketContents, open_ticket
 from townhall.wire.messages import Poll, Question
 from townhall.wire.names import Zone
 
-__all__ = ["InProcessSources", "center_key", "controller_wiring", "migrate", "sources"]
+__all__ = [
+    "InProcessRecordingSources",
+    "InProcessSources",
+    "center_key",
+    "controller_wiring",
+    "migrate",
+    "recorder_sources",
+    "sources",
+]
 
 
 class InProcessSources:
@@ -216,3 +232,48 @@ class ManagerTrees:
             )
             for node in resolved.nodes
         ]
+
+
+class InProcessRecordingSources:
+    """``RecordingSources`` over the Center's tables and the Manager's trees in this process."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._keys = live.CenterKeys(settings)
+        self._trees = ManagerTrees()
+
+    def recorded_live_events(self) -> list[int]:
+        with _recording_translated(), self._sessions() as session:
+            return recordings.recorded_live_events(session, now_utc())
+
+    def recorder_ticket(self, event_id: int) -> TicketContents:
+        with _recording_translated(), self._sessions() as session:
+            try:
+                data = recordings.issue_service_recorder_ticket(
+                    session, self._settings, event_id, trees=self._trees, now=now_utc()
+                )
+            except EventError as error:
+                session.rollback()
+                raise recording_sources.RecorderTicketRefused(error.code, error.message) from error
+            session.commit()
+        center_key = self._keys.signing_key().public_key()
+        return open_ticket(data, center_public_key=center_key, now=int(time.time()))
+
+
+@contextlib.contextmanager
+def recorder_sources(settings: Settings) -> Iterator[InProcessRecordingSources]:
+    """The recorder service's side of the Center on the database of ``settings``, while open."""
+    engine = make_engine(settings.database_url)
+    try:
+        yield InProcessRecordingSources(settings, make_session_factory(engine))
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _recording_translated() -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as error:  # a lost connection or a query that failed: try later
+        raise recording_sources.SourceUnavailable(str(error)) from error

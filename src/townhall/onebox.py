@@ -6,8 +6,9 @@ defaults it writes through each component's own functions (never their
 tables): three live servers in the Manager (``main``, ``child-a`` and
 ``child-dmz`` in zone ``dmz``) with the one-machine tree as default, a public
 demo event under way, and a moderator ticket for it; then it starts the
-Controller and the three live servers as child processes of ``up`` and stops
-them when the web process stops. Real deployments run each part with its own
+Controller, the three live servers and the recorder service (``townhall
+recorder``: events whose recording is on are recorded) as child processes of
+``up`` and stops them when the web process stops. Real deployments run each part with its own
 command (docs/install.md).
 """
 

@@ -31,6 +31,7 @@ UNITS = {
     "townhall-controller.service": "townhall-controller.service",
     "townhall-live@.service": "townhall-live@dmz.service",
     "townhall-proxy-auth.service": "townhall-proxy-auth.service",
+    "townhall-recorder.service": "townhall-recorder.service",
 }
 needs_analyze = pytest.mark.skipif(
     ANALYZE is None, reason="systemd-analyze is missing (Debian package systemd)"

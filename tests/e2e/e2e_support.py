@@ -5,7 +5,12 @@ three live servers run as ``townhall controller`` and ``townhall live``
 processes on the same data folder and database, as an organisation runs
 them, so a test can kill one with SIGKILL and start it again. Participants
 are ``townhall.client.Participant`` sessions in the test's event loop, each
-recording what it receives (``Watcher``). Nothing is mocked.
+recording what it receives (``Watcher``). The recorder service (``townhall
+recorder``) starts as one more process on request (``start("recorder")``).
+The helpers of the recording tests (a recorded event, a 440 Hz tone, a
+``townhall record`` process, a file that grows) are here too, for the tests
+that start a recorder by hand and those that leave it to the service.
+Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -19,16 +24,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from tests.support import Center, free_port
-from townhall.client.events import ChatReceived, ClientEvent, Left, MediaReceived
+from townhall.client.audio import SAMPLE_RATE, encode_opus, send_packets
+from townhall.client.events import ChatReceived, ClientEvent, FloorChanged, Left, MediaReceived
 from townhall.client.session import ClientSettings, Participant
 from townhall.controller.identity import issue_local_identity
 from townhall.ticket import TicketContents, open_ticket
+from townhall.wire import Codec
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,9 @@ class LiveSystem:
             "tick_seconds = 0.3\n"
             "report_seconds = 0.5\n"
             "keepalive_seconds = 2\n"
+            "[recorder]\n"
+            "poll_seconds = 0.3\n"
+            "restart_max_seconds = 2\n"
         )
         with center.client("ada") as admin:
             for spec in tree:
@@ -94,8 +105,11 @@ class LiveSystem:
         return cls(center, data, ports, tree=tree)
 
     def start(self, name: str) -> None:
-        """Start ``controller`` or the live server ``name`` (again)."""
-        args = ["controller"] if name == "controller" else ["live", "--name", name]
+        """Start ``controller``, ``recorder`` or the live server ``name`` (again)."""
+        if name in ("controller", "recorder"):
+            args = [name]
+        else:
+            args = ["live", "--name", name]
         args += self.extra_args.get(name, [])
         log = open(self.data / f"{name}.log", "ab")  # noqa: SIM115 - the process keeps it
         self.processes[name] = subprocess.Popen(  # noqa: S603
@@ -226,3 +240,122 @@ def running_system(system: LiveSystem) -> Iterator[LiveSystem]:
         yield system
     finally:
         system.stop_all()
+
+
+# -- recorded events ---------------------------------------------------------------------------
+
+
+def schedule_recorded(center: Center, title: str, *, recording: bool = True) -> int:
+    """A public event under way now, scheduled by olga, with its recording setting as asked."""
+    with center.client("olga") as olga:
+        response = olga.post(
+            "/api/v1/events",
+            json={
+                "title": title,
+                "starts_at": datetime.now(UTC).isoformat(),
+                "duration_minutes": 60,
+                "visibility": "public",
+                "recording": recording,
+            },
+        )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def start_recorder(center: Center, event_id: int, folder: Path) -> subprocess.Popen[bytes]:
+    """``townhall record`` by hand, with a recorder ticket olga asked for."""
+    with center.client("olga") as olga:
+        response = olga.post(f"/api/v1/events/{event_id}/recorder-ticket")
+    assert response.status_code == 200, response.text
+    ticket = folder / f"recorder-{event_id}.townhall"
+    ticket.write_bytes(response.content)
+    log = open(folder / f"recorder-{event_id}.log", "wb")  # noqa: SIM115 - the process keeps it
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "townhall.cli", "record", str(ticket),
+         "--data", str(center.settings.data)],  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    log.close()
+    return process
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.4 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+
+
+PEOPLE = ("olga", "mike", "pia")
+
+
+def recorders(watcher: Watcher) -> set[str]:
+    """The roster's names that are none of the test's people: the recorders."""
+    return set(watcher.participant.roster) - set(PEOPLE)
+
+
+async def everyone_with_recorder(
+    system: LiveSystem, center: Center, event_id: int
+) -> tuple[Watcher, Watcher, Watcher]:
+    """Olga (main), Mike (child-a) and Pia (DMZ) joined, a recorder among them, Mike on
+    the floor."""
+    with center.client("olga") as api:
+        # Five processes starting at once on a loaded machine: a bound, not a pace.
+        await system.wait_state(api, event_id, "ready", timeout=120)
+    olga = Watcher(ticket_for(center, "olga", event_id), "main")
+    mike = Watcher(ticket_for(center, "mike", event_id), "child-a")
+    pia = Watcher(ticket_for(center, "pia", event_id), "child-dmz")
+    for watcher in (olga, mike, pia):
+        await watcher.participant.join()
+    # Three people and the recorder, whichever server it chose.
+    await olga.wait_for(lambda: len(olga.participant.roster) == 4, "the recorder", timeout=30)
+    olga.participant.give_floor("mike")
+    await mike.wait_for(
+        lambda: any(isinstance(e, FloorChanged) and e.holder == "mike" for e in mike.events),
+        "the floor",
+    )
+    return olga, mike, pia
+
+
+async def stream_tone(mike: Watcher, seconds: float, stream: int | None = None) -> int:
+    """The tone on ``stream`` (a new microphone stream if None); the stream's id."""
+    if stream is None:
+        stream = await mike.participant.open_stream(Codec.OPUS)
+    packets = encode_opus(tone(seconds))
+    await send_packets(lambda p, ts: mike.participant.send_media(stream, p, ts), packets)
+    return stream
+
+
+def grown_to(path: Path, size: int, timeout: float = 30) -> None:
+    """Until the file the recorder writes holds ``size`` bytes."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() or path.stat().st_size < size:
+        if time.monotonic() > deadline:
+            found = path.stat().st_size if path.exists() else "no"
+            raise AssertionError(f"{path} stayed at {found} bytes")
+        time.sleep(0.1)
+
+
+def appeared(path: Path, timeout: float = 30) -> None:
+    """Until ``path`` exists (a recorder's summary, written when it finishes)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.1)
+
+
+async def wait_exit(process: subprocess.Popen[bytes], timeout: float = 30) -> int:  # noqa: ASYNC109
+    return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
+
+
+async def end_after_a_last_word(olga: Watcher, mike: Watcher, word: str) -> None:
+    """Mike says ``word``; once olga has it (so the media before it went through), she
+    ends the event and sees it end."""
+    mike.participant.say(word)
+    await olga.wait_for(
+        lambda: any(isinstance(e, ChatReceived) and e.text == word for e in olga.events),
+        f"mike's {word!r}",
+    )
+    olga.participant.end_event()
+    await olga.wait_for(lambda: olga.left() is not None, "the end")

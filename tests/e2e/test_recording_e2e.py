@@ -15,24 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.e2e.e2e_support import LiveSystem, Watcher, running_system, ticket_for
+from tests.e2e.e2e_support import (
+    LiveSystem,
+    everyone_with_recorder,
+    grown_to,
+    running_system,
+    schedule_recorded,
+    start_recorder,
+    stream_tone,
+    wait_exit,
+)
 from tests.recording.probe import codecs, decoded_audio, dominant_frequency, ffprobe
 from tests.support import Center
-from townhall.client.audio import SAMPLE_RATE, encode_opus, send_packets
-from townhall.client.events import ChatReceived, FloorChanged, Left
-from townhall.wire import ByeReason, Codec
+from townhall.client.audio import SAMPLE_RATE
+from townhall.client.events import ChatReceived, Left
+from townhall.wire import ByeReason
 
 
 @pytest.fixture
@@ -40,84 +43,6 @@ def system(center: Center) -> Iterator[LiveSystem]:
     center.add_user("pia")
     prepared = LiveSystem.prepare(center, center.settings.data)
     yield from running_system(prepared)
-
-
-def schedule_recorded(center: Center, title: str) -> int:
-    with center.client("olga") as olga:
-        response = olga.post(
-            "/api/v1/events",
-            json={
-                "title": title,
-                "starts_at": datetime.now(UTC).isoformat(),
-                "duration_minutes": 60,
-                "visibility": "public",
-                "recording": True,
-            },
-        )
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
-
-
-def start_recorder(center: Center, event_id: int, folder: Path) -> subprocess.Popen[bytes]:
-    with center.client("olga") as olga:
-        response = olga.post(f"/api/v1/events/{event_id}/recorder-ticket")
-    assert response.status_code == 200, response.text
-    ticket = folder / f"recorder-{event_id}.townhall"
-    ticket.write_bytes(response.content)
-    log = open(folder / f"recorder-{event_id}.log", "wb")  # noqa: SIM115 - the process keeps it
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "townhall.cli", "record", str(ticket),
-         "--data", str(center.settings.data)],  # fmt: skip
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    log.close()
-    return process
-
-
-def tone(seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.4 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
-
-
-async def everyone_with_recorder(
-    system: LiveSystem, center: Center, event_id: int
-) -> tuple[Watcher, Watcher, Watcher]:
-    with center.client("olga") as api:
-        await system.wait_state(api, event_id, "ready")
-    olga = Watcher(ticket_for(center, "olga", event_id), "main")
-    mike = Watcher(ticket_for(center, "mike", event_id), "child-a")
-    pia = Watcher(ticket_for(center, "pia", event_id), "child-dmz")
-    for watcher in (olga, mike, pia):
-        await watcher.participant.join()
-    # Three people and the recorder, whichever server it chose.
-    await olga.wait_for(lambda: len(olga.participant.roster) == 4, "the recorder", timeout=30)
-    olga.participant.give_floor("mike")
-    await mike.wait_for(
-        lambda: any(isinstance(e, FloorChanged) and e.holder == "mike" for e in mike.events),
-        "the floor",
-    )
-    return olga, mike, pia
-
-
-async def stream_tone(mike: Watcher, seconds: float) -> None:
-    stream = await mike.participant.open_stream(Codec.OPUS)
-    packets = encode_opus(tone(seconds))
-    await send_packets(lambda p, ts: mike.participant.send_media(stream, p, ts), packets)
-
-
-def grown_to(path: Path, size: int, timeout: float = 30) -> None:
-    """Until the file the recorder writes holds ``size`` bytes."""
-    deadline = time.monotonic() + timeout
-    while path.stat().st_size < size:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} stayed at {path.stat().st_size} bytes")
-        time.sleep(0.1)
-
-
-async def wait_exit(process: subprocess.Popen[bytes], timeout: float = 30) -> int:  # noqa: ASYNC109
-    return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
 
 
 async def test_a_recorded_event_plays_back_from_the_center(

@@ -1,19 +1,22 @@
 """Routes of an event's recording: the recorder's ticket, playback with ranges, delete.
 
 ``GET /events/{id}/recording.webm`` and ``/events/{id}/chat.vtt`` serve the
-files to whoever may see the event (Starlette's ``FileResponse`` answers
-``Range`` with 206 and the bytes asked for, so a player seeks and a download
-resumes); the event page plays them in a ``<video>`` element with the chat
-as its captions track. The API gives the recording's facts, deletes it, and
-gives its managers a recorder ticket (``townhall record --ticket``). The
-rules are ``center.recordings``'; this module only maps HTTP to them.
+files of the first part, ``recording-{n}.webm`` and ``chat-{n}.vtt`` those of
+part n (a recorder restarted mid-event), to whoever may see the event
+(Starlette's ``FileResponse`` answers ``Range`` with 206 and the bytes asked
+for, so a player seeks and a download resumes); the event page plays each
+part in a ``<video>`` element with its chat as the captions track. The API
+gives the recording's facts (and each part's), deletes it, and gives its
+managers a recorder ticket (``townhall record TICKET``). The rules are
+``center.recordings``'; this module only maps HTTP to them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
@@ -22,21 +25,47 @@ from townhall.center.api import EventId, Me, ticket_response
 from townhall.center.auth import context_of
 from townhall.center.events import EventError
 from townhall.center.pages.common import EventPost, SignedInUser
+from townhall.center.recordings import MAX_PARTS
 from townhall.center.tables import User
 from townhall.store.conventions import now_utc
 from townhall.web.deps import DB
 from townhall.web.errors import ERRORS, redirect
 
 router = APIRouter()
+# Part 1 has its own routes (recording.webm); a later part is 2 to MAX_PARTS, else 422.
+PartNumber = Annotated[int, Path(ge=2, le=MAX_PARTS)]
+
+
+class PartOut(BaseModel):
+    number: int
+    url: str
+    chat_url: str | None
+    bytes: int
+    seconds: float | None  # None: its recorder did not finish
+    complete: bool
 
 
 class RecordingOut(BaseModel):
+    """The recording's totals (``url`` and ``chat_url``: its first part) and each part."""
+
     event_id: int
     url: str
     chat_url: str | None
     bytes: int
     seconds: float | None
     complete: bool
+    parts: list[PartOut]
+
+
+def _part_out(event_id: int, part: recordings.Part) -> PartOut:
+    return PartOut(
+        number=part.number,
+        url=f"/events/{event_id}/recording{part.suffix}.webm",
+        chat_url=f"/events/{event_id}/chat{part.suffix}.vtt" if part.chat else None,
+        bytes=part.size,
+        seconds=part.seconds,
+        complete=part.complete,
+    )
 
 
 def _visible_recording(
@@ -64,6 +93,7 @@ def recording_info(request: Request, session: DB, user: Me, event_id: EventId) -
         bytes=found.size,
         seconds=found.seconds,
         complete=found.complete,
+        parts=[_part_out(event_id, part) for part in found.parts],
     )
 
 
@@ -92,28 +122,57 @@ def recorder_ticket(request: Request, session: DB, user: Me, event_id: EventId) 
     return ticket_response(data, event)
 
 
-@router.get("/events/{event_id}/recording.webm", include_in_schema=False)
-def recording_file(
-    request: Request, session: DB, user: SignedInUser, event_id: EventId
-) -> FileResponse:
-    found = _visible_recording(request, session, event_id, user)
+def _visible_part(
+    request: Request, session: DB, event_id: int, user: User, number: int
+) -> recordings.Part:
+    part = _visible_recording(request, session, event_id, user).part(number)
+    if part is None:
+        raise EventError(404, "recording_not_found", f"event {event_id} has no part {number}")
+    return part
+
+
+def _media(event_id: int, part: recordings.Part) -> FileResponse:
     return FileResponse(
-        found.media,
+        part.media,
         media_type="video/webm",
-        filename=f"event-{event_id}.webm",
+        filename=f"event-{event_id}{part.suffix}.webm",
         content_disposition_type="inline",
         headers={"cache-control": "private, no-cache"},
     )
 
 
-@router.get("/events/{event_id}/chat.vtt", include_in_schema=False)
-def chat_file(request: Request, session: DB, user: SignedInUser, event_id: EventId) -> FileResponse:
-    found = _visible_recording(request, session, event_id, user)
-    if found.chat is None:
+def _chat(event_id: int, part: recordings.Part) -> FileResponse:
+    if part.chat is None:
         raise EventError(404, "recording_not_found", f"event {event_id} has no recorded chat")
     return FileResponse(
-        found.chat, media_type="text/vtt", headers={"cache-control": "private, no-cache"}
+        part.chat, media_type="text/vtt", headers={"cache-control": "private, no-cache"}
     )
+
+
+@router.get("/events/{event_id}/recording.webm", include_in_schema=False)
+def recording_file(
+    request: Request, session: DB, user: SignedInUser, event_id: EventId
+) -> FileResponse:
+    return _media(event_id, _visible_part(request, session, event_id, user, 1))
+
+
+@router.get("/events/{event_id}/recording-{number}.webm", include_in_schema=False)
+def recording_part_file(
+    request: Request, session: DB, user: SignedInUser, event_id: EventId, number: PartNumber
+) -> FileResponse:
+    return _media(event_id, _visible_part(request, session, event_id, user, number))
+
+
+@router.get("/events/{event_id}/chat.vtt", include_in_schema=False)
+def chat_file(request: Request, session: DB, user: SignedInUser, event_id: EventId) -> FileResponse:
+    return _chat(event_id, _visible_part(request, session, event_id, user, 1))
+
+
+@router.get("/events/{event_id}/chat-{number}.vtt", include_in_schema=False)
+def chat_part_file(
+    request: Request, session: DB, user: SignedInUser, event_id: EventId, number: PartNumber
+) -> FileResponse:
+    return _chat(event_id, _visible_part(request, session, event_id, user, number))
 
 
 @router.post("/events/{event_id}/recording/delete", include_in_schema=False)

@@ -13,6 +13,13 @@ has paused it, it writes nothing and the file's timeline skips the pause.
 It stops when the event ends, when ``stop`` is set (Ctrl-C, SIGTERM), or
 when its session ends otherwise, and then writes ``recording.json``: what
 was recorded, for the Center and ``bench/recording.py``.
+
+A recorder never overwrites: each run writes the next *part* of the event's
+recording (``part_names``: ``recording.webm``, ``chat.vtt`` and
+``recording.json`` for the first, ``recording-2.webm``, ``chat-2.vtt`` and
+``recording-2.json`` for the second, ...), claimed by creating its file
+exclusively, so a recorder restarted after a crash, or two started at once,
+keep what the others wrote. A run that never joined leaves no part.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
@@ -42,7 +51,19 @@ from townhall.recording.mixer import Mixer
 from townhall.ticket import TicketContents
 from townhall.wire import Codec, RecordingState, StreamKind
 
-__all__ = ["AUDIO_FILE", "CHAT_FILE", "SUMMARY_FILE", "TICK", "Summary", "folder_for", "record"]
+__all__ = [
+    "AUDIO_FILE",
+    "CHAT_FILE",
+    "MAX_PARTS",
+    "SUMMARY_FILE",
+    "TICK",
+    "PartNames",
+    "Summary",
+    "claim_part",
+    "folder_for",
+    "part_names",
+    "record",
+]
 
 AUDIO_FILE: Final = "recording.webm"
 CHAT_FILE: Final = "chat.vtt"
@@ -51,6 +72,8 @@ TICK: Final = 0.1
 # Started before the tree is up (or while it restarts): try again, this long at most apart.
 _NOT_YET: Final = frozenset({"unreachable", "event-not-live", "server-full"})
 _JOIN_BACKOFF: Final = Backoff(initial=0.5, maximum=5.0)
+MAX_PARTS: Final = 999  # the Center lists at most this many parts of one recording
+_PART_MEDIA: Final = re.compile(r"recording(?:-([1-9][0-9]{0,2}))?\.webm")
 
 
 def folder_for(data: Path, event_id: int) -> Path:
@@ -59,10 +82,49 @@ def folder_for(data: Path, event_id: int) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class PartNames:
+    """The file names of one part of a recording (center.recordings reads the same names)."""
+
+    number: int
+    media: str
+    chat: str
+    summary: str
+
+
+def part_names(number: int) -> PartNames:
+    """Part 1 keeps the names of a recording in one part; part n adds ``-n``."""
+    if not 1 <= number <= MAX_PARTS:
+        raise ValueError(f"a part is numbered 1 to {MAX_PARTS}, not {number}")
+    if number == 1:
+        return PartNames(1, AUDIO_FILE, CHAT_FILE, SUMMARY_FILE)
+    return PartNames(number, f"recording-{number}.webm", f"chat-{number}.vtt",
+                     f"recording-{number}.json")  # fmt: skip
+
+
+def claim_part(folder: Path) -> PartNames:
+    """The next part after every part in ``folder``, its media file created (empty) for us."""
+    taken = [0]
+    for name in os.listdir(folder):
+        found = _PART_MEDIA.fullmatch(name)
+        if found:
+            taken.append(int(found.group(1) or 1))
+    number = max(taken) + 1
+    while True:
+        names = part_names(number)  # ValueError past MAX_PARTS: nothing is overwritten
+        try:
+            (folder / names.media).open("xb").close()
+        except FileExistsError:
+            number += 1  # another recorder claimed it between listing and now
+            continue
+        return names
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     """What one recording holds, written beside it as ``recording.json``."""
 
     event_id: int
+    part: int  # 1 for recording.webm, n for recording-n.webm
     seconds: float
     audio_streams: int
     video_frames: int
@@ -73,11 +135,11 @@ class Summary:
 
 
 class _Session:
-    def __init__(self, folder: Path, start: float) -> None:
+    def __init__(self, folder: Path, names: PartNames, start: float) -> None:
         self.start = start
         self.mixer = Mixer(start)
-        self.writer = WebmWriter(folder / AUDIO_FILE)
-        self.chat = ChatTrack(folder / CHAT_FILE)
+        self.writer = WebmWriter(folder / names.media)
+        self.chat = ChatTrack(folder / names.chat)
         self.participant: Participant | None = None
         self.video_source: int | None = None
         self.video_rank = (-1, -1)
@@ -187,15 +249,21 @@ async def record(
     """Join the ticket's event and record it into ``folder_for(data, event)`` until it ends."""
     folder = folder_for(data, ticket.event_id)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / SUMMARY_FILE).unlink(missing_ok=True)  # written again at the end
+    names = claim_part(folder)
     loop = asyncio.get_running_loop()
-    session = _Session(folder, loop.time())
+    try:
+        session = _Session(folder, names, loop.time())
+    except BaseException:
+        (folder / names.media).unlink(missing_ok=True)
+        raise
     participant = Participant(ticket, settings=settings, on_event=session.on_event)
     session.participant = participant
     stop = stop if stop is not None else asyncio.Event()
+    joined = False
     try:
         if not await _join(participant, stop):
             raise JoinFailed("stopped", "the recording was stopped before the event was live")
+        joined = True
         waiters = {asyncio.ensure_future(session.ended.wait()), asyncio.ensure_future(stop.wait())}
         try:
             while not (session.ended.is_set() or stop.is_set()):
@@ -210,16 +278,20 @@ async def record(
         session.writer.audio(session.mixer.drain())
         session.writer.close()
         session.chat.close()
+        if not joined:  # nothing was recorded: leave no empty part behind
+            (folder / names.media).unlink(missing_ok=True)
+            (folder / names.chat).unlink(missing_ok=True)
     complete = session.left is not None and session.left.reason.value == "event-ended"
     summary = Summary(
         event_id=ticket.event_id,
+        part=names.number,
         seconds=round(session.writer.seconds, 3),
         audio_streams=len(session.audio_streams),
         video_frames=session.writer.video_frames,
         chat_messages=session.chat.cues,
         relayed_bytes=session.relayed,
-        file_bytes=(folder / AUDIO_FILE).stat().st_size,
+        file_bytes=(folder / names.media).stat().st_size,
         complete=complete,
     )
-    (folder / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=1) + "\n")
+    (folder / names.summary).write_text(json.dumps(asdict(summary), indent=1) + "\n")
     return summary

@@ -1,0 +1,211 @@
+"""``RecorderService``: records every event whose recording is on, with nobody starting it.
+
+Every ``poll_seconds`` it asks its ``RecordingSources`` which events to
+record now (recording on, tree ready or degraded) and runs one ``record``
+task per event, each with a recorder ticket it asks for once and keeps for
+the task's restarts (a new one when the live servers refuse it). A task is
+stopped through its ``stop`` event, so its file closes properly, when its
+event leaves the list (it ended, or its recording was turned off). A task
+that fails, or whose session ends before the event does, is started again
+after a backoff (``live.backoff``); its recorder writes the next part, so
+nothing already recorded is overwritten. A recorder that saw the event end
+is done. At most ``max_recordings`` run at once; the other events wait, by
+id, and the log says so. The service itself holds no state worth keeping:
+killed and started again, it records the next part of every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from townhall.client.session import ClientSettings, JoinFailed
+from townhall.live.backoff import Backoff
+from townhall.recording.recorder import Summary, record
+from townhall.recording.sources import RecorderTicketRefused, RecordingSources, SourceUnavailable
+from townhall.ticket import TicketContents
+
+__all__ = ["RecordFunction", "RecorderService", "ServiceSettings"]
+
+log = logging.getLogger("townhall.recording")
+
+RecordFunction = Callable[[TicketContents, Path, asyncio.Event], Awaitable[Summary]]
+# The live servers refuse the ticket itself: ask the Center for a new one.
+_TICKET_FAILURES: Final = frozenset({"bad-ticket", "expired", "wrong-event", "not-allowed"})
+_TICKET_MARGIN: Final = 120  # seconds: a ticket this close to its end is not used again
+_STOP_TIMEOUT: Final = 20.0  # seconds a stopping recorder gets to close its file
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    poll_seconds: float = 2.0
+    max_recordings: int = 4
+    restart: Backoff = Backoff(initial=1.0, maximum=60.0)
+
+
+@dataclass
+class _Running:
+    stop: asyncio.Event
+    task: asyncio.Task[Summary]
+    started: float
+    stopping: bool = False
+
+
+@dataclass
+class _Known:
+    """What the service remembers of an event while it is on the list."""
+
+    ticket: TicketContents | None = None
+    failures: int = 0
+    not_before: float = 0.0  # the loop's clock: no start before then
+    done: bool = False  # a recorder saw the event end
+    waiting_logged: bool = False
+
+
+@dataclass
+class RecorderService:
+    sources: RecordingSources
+    data: Path
+    settings: ServiceSettings = field(default_factory=ServiceSettings)
+    client_settings: ClientSettings | None = None
+    record_function: RecordFunction | None = None  # tests only: ``record`` otherwise
+    running: dict[int, _Running] = field(default_factory=dict)
+    known: dict[int, _Known] = field(default_factory=dict)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll and record until ``stop``; then stop every recorder and wait for its file."""
+        log.info(
+            "recorder service: data %s, at most %d recordings, polling every %.1f s",
+            self.data,
+            self.settings.max_recordings,
+            self.settings.poll_seconds,
+        )
+        try:
+            while not stop.is_set():
+                await self.poll()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.poll_seconds)
+        finally:
+            await self.stop_all()
+
+    async def poll(self) -> None:
+        """One pass: reap finished recorders, stop the unwanted, start the wanted."""
+        self._reap()
+        try:
+            wanted = set(await asyncio.to_thread(self.sources.recorded_live_events))
+        except SourceUnavailable as error:
+            log.warning("recorder service: the Center is unavailable: %s", error)
+            return
+        except Exception:  # a bug must not stop the recordings under way
+            log.exception("recorder service: asking for the events to record failed")
+            return
+        for event_id, running in self.running.items():
+            if event_id not in wanted and not running.stopping:
+                log.info("event %d: ended or its recording was turned off; stopping", event_id)
+                running.stopping = True
+                running.stop.set()
+        for event_id in [e for e in self.known if e not in wanted and e not in self.running]:
+            del self.known[event_id]  # turned on again later: recorded again, from a fresh start
+        now = asyncio.get_running_loop().time()
+        for event_id in sorted(wanted):
+            known = self.known.setdefault(event_id, _Known())
+            if event_id in self.running or known.done or now < known.not_before:
+                continue
+            if len(self.running) >= self.settings.max_recordings:
+                if not known.waiting_logged:
+                    log.warning(
+                        "event %d: waiting: %d recordings are running (recorder.max_recordings)",
+                        event_id,
+                        len(self.running),
+                    )
+                    known.waiting_logged = True
+                continue
+            await self._start(event_id, known, now)
+
+    async def _start(self, event_id: int, known: _Known, now: float) -> None:
+        ticket = known.ticket
+        if ticket is None or ticket.not_after - _TICKET_MARGIN < _unix_now():
+            try:
+                ticket = await asyncio.to_thread(self.sources.recorder_ticket, event_id)
+            except (RecorderTicketRefused, SourceUnavailable) as error:
+                self._failed(event_id, known, now, f"no recorder ticket: {error}")
+                return
+            except Exception as error:  # a bug must not stop the other recordings
+                log.exception("event %d: asking for a recorder ticket failed", event_id)
+                self._failed(event_id, known, now, f"no recorder ticket: {error!r}")
+                return
+            known.ticket = ticket
+        known.waiting_logged = False
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._record(ticket, stop), name=f"record event {event_id}")
+        self.running[event_id] = _Running(stop, task, now)
+        log.info("event %d: recording (try %d)", event_id, known.failures + 1)
+
+    async def _record(self, ticket: TicketContents, stop: asyncio.Event) -> Summary:
+        if self.record_function is not None:
+            return await self.record_function(ticket, self.data, stop)
+        return await record(ticket, self.data, stop=stop, settings=self.client_settings)
+
+    def _reap(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for event_id in [e for e, r in self.running.items() if r.task.done()]:
+            running = self.running.pop(event_id)
+            known = self.known.setdefault(event_id, _Known())
+            if now - running.started >= self.settings.restart.maximum:
+                known.failures = 0  # it ran a good while: a new run of failures starts here
+            if running.task.cancelled():
+                continue
+            error = running.task.exception()
+            if error is not None:
+                if running.stopping:  # e.g. stopped before it could join: nothing to retry
+                    log.info("event %d: the recorder stopped: %s", event_id, error)
+                    continue
+                if isinstance(error, JoinFailed) and error.reason in _TICKET_FAILURES:
+                    known.ticket = None
+                self._failed(event_id, known, now, f"the recorder failed: {error!r}")
+                continue
+            summary = running.task.result()
+            log.info(
+                "event %d: part %d recorded, %.1f s, %d chat messages, %d bytes%s",
+                event_id,
+                summary.part,
+                summary.seconds,
+                summary.chat_messages,
+                summary.file_bytes,
+                "" if summary.complete else " (stopped before the event ended)",
+            )
+            if summary.complete:
+                known.done = True
+            elif not running.stopping:
+                self._failed(event_id, known, now, "the recorder's session ended early")
+
+    def _failed(self, event_id: int, known: _Known, now: float, why: str) -> None:
+        delay = self.settings.restart.delay(known.failures, random.random())  # noqa: S311
+        known.failures += 1
+        known.not_before = now + delay
+        log.warning("event %d: %s; trying again in %.1f s", event_id, why, delay)
+
+    async def stop_all(self) -> None:
+        """Stop every recorder and wait (a while) for each to close its file."""
+        for running in self.running.values():
+            running.stopping = True
+            running.stop.set()
+        tasks = [running.task for running in self.running.values()]
+        if tasks:
+            log.info("recorder service: stopping %d recordings", len(tasks))
+            _, late = await asyncio.wait(tasks, timeout=_STOP_TIMEOUT)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._reap()
+
+
+def _unix_now() -> int:
+    return int(time.time())
