@@ -11,12 +11,8 @@ when the recorder leaves.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from playwright.sync_api import Page
@@ -32,29 +28,13 @@ from tests.browser.room_support import (
     sign_in,
     wait_until,
 )
-from tests.e2e.e2e_support import LiveSystem
+from tests.e2e.e2e_support import LiveSystem, schedule_recorded, start_recorder
 from tests.support import Center
 
 
 @pytest.fixture
 def system(center: Center) -> Iterator[LiveSystem]:
     yield from run_two_servers(prepare_two_servers(center, center.settings.data))
-
-
-def schedule_recorded(center: Center) -> int:
-    with center.client("olga") as olga:
-        response = olga.post(
-            "/api/v1/events",
-            json={
-                "title": "Recorded town meeting",
-                "starts_at": datetime.now(UTC).isoformat(),
-                "duration_minutes": 60,
-                "visibility": "public",
-                "recording": True,
-            },
-        )
-    assert response.status_code == 201, response.text
-    return int(response.json()["id"])
 
 
 def badge(page: Page) -> str | None:
@@ -67,11 +47,9 @@ def badge(page: Page) -> str | None:
 def test_everyone_sees_the_recording_badge_and_a_moderator_pauses_and_resumes(
     system: LiveSystem, center: Center, open_browser: OpenBrowser
 ) -> None:
-    event_id = schedule_recorded(center)
+    event_id = schedule_recorded(center, "Recorded town meeting")
     with center.client("olga") as api:
         wait_until(lambda: system.live(api, event_id)["state"] == "ready", "the tree", 60)
-        ticket = api.post(f"/api/v1/events/{event_id}/recorder-ticket")
-    assert ticket.status_code == 200, ticket.text
     ca = [dev_ca_file(center)]
     olga = record_console(open_browser(ca_files=ca).new_page())
     sign_in(olga, center, "olga", f"/events/{event_id}")
@@ -83,22 +61,7 @@ def test_everyone_sees_the_recording_badge_and_a_moderator_pauses_and_resumes(
         wait_until(lambda p=page: room_state(p)["server"] is not None, "joined", 30, page)
     assert badge(olga) is None and badge(mike) is None  # nobody records yet
 
-    ticket_file = center.settings.data / f"recorder-{event_id}.townhall"
-    ticket_file.write_bytes(ticket.content)
-    recorder = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "townhall.cli",
-            "record",
-            str(ticket_file),
-            "--data",
-            str(center.settings.data),
-        ],  # fmt: skip
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    recorder = start_recorder(center, event_id, center.settings.data)
     try:
         for page in (olga, mike):
             wait_until(lambda p=page: badge(p) == "● Recording", "the badge", 30, page)

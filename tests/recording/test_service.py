@@ -104,7 +104,7 @@ def make(center: Center, recorders: Recorders, **settings: object) -> RecorderSe
     return RecorderService(
         center,
         Path("/nonexistent"),
-        ServiceSettings(poll_seconds=0.1, **settings),  # type: ignore[arg-type]
+        ServiceSettings(**{"poll_seconds": 0.1, "stop_grace_seconds": 0.0, **settings}),  # type: ignore[arg-type]
         record_function=recorders,
     )
 
@@ -124,6 +124,30 @@ async def test_at_most_max_recordings_run_and_the_next_starts_when_one_stops() -
     assert recorders.running(service) == [2, 3]
     await service.stop_all()
     assert service.running == {} and center.tickets == Counter({1: 1, 2: 1, 3: 1})
+
+
+async def test_an_event_off_the_list_for_a_moment_keeps_its_recorder() -> None:
+    # The tree reported "preparing" for a poll or two (it was re-forming): not the end.
+    center, recorders = Center(5), Recorders()
+    service = make(center, recorders, restart=NOT_SOON, stop_grace_seconds=0.5)
+    await service.poll()
+    await settle()
+    center.events.remove(5)
+    await service.poll()
+    await settle()
+    assert not service.running[5].stop.is_set()
+    center.events.append(5)
+    await asyncio.sleep(0.6)
+    await service.poll()
+    await settle()
+    assert recorders.running(service) == [5] and len(recorders.started) == 1
+    center.events.remove(5)  # now gone for good: stopped once the grace is over
+    await service.poll()
+    await asyncio.sleep(0.6)
+    await service.poll()
+    await settle()
+    assert recorders.running(service) == []
+    await service.stop_all()
 
 
 async def test_a_failed_recorder_starts_again_with_its_ticket_unless_the_ticket_failed() -> None:

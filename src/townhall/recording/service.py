@@ -47,6 +47,11 @@ _STOP_TIMEOUT: Final = 20.0  # seconds a stopping recorder gets to close its fil
 class ServiceSettings:
     poll_seconds: float = 2.0
     max_recordings: int = 4
+    # How long an event may be off the list before its recorder is stopped. A tree that
+    # is (re)forming is reported "preparing" for a moment, also right after the first
+    # "degraded" of a tree not yet linked; that is not the event's end, which reaches
+    # the recorder itself (Bye event-ended). Only a recording turned off waits this long.
+    stop_grace_seconds: float = 10.0
     restart: Backoff = Backoff(initial=1.0, maximum=60.0)
 
 
@@ -56,6 +61,7 @@ class _Running:
     task: asyncio.Task[Summary]
     started: float
     stopping: bool = False
+    missing_since: float | None = None  # the loop's clock: first poll without its event
 
 
 @dataclass
@@ -106,14 +112,19 @@ class RecorderService:
         except Exception:  # a bug must not stop the recordings under way
             log.exception("recorder service: asking for the events to record failed")
             return
+        now = asyncio.get_running_loop().time()
         for event_id, running in self.running.items():
-            if event_id not in wanted and not running.stopping:
+            if event_id in wanted or running.stopping:
+                running.missing_since = None
+                continue
+            if running.missing_since is None:
+                running.missing_since = now
+            if now - running.missing_since >= self.settings.stop_grace_seconds:
                 log.info("event %d: ended or its recording was turned off; stopping", event_id)
                 running.stopping = True
                 running.stop.set()
         for event_id in [e for e in self.known if e not in wanted and e not in self.running]:
             del self.known[event_id]  # turned on again later: recorded again, from a fresh start
-        now = asyncio.get_running_loop().time()
         for event_id in sorted(wanted):
             known = self.known.setdefault(event_id, _Known())
             if event_id in self.running or known.done or now < known.not_before:
