@@ -57,6 +57,18 @@ class QueueStats:
     dropped_bytes: int = 0
     dropped_late_frames: int = 0  # of those, media older than ``max_media_age``
     peak_bytes: int = 0
+    delivered_frames: int = 0  # frames queued (not dropped): deliveries to this connection
+    sent_bytes: int = 0  # bytes handed to the connection by ``drain``
+
+    def add(self, other: QueueStats) -> None:
+        """Add ``other``'s counts to these (``queued_bytes`` and ``peak_bytes`` too)."""
+        self.queued_bytes += other.queued_bytes
+        self.dropped_frames += other.dropped_frames
+        self.dropped_bytes += other.dropped_bytes
+        self.dropped_late_frames += other.dropped_late_frames
+        self.peak_bytes = max(self.peak_bytes, other.peak_bytes)
+        self.delivered_frames += other.delivered_frames
+        self.sent_bytes += other.sent_bytes
 
 
 @dataclass(slots=True)
@@ -93,6 +105,7 @@ class Outbox:
         self._link_limits = (link_media_limit, link_limit)
         self._queues: dict[Hashable, _Queue] = {}
         self._holds: set[int] = set()  # VIDEO streams some queue began waiting a keyframe of
+        self._gone = QueueStats()  # the counts of discarded queues
 
     def mark_link(self, conn: Hashable) -> None:
         """``conn`` is a server link: it carries a whole subtree, so it gets the link limits."""
@@ -147,6 +160,7 @@ class Outbox:
             return b""
         data = chunks[0][0] if len(chunks) == 1 else b"".join(chunk[0] for chunk in chunks)
         chunks.clear()
+        queue.stats.sent_bytes += len(data)
         queue.size = queue.media = queue.stats.queued_bytes = 0
         queue.oldest_media = _NEVER
         return data
@@ -165,6 +179,20 @@ class Outbox:
         queue = self._queues.get(conn)
         return QueueStats() if queue is None else queue.stats
 
+    def totals(self) -> QueueStats:
+        """Every queue's counts added up, those of discarded queues included (metrics)."""
+        total = QueueStats()
+        total.add(self._gone)
+        total.queued_bytes = 0
+        for queue in self._queues.values():
+            total.add(queue.stats)
+        return total
+
+    def oldest_media_age(self, now: float) -> float:
+        """Seconds the oldest media frame still queued for anyone has waited; 0 if none."""
+        oldest = min((queue.oldest_media for queue in self._queues.values()), default=_NEVER)
+        return 0.0 if oldest == _NEVER else max(0.0, now - oldest)
+
     def take_keyframe_holds(self) -> set[int]:
         """The VIDEO streams whose frames some queue began dropping until a keyframe, since
         the last call: the room asks their owners for one (``KeyFramesWanted``)."""
@@ -176,7 +204,9 @@ class Outbox:
 
     def discard(self, conn: Hashable) -> None:
         """Forget ``conn`` and whatever it still had queued."""
-        self._queues.pop(conn, None)
+        queue = self._queues.pop(conn, None)
+        if queue is not None:
+            self._gone.add(queue.stats)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -196,6 +226,7 @@ class Outbox:
     @staticmethod
     def _grew(queue: _Queue, size: int) -> None:
         queue.size += size
+        queue.stats.delivered_frames += 1
         queue.stats.queued_bytes = queue.size
         queue.stats.peak_bytes = max(queue.stats.peak_bytes, queue.size)
 
