@@ -68,13 +68,16 @@ def test_requests_are_labelled_by_route_template_never_by_the_path_sent(center: 
         assert mike.get("/no/such/page-31337").status_code == 404
     text = scrape(center)
     assert "987654" not in text and "123456" not in text and "31337" not in text
-    assert sample(
-        text,
-        "townhall_http_requests_total",
-        route="/api/v1/events/{event_id}",
-        method="GET",
-        status="404",
-    ) == 2
+    assert (
+        sample(
+            text,
+            "townhall_http_requests_total",
+            route="/api/v1/events/{event_id}",
+            method="GET",
+            status="404",
+        )
+        == 2
+    )
     assert sample(text, "townhall_http_requests_total", route="other", status="404") == 1
     assert (
         sample(
