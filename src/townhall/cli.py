@@ -303,6 +303,9 @@ def manager_servers(data: DataOption = None, config: ConfigOption = None) -> Non
             )
 
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 def _serve_center(settings: Settings, config: Path | None) -> None:
     import uvicorn
 
@@ -340,6 +343,10 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
         "townhall.webprocess:app_from_environment",
         factory=True,
         workers=settings.center.workers,
+        # A worker that does not answer the supervisor's ping in time is killed and
+        # replaced; uvicorn's 5 s is less than a new worker's imports take on a loaded
+        # machine (seen at load 17 on 2 cores: workers replaced forever, none serving).
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         **options,  # type: ignore[arg-type]
     )
 

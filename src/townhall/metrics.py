@@ -21,7 +21,6 @@ import logging
 from typing import Final
 
 from prometheus_client import CollectorRegistry, generate_latest
-# The text format every Prometheus 2 reads (Debian 12 ships 2.42).
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from townhall.config import parse_listen

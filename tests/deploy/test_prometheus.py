@@ -27,9 +27,11 @@ import httpx
 import pytest
 
 from tests.support import free_port
+from townhall.controller.metrics import METRIC_NAMES as CONTROLLER_METRICS
+from townhall.live.metrics import METRIC_NAMES as LIVE_METRICS
 
 PROMETHEUS = "/usr/bin/prometheus"
-GUARD = 120.0  # seconds before a wait is declared hung
+GUARD = 180.0  # seconds before a wait is declared hung (a loaded machine starts slowly)
 
 pytestmark = pytest.mark.skipif(
     not Path(PROMETHEUS).exists(), reason="Debian's prometheus is not installed (scripts/setup)"
@@ -229,6 +231,11 @@ def test_prometheus_scrapes_townhall_up_and_counts_a_live_events_participant(
                         labels = series[0]["metric"]
                         assert labels["job"] == "townhall-live"  # type: ignore[index]
                         assert labels["role"] in ("main", "child")  # type: ignore[index]
+                        names = query(
+                            prometheus_url, 'group by (__name__) ({__name__=~"townhall_.*"})'
+                        )
+                        scraped_names = {series["metric"]["__name__"] for series in names}  # type: ignore[index]
+                        assert set(CONTROLLER_METRICS) | set(LIVE_METRICS) <= scraped_names
                         # The Center's scrapes are counted, whichever web process took them.
                         requests = query(
                             prometheus_url, 'sum(townhall_http_requests_total{route="/metrics"})'

@@ -17,8 +17,10 @@ import pytest
 from tests.center.test_join_tickets import default_tree, schedule
 from tests.support import Center, make_settings, start_center
 from townhall.center import mailer
+from townhall.center.metrics import METRIC_NAMES as CENTER_METRICS
 from townhall.config import Settings
 from townhall.store.conventions import now_utc
+from townhall.web.metrics import METRIC_NAMES as WEB_METRICS
 
 TOKEN = "a-long-scrape-token-for-the-tests"  # noqa: S105
 
@@ -114,6 +116,8 @@ def test_tickets_issued_and_refused_and_the_mail_queue_are_counted(center: Cente
     assert sample(text, "townhall_center_tickets_total", outcome="refused") == 1
     assert sample(text, "townhall_center_mail_jobs", status="pending") == 1
     assert sample(text, "townhall_center_mail_jobs", status="failed") == 1
+    for name in (*WEB_METRICS, *CENTER_METRICS):  # what the dashboard's test relies on
+        assert f"\n{name}" in text, name
 
 
 def test_without_a_token_set_the_metrics_are_off(tmp_path: Path, database_url: str) -> None:
