@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
+from pydantic import ValidationError
 
-from townhall.logformat import JsonFormatter
+from townhall.config import Settings
+from townhall.logformat import JsonFormatter, uvicorn_log_config
 from townhall.metrics import MAX_REQUEST_BYTES, MetricsServer, token_matches
 
 
@@ -108,3 +111,35 @@ def test_json_logs_are_one_object_per_record_with_the_exception() -> None:
     assert entry["message"] == "room 7: é"
     assert "ValueError: boom" in entry["exception"]
     assert entry["time"].endswith("+00:00")
+
+
+def test_json_logs_reach_stderr_from_townhall_and_uvicorn_loggers_alike() -> None:
+    program = (
+        "import logging, logging.config\n"
+        "from townhall.logformat import configure_logging, uvicorn_log_config\n"
+        "logging.config.dictConfig(uvicorn_log_config('json'))\n"
+        "logging.getLogger('uvicorn.error').info('Started server process [1]')\n"
+        "logging.getLogger('townhall.web').warning('health check failed: %s', 'db down')\n"
+    )
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    entries = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(e["logger"], e["message"]) for e in entries] == [
+        ("uvicorn.error", "Started server process [1]"),
+        ("townhall.web", "health check failed: db down"),
+    ]
+    assert uvicorn_log_config("text") is None  # uvicorn keeps its own lines
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"controller": {"metrics_listen": "9460"}},
+        {"controller": {"metrics_listen": "host:port"}},
+        {"live": {"metrics_listen": {"main": "127.0.0.1:99999"}}},
+    ],
+)
+def test_a_metrics_address_that_is_not_host_port_is_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError, match="host:port"):
+        Settings(**fields)  # type: ignore[arg-type]
