@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from townhall.config import Settings
+from townhall.controller.command import metrics_door
 from townhall.logformat import JsonFormatter, uvicorn_log_config
 from townhall.metrics import MAX_REQUEST_BYTES, MetricsServer, token_matches
 
@@ -143,3 +144,14 @@ def test_json_logs_reach_stderr_from_townhall_and_uvicorn_loggers_alike() -> Non
 def test_a_metrics_address_that_is_not_host_port_is_refused(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError, match="host:port"):
         Settings(**fields)  # type: ignore[arg-type]
+
+
+async def test_a_busy_metrics_address_leaves_the_component_running_without_metrics(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = CollectorRegistry()
+    async with metrics_door("127.0.0.1:0", registry) as first:
+        assert first is not None
+        async with metrics_door(f"127.0.0.1:{first.port}", registry) as second:
+            assert second is None
+    assert "no metrics: cannot listen on" in caplog.text

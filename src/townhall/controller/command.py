@@ -98,15 +98,23 @@ def _logging(settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _metrics_door(listen: str, collector: Collector) -> AsyncIterator[MetricsServer | None]:
-    """Serve ``collector`` at ``listen`` while the context lasts; nothing when it is empty."""
+async def metrics_door(listen: str, collector: Collector) -> AsyncIterator[MetricsServer | None]:
+    """Serve ``collector`` at ``listen`` while the context lasts; nothing when it is empty.
+
+    An address that cannot be bound is logged and the component runs without metrics:
+    a busy port must not keep a live server, and its events, from running."""
     if not listen:
         yield None
         return
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     door = MetricsServer(listen, registry)
-    await door.start()
+    try:
+        await door.start()
+    except OSError as error:
+        log.error("no metrics: cannot listen on %s: %s", listen, error)
+        yield None
+        return
     try:
         yield door
     finally:
@@ -151,7 +159,7 @@ async def run_controller(
         )
         await service.start()
         try:
-            async with _metrics_door(metrics_listen, ControllerCollector(service)):
+            async with metrics_door(metrics_listen, ControllerCollector(service)):
                 if started is not None:
                     result = started(service)
                     if result is not None:
@@ -305,7 +313,7 @@ async def run_live(
             plan.controller, identity.link_ssl(), server, report_seconds=report_seconds
         )
         agents.append(agent)
-        async with _metrics_door(metrics_listen, LiveCollector(server)):
+        async with metrics_door(metrics_listen, LiveCollector(server)):
             if started is not None:
                 result = started(server, agent)
                 if result is not None:
