@@ -113,6 +113,9 @@ async def test_participants_links_deliveries_per_event_and_nothing_left_when_it_
                 )
                 assert dropped == 0
             assert value(at_child, "townhall_live_events", server="child-a") == 1
+            # Each write of ana's media to bo counted how long it had waited on the child.
+            assert value(at_child, "townhall_live_hop_delay_seconds_count", **on_child) >= 1
+            assert value(at_child, "townhall_live_hop_delay_seconds_sum", **on_child) >= 0
 
             child.end(EVENT_ID)
             await bo.closed_by_server()

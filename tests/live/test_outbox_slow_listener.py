@@ -229,6 +229,23 @@ def test_the_totals_count_deliveries_bytes_and_drops_of_closed_connections_too()
     assert outbox.oldest_media_age(1.0) == 0.0  # nothing queued any more
 
 
+def test_each_write_of_media_counts_how_long_its_oldest_frame_waited() -> None:
+    outbox = Outbox(media_limit=10_000, limit=20_000, max_media_age=0.3)
+    assert outbox.push_media("c", frame(1), 1.0)
+    assert outbox.push_media("c", frame(2), 1.01)
+    outbox.ready()
+    outbox.drain("c", 1.03)  # frame 1 waited 30 ms
+    assert outbox.push("c", b"chat only")
+    outbox.ready()
+    outbox.drain("c", 2.0)  # no media in this write: no delay to count
+    assert outbox.push_media("c", frame(3), 3.0)
+    outbox.ready()
+    outbox.drain("c", 3.01)
+    totals = outbox.totals()
+    assert totals.media_writes == 2
+    assert abs(totals.media_wait_seconds - 0.04) < 1e-9
+
+
 def test_media_dropped_for_its_age_is_counted_as_late() -> None:
     outbox = Outbox(media_limit=10_000, limit=20_000, max_media_age=0.3)
     assert outbox.push_media("c", frame(1), 0.0)

@@ -14,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from townhall.live.server import LiveServer
@@ -32,6 +37,7 @@ METRIC_NAMES: Final = (
     "townhall_live_dropped_bytes_total",
     "townhall_live_queued_bytes",
     "townhall_live_queue_age_seconds",
+    "townhall_live_hop_delay_seconds",
 )
 
 
@@ -98,6 +104,12 @@ class LiveCollector(Collector):
             "How long the oldest media frame still queued has waited",
             labels=event_labels,
         )
+        hop = SummaryMetricFamily(
+            "townhall_live_hop_delay_seconds",
+            "Writes of media to connections, and how long their oldest frame had waited "
+            "here since it arrived: rate(_sum) / rate(_count) is this hop's mean delay",
+            labels=event_labels,
+        )
         for event in events:
             labels = [name, str(event.event_id), event.role]
             queues = event.queues
@@ -112,6 +124,9 @@ class LiveCollector(Collector):
             dropped_bytes.add_metric(labels, queues.dropped_bytes)
             queued.add_metric(labels, queues.queued_bytes)
             age.add_metric(labels, event.oldest_media_age)
+            hop.add_metric(
+                labels, count_value=queues.media_writes, sum_value=queues.media_wait_seconds
+            )
         yield from (
             connections,
             held,
@@ -123,4 +138,5 @@ class LiveCollector(Collector):
             dropped_bytes,
             queued,
             age,
+            hop,
         )

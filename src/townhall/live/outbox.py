@@ -59,6 +59,10 @@ class QueueStats:
     peak_bytes: int = 0
     delivered_frames: int = 0  # frames queued (not dropped): deliveries to this connection
     sent_bytes: int = 0  # bytes handed to the connection by ``drain``
+    # Writes holding media, and the seconds their oldest media frame had waited in all:
+    # the delay this hop adds, on average (the metrics' hop delay).
+    media_writes: int = 0
+    media_wait_seconds: float = 0.0
 
     def add(self, other: QueueStats) -> None:
         """Add ``other``'s counts to these (``queued_bytes`` and ``peak_bytes`` too)."""
@@ -69,6 +73,8 @@ class QueueStats:
         self.peak_bytes = max(self.peak_bytes, other.peak_bytes)
         self.delivered_frames += other.delivered_frames
         self.sent_bytes += other.sent_bytes
+        self.media_writes += other.media_writes
+        self.media_wait_seconds += other.media_wait_seconds
 
 
 @dataclass(slots=True)
@@ -160,7 +166,11 @@ class Outbox:
             return b""
         data = chunks[0][0] if len(chunks) == 1 else b"".join(chunk[0] for chunk in chunks)
         chunks.clear()
-        queue.stats.sent_bytes += len(data)
+        stats = queue.stats
+        stats.sent_bytes += len(data)
+        if queue.media:
+            stats.media_writes += 1
+            stats.media_wait_seconds += now - queue.oldest_media
         queue.size = queue.media = queue.stats.queued_bytes = 0
         queue.oldest_media = _NEVER
         return data
