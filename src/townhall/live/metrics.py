@@ -77,7 +77,7 @@ class LiveCollector(Collector):
         )
         deliveries = CounterMetricFamily(
             "townhall_live_deliveries",
-            "Frames queued for a connection (one per listener reached)",
+            "Frames written to a connection (one per listener or child server reached)",
             labels=event_labels,
         )
         sent = CounterMetricFamily(

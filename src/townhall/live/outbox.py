@@ -57,7 +57,7 @@ class QueueStats:
     dropped_bytes: int = 0
     dropped_late_frames: int = 0  # of those, media older than ``max_media_age``
     peak_bytes: int = 0
-    delivered_frames: int = 0  # frames queued (not dropped): deliveries to this connection
+    delivered_frames: int = 0  # frames handed to the connection by ``drain``: deliveries
     sent_bytes: int = 0  # bytes handed to the connection by ``drain``
     # Writes holding media, and the seconds their oldest media frame had waited in all:
     # the delay this hop adds, on average (the metrics' hop delay).
@@ -164,9 +164,11 @@ class Outbox:
         chunks = queue.chunks
         if not chunks:
             return b""
-        data = chunks[0][0] if len(chunks) == 1 else b"".join(chunk[0] for chunk in chunks)
+        count = len(chunks)
+        data = chunks[0][0] if count == 1 else b"".join(chunk[0] for chunk in chunks)
         chunks.clear()
         stats = queue.stats
+        stats.delivered_frames += count
         stats.sent_bytes += len(data)
         if queue.media:
             stats.media_writes += 1
@@ -236,7 +238,6 @@ class Outbox:
     @staticmethod
     def _grew(queue: _Queue, size: int) -> None:
         queue.size += size
-        queue.stats.delivered_frames += 1
         queue.stats.queued_bytes = queue.size
         queue.stats.peak_bytes = max(queue.stats.peak_bytes, queue.size)
 
