@@ -412,10 +412,12 @@ def up(
 
     settings = settings_for(data, config)
     settings.data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token_where = "center.metrics_token"  # noqa: S105 - the setting's name
     if not settings.center.metrics_token:
         # Read again by every web process from the environment, above the settings file.
         os.environ["TOWNHALL_CENTER__METRICS_TOKEN"] = onebox.metrics_token(settings.data)
         settings = settings_for(data, config)
+        token_where = str(settings.data / onebox.METRICS_TOKEN)
     starter = settings.data / "townhall.toml"
     if config is None and not starter.exists():
         starter.write_text(STARTER_CONFIG)
@@ -444,9 +446,7 @@ def up(
         where = f"zone {server.zone}" + (f", child of {server.parent}" if server.parent else "")
         typer.echo(f"  Live server     {server.name} on {addresses[server.name]} ({where})")
     metrics = onebox.metrics_addresses(settings, metrics_port)
-    typer.echo(
-        f"  Metrics         {url}/metrics (bearer token in {settings.data / onebox.METRICS_TOKEN})"
-    )
+    typer.echo(f"  Metrics         {url}/metrics (bearer token in {token_where})")
     for name, address in metrics.items():
         typer.echo(f"                  {name}: http://{address}/metrics")
     typer.echo(f"  Logs            {settings.data / 'logs'}")
