@@ -199,6 +199,13 @@ def test_prometheus_scrapes_townhall_up_and_counts_a_live_events_participant(
                 prometheus_url, 'sum(up{job=~"townhall-.*"})', 5, "5 targets up", up, prometheus
             )
             wait_for_value(prometheus_url, "townhall_controller_links", 3, "3 control links", up)
+            # The demo event's tree: formed, one assignment on each of the three servers.
+            wait_for_value(
+                prometheus_url, 'townhall_controller_events{state="ready"}', 1, "tree formed", up
+            )
+            wait_for_value(
+                prometheus_url, "sum(townhall_controller_assignments)", 3, "3 assignments", up
+            )
             # Right after the start the tree may still be forming: join until admitted.
             joined = False
             for _ in range(30):
