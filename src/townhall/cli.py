@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ from townhall.controller.identity import issue_local_identity
 from townhall.datafolder import PRIVATE_UMASK, DataFolderError
 from townhall.desktop.commands import register as register_desktop
 from townhall.live.backoff import Backoff
+from townhall.logformat import uvicorn_log_config
 from townhall.manager import registry
 from townhall.pki import DevCA
 from townhall.proxyauth import register as register_proxy_auth
@@ -48,6 +50,7 @@ from townhall.recording.command import register as register_recorder
 from townhall.recording.service import RecorderService, ServiceSettings
 from townhall.store import make_engine, make_session_factory
 from townhall.store.conventions import now_utc
+from townhall.web.metrics import MULTIPROCESS_VARIABLE
 from townhall.webprocess import create_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Townhall: live online events.")
@@ -306,6 +309,9 @@ def manager_servers(data: DataOption = None, config: ConfigOption = None) -> Non
             )
 
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 def _serve_center(settings: Settings, config: Path | None) -> None:
     import uvicorn
 
@@ -321,12 +327,21 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
         "log_level": "info",
         "access_log": settings.center.access_log,
     }
+    log_config = uvicorn_log_config(settings.log.format)
+    if log_config is not None:
+        options["log_config"] = log_config
     if settings.center.workers == 1:
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
         return
     # Several processes: each builds its own app from the same data folder and settings,
     # so the shared secret must exist before they race to create it.
     CenterSecret.load_or_create(settings.data / "secret.key")
+    # Each process counts its own requests; a scrape adds up every process's files
+    # (web/metrics.py). Last run's files would count again: start from an empty folder.
+    metrics_dir = settings.data / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(mode=0o700)
+    os.environ[MULTIPROCESS_VARIABLE] = str(metrics_dir.resolve())
     os.environ["TOWNHALL_DATA"] = str(settings.data.resolve())
     if config is not None:
         os.environ["TOWNHALL_CONFIG"] = str(config.resolve())
@@ -334,6 +349,10 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
         "townhall.webprocess:app_from_environment",
         factory=True,
         workers=settings.center.workers,
+        # A worker that does not answer the supervisor's ping in time is killed and
+        # replaced; uvicorn's 5 s is less than a new worker's imports take on a loaded
+        # machine (seen at load 17 on 2 cores: workers replaced forever, none serving).
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         **options,  # type: ignore[arg-type]
     )
 
@@ -419,11 +438,27 @@ def up(
             "(used when the servers are first registered)",
         ),
     ] = onebox.DEFAULT_LIVE_PORT,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            min=1,
+            max=65532,
+            help="port of the Controller's Prometheus metrics on 127.0.0.1; the live "
+            "servers' take the next three (unless set in controller/live.metrics_listen)",
+        ),
+    ] = onebox.DEFAULT_METRICS_PORT,
 ) -> None:
     """Set up and run the whole system on this machine with embedded defaults."""
 
     settings = settings_for(data, config)
     settings.data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token_where = "center.metrics_token"  # noqa: S105 - the setting's name
+    if not settings.center.metrics_token:
+        # Read again by every web process from the environment, above the settings file.
+        os.environ["TOWNHALL_CENTER__METRICS_TOKEN"] = onebox.metrics_token(settings.data)
+        settings = settings_for(data, config)
+        token_where = str(settings.data / onebox.METRICS_TOKEN)
     starter = settings.data / "townhall.toml"
     if config is None and not starter.exists():
         starter.write_text(STARTER_CONFIG)
@@ -451,12 +486,28 @@ def up(
     for server in onebox.LOCAL_SERVERS:
         where = f"zone {server.zone}" + (f", child of {server.parent}" if server.parent else "")
         typer.echo(f"  Live server     {server.name} on {addresses[server.name]} ({where})")
+    metrics = onebox.metrics_addresses(settings, metrics_port)
+    typer.echo(f"  Metrics         {url}/metrics (bearer token in {token_where})")
+    for name, address in metrics.items():
+        typer.echo(f"                  {name}: http://{address}/metrics")
     typer.echo(f"  Logs            {settings.data / 'logs'}")
     typer.echo(f"  Demo event      join it: townhall join {demo_ticket} --say hello")
     typer.echo(f"  Recorder        events with recording on go to {settings.data / 'recordings'}")
-    children = {"controller": onebox.live_command(settings, config, "controller")}
+    children = {
+        "controller": onebox.live_command(
+            settings, config, "controller", "--metrics-listen", metrics["controller"]
+        )
+    }
     for server in onebox.LOCAL_SERVERS:
-        children[server.name] = onebox.live_command(settings, config, "live", "--name", server.name)
+        children[server.name] = onebox.live_command(
+            settings,
+            config,
+            "live",
+            "--name",
+            server.name,
+            "--metrics-listen",
+            metrics[server.name],
+        )
     children["recorder"] = onebox.live_command(settings, config, "recorder")
     with onebox.running(children, settings.data / "logs"):
         _serve_center(settings, config)

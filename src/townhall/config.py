@@ -122,6 +122,9 @@ class CenterSettings(_Section):
     # to one core by the GIL (bench/center.py: 2 on 2 cores serve 2-2.4x one's requests).
     workers: int = Field(default_factory=lambda: default_workers(os.cpu_count()), ge=1, le=64)
     dialin_numbers: tuple[str, ...] = ("+1 555 0100",)
+    # Bearer token Prometheus sends to scrape GET /metrics on the Center's listener;
+    # empty: /metrics answers 404 (docs/metrics.md).
+    metrics_token: str = Field(default="", repr=False)
     # Password sign-in throttling (center/throttle.py): failures of one account from one
     # address before any wait, of one address before any wait, the first wait and the cap.
     sign_in_free_failures: int = Field(default=5, ge=1, le=1000)
@@ -177,11 +180,21 @@ class ControllerSettings(_Section):
     # prints it), which live servers check tickets with. Empty: the Center is on this
     # machine and the command reads it from the Center (docs/controller.md).
     center_public_key: str = ""
+    # host:port of the Controller's Prometheus metrics (plain HTTP, no token: keep it on
+    # loopback or a monitoring network); empty: off.
+    metrics_listen: str = ""
 
     @field_validator("listen")
     @classmethod
     def _listen_is_host_port(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen_is_host_port(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
         return value
 
     @field_validator("center_public_key")
@@ -260,6 +273,16 @@ class LiveSettings(_Section):
     # and reconnected, only after idle_timeout_seconds.
     ping_seconds: float = Field(default=15, gt=0, le=600)
     idle_timeout_seconds: float = Field(default=45, gt=0, le=3600)
+    # By live server name: host:port of its Prometheus metrics (plain HTTP, no token:
+    # keep it on loopback or a monitoring network); a server not named here has none.
+    metrics_listen: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        for address in value.values():
+            parse_listen(address)
+        return value
 
     @model_validator(mode="after")
     def _ping_before_idle(self) -> LiveSettings:
@@ -269,6 +292,14 @@ class LiveSettings(_Section):
 
     def origins(self, center: CenterSettings) -> tuple[str, ...]:
         return self.browser_origins or (center.public_url,)
+
+
+class LogSettings(_Section):
+    """How the Controller, the live servers and the Center's web processes log."""
+
+    # "text": one readable line per record; "json": one JSON object per line, for a log
+    # collector (docs/metrics.md, "Logs").
+    format: Literal["text", "json"] = "text"
 
 
 class Settings(BaseSettings):
@@ -282,6 +313,7 @@ class Settings(BaseSettings):
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     recorder: RecorderSettings = Field(default_factory=RecorderSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @property
     def ca_dir(self) -> Path:

@@ -8,13 +8,17 @@ tables): three live servers in the Manager (``main``, ``child-a`` and
 demo event under way, and a moderator ticket for it; then it starts the
 Controller, the three live servers and the recorder service (``townhall
 recorder``: events whose recording is on are recorded) as child processes of
-``up`` and stops them when the web process stops. Real deployments run each part with its own
+``up`` and stops them when the web process stops. Metrics are on at known
+loopback addresses (``metrics_addresses``; the Center's ``/metrics`` with a
+token made once, ``metrics_token``). Real deployments run each part with its own
 command (docs/install.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,6 +49,11 @@ DEFAULT_LIVE_PORT = 9443
 # The names the development certificates of the local live servers carry: a browser
 # trusting the development CA accepts its live port under either (docs/install.md).
 LOCAL_CERT_HOSTS = ("127.0.0.1", "localhost")
+
+
+# The Controller's Prometheus metrics; the live servers' are on the next ports, in order.
+DEFAULT_METRICS_PORT = 9460
+METRICS_TOKEN = "metrics-token"  # noqa: S105 - the file's name, not a token
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,30 @@ def ensure_demo_event(session: Session, settings: Settings, organizer_name: str)
         settings.center.default_timezone,
     )
     return event.id
+
+
+def metrics_addresses(settings: Settings, first_port: int) -> dict[str, str]:
+    """Where the Controller and each local live server serve their metrics: the settings'
+    address if one is set, else 127.0.0.1 from ``first_port`` on."""
+    addresses = {"controller": settings.controller.metrics_listen or f"127.0.0.1:{first_port}"}
+    for server in LOCAL_SERVERS:
+        default = f"127.0.0.1:{first_port + 1 + server.port_offset}"
+        addresses[server.name] = settings.live.metrics_listen.get(server.name) or default
+    return addresses
+
+
+def metrics_token(data: Path) -> str:
+    """The bearer token of the Center's ``/metrics``, made once and kept in ``data``."""
+    path = data / METRICS_TOKEN
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(token + "\n")
+    return token
 
 
 def live_command(settings: Settings, config: Path | None, *args: str) -> list[str]:

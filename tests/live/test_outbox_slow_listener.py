@@ -208,3 +208,50 @@ def test_media_within_the_age_limit_is_kept() -> None:
         outbox.ready()
     assert len(outbox.drain("c", 10.3)) == 10 * len(frame(0).data)
     assert outbox.stats("c").dropped_frames == 0
+
+
+def test_the_totals_count_deliveries_bytes_and_drops_of_closed_connections_too() -> None:
+    outbox = Outbox(media_limit=1_000, limit=5_000, max_media_age=0.3)
+    size = len(frame(0).data)
+    for n in range(3):
+        assert outbox.push_media("fast", frame(n), 0.0)
+    outbox.ready()
+    assert outbox.drain("fast", 0.0) == b"".join(frame(n).data for n in range(3))
+    kept = sum(outbox.push_media("slow", frame(n), 0.0) for n in range(20))
+    assert outbox.oldest_media_age(0.25) == 0.25
+    outbox.discard("slow")  # it closed: its counts stay in the totals
+    totals = outbox.totals()
+    assert totals.delivered_frames == 3  # written; the slow one's were queued, never written
+    assert totals.sent_bytes == 3 * size
+    assert totals.dropped_frames == 20 - kept
+    assert totals.dropped_bytes == (20 - kept) * size
+    assert totals.queued_bytes == 0
+    assert outbox.oldest_media_age(1.0) == 0.0  # nothing queued any more
+
+
+def test_each_write_of_media_counts_how_long_its_oldest_frame_waited() -> None:
+    outbox = Outbox(media_limit=10_000, limit=20_000, max_media_age=0.3)
+    assert outbox.push_media("c", frame(1), 1.0)
+    assert outbox.push_media("c", frame(2), 1.01)
+    outbox.ready()
+    outbox.drain("c", 1.03)  # frame 1 waited 30 ms
+    assert outbox.push("c", b"chat only")
+    outbox.ready()
+    outbox.drain("c", 2.0)  # no media in this write: no delay to count
+    assert outbox.push_media("c", frame(3), 3.0)
+    outbox.ready()
+    outbox.drain("c", 3.01)
+    totals = outbox.totals()
+    assert totals.media_writes == 2
+    assert abs(totals.media_wait_seconds - 0.04) < 1e-9
+
+
+def test_media_dropped_for_its_age_is_counted_as_late() -> None:
+    outbox = Outbox(media_limit=10_000, limit=20_000, max_media_age=0.3)
+    assert outbox.push_media("c", frame(1), 0.0)
+    outbox.ready()  # offered in this pass, and not drained (its connection paused)
+    outbox.ready()  # the next pass: it missed a write, so now it can be late
+    assert outbox.oldest_media_age(0.5) == 0.5
+    assert outbox.drain("c", 0.5) == b""
+    totals = outbox.totals()
+    assert (totals.dropped_frames, totals.dropped_late_frames, totals.sent_bytes) == (1, 1, 0)

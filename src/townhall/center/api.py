@@ -22,6 +22,7 @@ from townhall import ticket
 from townhall.center import accounts, events, live, mailer
 from townhall.center.auth import client_address, context_of, identify
 from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch, RegistrationIn
+from townhall.center.metrics import count_ticket
 from townhall.center.tables import ApiToken, Event, MailJob, Registration, User
 from townhall.store.conventions import now_utc, utc
 from townhall.web.deps import DB, MAX_ID, ItemId, api_viewer, check_api_write
@@ -231,32 +232,37 @@ def join_ticket(
 
     ``registration``: a guest by their personal link (``user`` is then None).
     """
-    ctx = context_of(request)
-    if user is None and registration is not None:
-        role = ticket.Role.PARTICIPANT  # the link was checked, and the registration is live
-    else:
-        role = live.join_role(session, event, user)
-    now = now_utc()
-    live.check_joinable(event, now)
-    # Only a trusted proxy's cookies: anyone else could plant a cookie that the
-    # participant application would then replay to the Center.
-    peer = request.client.host if request.client else None
-    cookies = live.ticket_cookies(ctx.sso.captured_cookies(peer, request.scope["headers"]))
-    data = live.issue_join_ticket(
-        session,
-        ctx.settings,
-        event,
-        user,
-        role,
-        trees=ctx.trees,
-        now=now,
-        guest_name=guest_name,
-        cookies=cookies,
-        registration=registration,
-        client_address=client_address(request),
-        keys=ctx.keys,
-    )
+    try:
+        ctx = context_of(request)
+        if user is None and registration is not None:
+            role = ticket.Role.PARTICIPANT  # the link was checked, and the registration is live
+        else:
+            role = live.join_role(session, event, user)
+        now = now_utc()
+        live.check_joinable(event, now)
+        # Only a trusted proxy's cookies: anyone else could plant a cookie that the
+        # participant application would then replay to the Center.
+        peer = request.client.host if request.client else None
+        cookies = live.ticket_cookies(ctx.sso.captured_cookies(peer, request.scope["headers"]))
+        data = live.issue_join_ticket(
+            session,
+            ctx.settings,
+            event,
+            user,
+            role,
+            trees=ctx.trees,
+            now=now,
+            guest_name=guest_name,
+            cookies=cookies,
+            registration=registration,
+            client_address=client_address(request),
+            keys=ctx.keys,
+        )
+    except EventError:
+        count_ticket(request, "refused")
+        raise
     session.commit()
+    count_ticket(request, "issued")
     return ticket_response(data, event)
 
 
@@ -500,13 +506,18 @@ def get_browser_ticket(request: Request, session: DB, event_id: EventId) -> Brow
     check_api_write(request, viewer)
     event = events.get_visible(session, event_id, viewer.user)
     ctx = context_of(request)
-    role = live.join_role(session, event, viewer.user)
-    now = now_utc()
-    live.check_joinable(event, now)
-    data = live.issue_join_ticket(
-        session, ctx.settings, event, viewer.user, role, trees=ctx.trees, now=now, keys=ctx.keys
-    )
+    try:
+        role = live.join_role(session, event, viewer.user)
+        now = now_utc()
+        live.check_joinable(event, now)
+        data = live.issue_join_ticket(
+            session, ctx.settings, event, viewer.user, role, trees=ctx.trees, now=now, keys=ctx.keys
+        )
+    except EventError:
+        count_ticket(request, "refused")
+        raise
     session.commit()
+    count_ticket(request, "issued")
     opened = ticket.open_ticket(data, center_public_key=None, now=int(now.timestamp()))
     return BrowserTicketOut(
         event_id=opened.event_id,

@@ -17,6 +17,7 @@ from townhall.center import access_routes, api, attendance_routes, live, polls, 
 from townhall.center.accounts import CenterSecret
 from townhall.center.context import CenterContext
 from townhall.center.mailer import MailWorker
+from townhall.center.metrics import MailQueueCollector
 from townhall.center.pages import (
     account,
     admin,
@@ -68,4 +69,5 @@ def component(ctx: CenterContext, *, run_workers: bool = True) -> Component:
         json_prefixes=("/api/",),
         state=ctx,
         workers=(worker.run,) if run_workers else (),
+        collectors=(MailQueueCollector(ctx.sessions),),
     )

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,8 @@ from typing import Annotated, Any
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 
 from townhall.config import Settings, default_data_dir, load_settings, parse_listen
 from townhall.controller.agent import ControllerAgent
@@ -39,10 +41,14 @@ from townhall.controller.identity import (
     live_identity,
     pull_self,
 )
+from townhall.controller.metrics import ControllerCollector
 from townhall.controller.service import ControllerService, address_of
 from townhall.controller.sources import ControllerSources, SourceRefused, SourceUnavailable
+from townhall.live.metrics import LiveCollector
 from townhall.live.server import LiveServer
 from townhall.live.tls import server_ssl_context, upstream_ssl_context, with_public_certificate
+from townhall.logformat import configure_logging
+from townhall.metrics import MetricsServer
 from townhall.store import make_engine, make_session_factory
 from townhall.wire import Settings as WireSettings
 
@@ -87,9 +93,32 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(guarded())
 
 
-def _logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+def _logging(settings: Settings) -> None:
+    configure_logging(settings.log.format)
+
+
+@contextlib.asynccontextmanager
+async def metrics_door(listen: str, collector: Collector) -> AsyncIterator[MetricsServer | None]:
+    """Serve ``collector`` at ``listen`` while the context lasts; nothing when it is empty.
+
+    An address that cannot be bound is logged and the component runs without metrics:
+    a busy port must not keep a live server, and its events, from running."""
+    if not listen:
+        yield None
+        return
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    door = MetricsServer(listen, registry)
+    try:
+        await door.start()
+    except OSError as error:
+        log.error("no metrics: cannot listen on %s: %s", listen, error)
+        yield None
+        return
+    try:
+        yield door
+    finally:
+        await door.close()
 
 
 # -- the Controller ----------------------------------------------------------------------------
@@ -114,8 +143,10 @@ async def run_controller(
     center_key: Ed25519PublicKey,
     port: int | None = None,
     started: Callable[[ControllerService], Awaitable[None] | None] | None = None,
+    metrics_listen: str = "",
 ) -> None:
-    """Run the Controller until cancelled (the database is migrated already)."""
+    """Run the Controller until cancelled (the database is migrated already); its metrics
+    on ``metrics_listen`` when given."""
     engine = make_engine(settings.database_url)
     try:
         service = ControllerService(
@@ -128,11 +159,12 @@ async def run_controller(
         )
         await service.start()
         try:
-            if started is not None:
-                result = started(service)
-                if result is not None:
-                    await result
-            await asyncio.Event().wait()
+            async with metrics_door(metrics_listen, ControllerCollector(service)):
+                if started is not None:
+                    result = started(service)
+                    if result is not None:
+                        await result
+                await asyncio.Event().wait()
         finally:
             await service.close()
     finally:
@@ -140,11 +172,22 @@ async def run_controller(
 
 
 def _controller_command(wiring: Wiring) -> Callable[..., None]:
-    def controller(data: DataOption = None, config: ConfigOption = None) -> None:
+    def controller(
+        metrics_listen: Annotated[
+            str | None,
+            typer.Option(
+                "--metrics-listen",
+                help="host:port of its Prometheus metrics [default: controller.metrics_listen]",
+            ),
+        ] = None,
+        data: DataOption = None,
+        config: ConfigOption = None,
+    ) -> None:
         """Run the Controller: live servers keep their control link to it; it forms event
         trees."""
         settings = _settings(data, config)
-        _logging()
+        metrics = _metrics_listen(metrics_listen, settings.controller.metrics_listen)
+        _logging(settings)
         wiring.migrate(settings)
         try:
             center_key = wiring.center_key(settings)
@@ -156,11 +199,24 @@ def _controller_command(wiring: Wiring) -> Callable[..., None]:
 
         async def main() -> None:
             with wiring.sources(settings) as sources:
-                await run_controller(settings, sources=sources, center_key=center_key)
+                await run_controller(
+                    settings, sources=sources, center_key=center_key, metrics_listen=metrics
+                )
 
         _run(main())
 
     return controller
+
+
+def _metrics_listen(given: str | None, setting: str) -> str:
+    """The metrics address from the command line, else the setting; exits if it is bad."""
+    listen = setting if given is None else given
+    if listen:
+        try:
+            parse_listen(listen)
+        except ValueError as error:
+            raise _fail(str(error), 2) from error
+    return listen
 
 
 # -- a live server ------------------------------------------------------------------------
@@ -226,9 +282,11 @@ async def run_live(
     started: Callable[[Any, ControllerAgent], Awaitable[None] | None] | None = None,
     server_options: dict[str, Any] | None = None,
     public_certificate: tuple[Path, Path] | None = None,
+    metrics_listen: str = "",
 ) -> None:
     """Run the live server and its agent until cancelled; ``public_certificate`` (cert,
-    key) is presented to clients that ask for its names (SNI), as browsers do."""
+    key) is presented to clients that ask for its names (SNI), as browsers do; its
+    metrics are served on ``metrics_listen`` when given."""
     host, port = parse_listen(plan.listen)
     agents: list[ControllerAgent] = []
 
@@ -255,11 +313,12 @@ async def run_live(
             plan.controller, identity.link_ssl(), server, report_seconds=report_seconds
         )
         agents.append(agent)
-        if started is not None:
-            result = started(server, agent)
-            if result is not None:
-                await result
-        await agent.run()
+        async with metrics_door(metrics_listen, LiveCollector(server)):
+            if started is not None:
+                result = started(server, agent)
+                if result is not None:
+                    await result
+            await agent.run()
     finally:
         await server.close()
 
@@ -290,6 +349,13 @@ def _live_command(wiring: Wiring) -> Callable[..., None]:
         enroll_only: Annotated[
             bool, typer.Option("--enroll-only", help="enrol, then exit without serving")
         ] = False,
+        metrics_listen: Annotated[
+            str | None,
+            typer.Option(
+                "--metrics-listen",
+                help="host:port of its Prometheus metrics [default: live.metrics_listen]",
+            ),
+        ] = None,
         data: DataOption = None,
         config: ConfigOption = None,
     ) -> None:
@@ -330,7 +396,8 @@ def _live_command(wiring: Wiring) -> Callable[..., None]:
             parse_listen(plan.controller)
         except (EnrolError, ValueError) as error:
             raise _fail(str(error)) from error
-        _logging()
+        metrics = _metrics_listen(metrics_listen, settings.live.metrics_listen.get(name, ""))
+        _logging(settings)
         typer.echo(
             f"live server {name} on {plan.listen}, Controller at {plan.controller}", err=True
         )
@@ -355,6 +422,7 @@ def _live_command(wiring: Wiring) -> Callable[..., None]:
                 public_certificate=None
                 if public is None
                 else (Path(public.cert_file), Path(public.key_file)),
+                metrics_listen=metrics,
             )
         )
 

@@ -364,6 +364,18 @@ class Planner:
             return LiveState.SCHEDULED
         return event.recorded[0]
 
+    def event_states(self) -> dict[int, LiveState]:
+        """The state of every event the Planner holds (the metrics count them)."""
+        return {event_id: self.state_of(event_id) for event_id in self._events}
+
+    def assignment_counts(self) -> dict[str, int]:
+        """How many events each server is assigned, by server name (metrics)."""
+        counts: dict[str, int] = {}
+        for event in self._events.values():
+            for server in event.assignments:
+                counts[server] = counts.get(server, 0) + 1
+        return counts
+
     def assignments_for(self, server: str) -> dict[int, AssignmentReceived]:
         return {
             event.event_id: event.assignments[server]

@@ -60,6 +60,24 @@ class QueueStats:
     dropped_bytes: int = 0
     dropped_late_frames: int = 0  # of those, media older than ``max_media_age``
     peak_bytes: int = 0
+    delivered_frames: int = 0  # frames handed to the connection by ``drain``: deliveries
+    sent_bytes: int = 0  # bytes handed to the connection by ``drain``
+    # Writes holding media, and the seconds their oldest media frame had waited in all:
+    # the delay this hop adds, on average (the metrics' hop delay).
+    media_writes: int = 0
+    media_wait_seconds: float = 0.0
+
+    def add(self, other: QueueStats) -> None:
+        """Add ``other``'s counts to these (``queued_bytes`` and ``peak_bytes`` too)."""
+        self.queued_bytes += other.queued_bytes
+        self.dropped_frames += other.dropped_frames
+        self.dropped_bytes += other.dropped_bytes
+        self.dropped_late_frames += other.dropped_late_frames
+        self.peak_bytes = max(self.peak_bytes, other.peak_bytes)
+        self.delivered_frames += other.delivered_frames
+        self.sent_bytes += other.sent_bytes
+        self.media_writes += other.media_writes
+        self.media_wait_seconds += other.media_wait_seconds
 
 
 @dataclass(slots=True)
@@ -107,6 +125,7 @@ class Outbox:
         self._queues: dict[Hashable, _Queue] = {}
         self._holds: set[int] = set()  # VIDEO streams some queue began waiting a keyframe of
         self._dropping: dict[Hashable, None] = {}  # connections whose ``drops`` wait, in order
+        self._gone = QueueStats()  # the counts of discarded queues
 
     def mark_link(self, conn: Hashable) -> None:
         """``conn`` is a server link: it carries a whole subtree, so it gets the link limits."""
@@ -159,8 +178,15 @@ class Outbox:
         chunks = queue.chunks
         if not chunks:
             return b""
-        data = chunks[0][0] if len(chunks) == 1 else b"".join(chunk[0] for chunk in chunks)
+        count = len(chunks)
+        data = chunks[0][0] if count == 1 else b"".join(chunk[0] for chunk in chunks)
         chunks.clear()
+        stats = queue.stats
+        stats.delivered_frames += count
+        stats.sent_bytes += len(data)
+        if queue.media:
+            stats.media_writes += 1
+            stats.media_wait_seconds += now - queue.oldest_media
         queue.size = queue.media = queue.stats.queued_bytes = 0
         queue.oldest_media = _NEVER
         return data
@@ -196,6 +222,20 @@ class Outbox:
         drops, queue.drops = queue.drops, None
         return drops
 
+    def totals(self) -> QueueStats:
+        """Every queue's counts added up, those of discarded queues included (metrics)."""
+        total = QueueStats()
+        total.add(self._gone)
+        total.queued_bytes = 0
+        for queue in self._queues.values():
+            total.add(queue.stats)
+        return total
+
+    def oldest_media_age(self, now: float) -> float:
+        """Seconds the oldest media frame still queued for anyone has waited; 0 if none."""
+        oldest = min((queue.oldest_media for queue in self._queues.values()), default=_NEVER)
+        return 0.0 if oldest == _NEVER else max(0.0, now - oldest)
+
     def take_keyframe_holds(self) -> set[int]:
         """The VIDEO streams whose frames some queue began dropping until a keyframe, since
         the last call: the room asks their owners for one (``KeyFramesWanted``)."""
@@ -207,8 +247,10 @@ class Outbox:
 
     def discard(self, conn: Hashable) -> None:
         """Forget ``conn`` and whatever it still had queued."""
-        self._queues.pop(conn, None)
+        queue = self._queues.pop(conn, None)
         self._dropping.pop(conn, None)
+        if queue is not None:
+            self._gone.add(queue.stats)
 
     # -- helpers ---------------------------------------------------------------------
 

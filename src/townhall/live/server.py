@@ -43,14 +43,21 @@ from townhall.live.events import (
 )
 from townhall.live.floor import Removed
 from townhall.live.limits import FILE_RESERVE, QuietLog, quiet_accept_errors, raise_file_limit
-from townhall.live.outbox import Outbox
+from townhall.live.outbox import Outbox, QueueStats
 from townhall.live.room import EventRoom, RoomSettings, Upstream
 from townhall.live.routing import Arrived, Failed, Opening, room_for_link, room_for_participant
 from townhall.live.tls import HTTP_ALPN, TLSSession
 from townhall.live.websocket import CloseCode, WebSocketDoor, origin_of
 from townhall.wire import AuthFailure, Load, Poll, PollState, Question, Role, Settings
 
-__all__ = ["CONNECT_TIMEOUT", "EventStatus", "LiveServer", "ServerCounters", "split_address"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "EventMetrics",
+    "EventStatus",
+    "LiveServer",
+    "ServerCounters",
+    "split_address",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,19 @@ class ServerCounters:
     dropped_frames: int
     dropped_bytes: int
     media_refused: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventMetrics:
+    """One event on this server as its metrics show it (``townhall.live.metrics``)."""
+
+    event_id: int
+    role: str  # "main" | "child" | "" (not assigned yet)
+    participants: int  # connected here
+    links_up: int  # child servers synced here, plus the link Up when it is up
+    queues: QueueStats  # every connection's queue counts added up, closed ones included
+    media_refused: int  # media dropped because its sender could not speak
+    oldest_media_age: float  # seconds the oldest frame still queued here has waited
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -442,6 +462,22 @@ class LiveServer:
             "questions": tuple(room.questions.values()),
             "record_version": room.record_version,
         }
+
+    def event_metrics(self) -> list[EventMetrics]:
+        """What the metrics show of each event this server holds now."""
+        now = self.now()
+        return [
+            EventMetrics(
+                event_id=room.event_id,
+                role=room.room.role.value if room.room.role is not None else "",
+                participants=room.room.load().participants,
+                links_up=len(room.room.children) + (room.room.upstream is Upstream.UP),
+                queues=room.dispatcher.outbox.totals(),
+                media_refused=room.room.media_refused,
+                oldest_media_age=room.dispatcher.outbox.oldest_media_age(now),
+            )
+            for room in self._rooms.values()
+        ]
 
     def load(self) -> tuple[int, int]:
         """(participants connected here in all events, capacity; 0: no set limit)."""

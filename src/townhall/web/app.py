@@ -5,7 +5,8 @@
 workers), with no module-level state, so tests build as many independent
 applications as they need. It installs the one error handler
 (``errors``), bounds request bodies before anything reads them, adds the
-security headers, serves ``/static`` (the frame's files) and ``/healthz``.
+security headers, counts and times requests by route (``metrics``), serves
+``/static`` (the frame's files), ``/healthz`` and ``/metrics``.
 Which components run together is the composition root's choice
 (``townhall.webprocess``); this module imports none of them.
 """
@@ -19,12 +20,16 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from townhall.metrics import token_matches
 from townhall.web.errors import install_error_handlers
+from townhall.web.metrics import RequestMetrics, WebMetrics
 from townhall.web.render import Pages, static_files
 from townhall.web.shell import WebShell
 
@@ -123,6 +128,8 @@ class Component:
     json_prefixes: tuple[str, ...] = ()
     state: Any = None
     workers: Sequence[Worker] = field(default_factory=tuple)
+    # Read at each scrape of /metrics (web/metrics.py).
+    collectors: Sequence[Collector] = field(default_factory=tuple)
 
 
 def create_app(
@@ -155,6 +162,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.web = shell
+    metrics = WebMetrics()
+    app.state.metrics = metrics
+    for component in components:
+        for collector in component.collectors:
+            metrics.add_collector(collector)
     for component in components:
         setattr(app.state, component.name, component.state)
     json_prefixes = tuple(prefix for c in components for prefix in c.json_prefixes)
@@ -170,9 +182,21 @@ def create_app(
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    @app.get("/metrics", include_in_schema=False)
+    def scrape(request: Request) -> Response:
+        token = shell.settings.center.metrics_token
+        if not token:
+            return PlainTextResponse("metrics are off: set center.metrics_token\n", 404)
+        if not token_matches(request.headers.get("authorization"), token):
+            return PlainTextResponse(
+                "a bearer token is needed\n", 401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
     for component in components:
         for router in component.routers:
             app.include_router(router)
     app.mount("/static", static_files(), name="static")
     app.add_middleware(Limits, max_body_bytes=max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     return app

@@ -1,0 +1,258 @@
+"""Debian's Prometheus scrapes a running ``townhall up`` and sees a participant join.
+
+Everything is real: ``townhall up`` as a newcomer runs it (two web
+processes, so the Center's counters go through prometheus-client's
+multiprocess mode), ``/usr/bin/prometheus`` with a scrape configuration like
+the one in docs/metrics.md (one second between scrapes, the Center scraped
+with its bearer token), ``townhall join`` holding the demo event, and the
+answer read from Prometheus's HTTP API. Waits are bounded polls, not timed
+assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import free_port
+from townhall.controller.metrics import METRIC_NAMES as CONTROLLER_METRICS
+from townhall.live.metrics import METRIC_NAMES as LIVE_METRICS
+
+PROMETHEUS = "/usr/bin/prometheus"
+GUARD = 180.0  # seconds before a wait is declared hung (a loaded machine starts slowly)
+
+pytestmark = pytest.mark.skipif(
+    not Path(PROMETHEUS).exists(), reason="Debian's prometheus is not installed (scripts/setup)"
+)
+
+
+def townhall(*args: str) -> list[str]:
+    return [sys.executable, "-m", "townhall.cli", *args]
+
+
+def free_run(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports."""
+    while True:
+        first = free_port()
+        if first + count < 65536 and not any(_busy(first + n) for n in range(1, count)):
+            return first
+
+
+def _busy(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def process(command: list[str], log: Path, **options: object) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        child = subprocess.Popen(  # noqa: S603
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **options,  # type: ignore[call-overload]
+        )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGINT)
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+
+
+def scrape_config(center: str, token_file: Path, metrics: dict[str, str]) -> str:
+    live = ", ".join(f'"{address}"' for name, address in metrics.items() if name != "controller")
+    return f"""\
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: townhall-center
+    authorization:
+      credentials_file: {token_file}
+    static_configs:
+      - targets: ["{center}"]
+  - job_name: townhall-controller
+    static_configs:
+      - targets: ["{metrics["controller"]}"]
+  - job_name: townhall-live
+    static_configs:
+      - targets: [{live}]
+"""
+
+
+def query(prometheus: str, promql: str) -> list[dict[str, object]]:
+    response = httpx.get(f"{prometheus}/api/v1/query", params={"query": promql}, timeout=10)
+    response.raise_for_status()
+    answer = response.json()
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]  # type: ignore[no-any-return]
+
+
+def wait_for_value(
+    prometheus: str, promql: str, wanted: float, why: str, *alive: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + GUARD
+    result: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        for child in alive:
+            assert child.poll() is None, f"{child.args[:4]} stopped while waiting for {why}"
+        try:
+            result = query(prometheus, promql)
+        except httpx.TransportError:
+            result = []  # Prometheus still starting
+        if len(result) == 1 and float(result[0]["value"][1]) == wanted:  # type: ignore[index]
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"never happened: {why}; last answer {result}")
+
+
+def test_prometheus_scrapes_townhall_up_and_counts_a_live_events_participant(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    center = f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "TOWNHALL_CENTER__LISTEN": center,
+        "TOWNHALL_CENTER__WORKERS": "2",
+        "TOWNHALL_CONTROLLER__LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    env.pop("TOWNHALL_CENTER__METRICS_TOKEN", None)
+    live_port, metrics_port = free_run(3), free_run(4)
+    metrics = {"controller": f"127.0.0.1:{metrics_port}"} | {
+        name: f"127.0.0.1:{metrics_port + 1 + n}"
+        for n, name in enumerate(("main", "child-a", "child-dmz"))
+    }
+    up_command = townhall(
+        "up",
+        "--data",
+        str(data),
+        "--live-port",
+        str(live_port),
+        "--metrics-port",
+        str(metrics_port),
+    )
+    with process(up_command, tmp_path / "up.log", env=env) as up:
+        ticket, token_file = data / "demo.townhall", data / "metrics-token"
+        deadline = time.monotonic() + GUARD
+        while not (ticket.exists() and token_file.exists()):
+            assert up.poll() is None, (tmp_path / "up.log").read_text()
+            assert time.monotonic() < deadline, "no demo ticket"
+            time.sleep(0.2)
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        printed = (tmp_path / "up.log").read_text()
+        for address in metrics.values():
+            assert f"http://{address}/metrics" in printed
+
+        # Two web processes, one count: each request on a connection of its own, so the
+        # kernel spreads them over both processes; the scrape adds up what each counted.
+        token = token_file.read_text().strip()
+        deadline = time.monotonic() + GUARD
+        while True:
+            try:
+                assert httpx.get(f"http://{center}/metrics", timeout=10).status_code == 401
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the Center never answered"
+                time.sleep(0.2)
+        for _ in range(20):
+            assert httpx.get(f"http://{center}/healthz", timeout=10).status_code == 200
+        scraped = httpx.get(
+            f"http://{center}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert 'townhall_http_requests_total{method="GET",route="/healthz",status="200"} 20.0' in (
+            scraped.text
+        )
+        assert len(list((data / "metrics").glob("counter_*.db"))) >= 2  # one per process
+
+        config = tmp_path / "prometheus.yml"
+        config.write_text(scrape_config(center, token_file.resolve(), metrics))
+        prometheus_url = f"http://127.0.0.1:{free_port()}"
+        prometheus_command = [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address={prometheus_url.removeprefix('http://')}",
+        ]
+        with process(prometheus_command, tmp_path / "prometheus.log") as prometheus:
+            # Every part answers its scrapes (the Center's only with its token).
+            wait_for_value(
+                prometheus_url, 'sum(up{job=~"townhall-.*"})', 5, "5 targets up", up, prometheus
+            )
+            wait_for_value(prometheus_url, "townhall_controller_links", 3, "3 control links", up)
+            # The demo event's tree: formed, one assignment on each of the three servers.
+            wait_for_value(
+                prometheus_url, 'townhall_controller_events{state="ready"}', 1, "tree formed", up
+            )
+            wait_for_value(
+                prometheus_url, "sum(townhall_controller_assignments)", 3, "3 assignments", up
+            )
+            # Right after the start the tree may still be forming: join until admitted.
+            joined = False
+            for _ in range(30):
+                with process(
+                    townhall("join", str(ticket), "--json", "--seconds", "300"),
+                    tmp_path / "join.log",
+                    env=env,
+                ) as join:
+                    deadline = time.monotonic() + 30
+                    while join.poll() is None and time.monotonic() < deadline:
+                        lines = (tmp_path / "join.log").read_text().splitlines()
+                        if any(
+                            json.loads(line).get("type") == "joined"
+                            for line in lines
+                            if line.startswith("{")
+                        ):
+                            joined = True
+                            break
+                        time.sleep(0.2)
+                    if joined:
+                        wait_for_value(
+                            prometheus_url,
+                            "sum(townhall_live_participants)",
+                            1,
+                            "the participant in Prometheus",
+                            up,
+                            join,
+                        )
+                        series = query(prometheus_url, "townhall_live_participants == 1")
+                        assert len(series) == 1
+                        labels = series[0]["metric"]
+                        assert labels["job"] == "townhall-live"  # type: ignore[index]
+                        assert labels["role"] in ("main", "child")  # type: ignore[index]
+                        names = query(
+                            prometheus_url, 'group by (__name__) ({__name__=~"townhall_.*"})'
+                        )
+                        scraped_names = {
+                            re.sub(r"_(count|sum|bucket)$", "", series["metric"]["__name__"])  # type: ignore[index]
+                            for series in names
+                        }
+                        assert set(CONTROLLER_METRICS) | set(LIVE_METRICS) <= scraped_names
+                        # The Center's scrapes are counted, whichever web process took them.
+                        requests = query(
+                            prometheus_url, 'sum(townhall_http_requests_total{route="/metrics"})'
+                        )
+                        assert float(requests[0]["value"][1]) >= 1  # type: ignore[index]
+                        break
+                time.sleep(1)
+            assert joined, (tmp_path / "join.log").read_text()
+    shutil.rmtree(tmp_path / "tsdb", ignore_errors=True)
