@@ -132,8 +132,12 @@ def test_catalog_searches_text_and_filters_dates(center: Center) -> None:
         assert paged["has_more"] is True
         last = client.get("/api/v1/events", params={"limit": 1, "offset": 2}).json()
         assert last["has_more"] is False and [e["title"] for e in last["items"]] == ["Budget vote"]
+        # Any case matches (SQLite gets LIKE, PostgreSQL ILIKE: the same rows).
+        shouted = client.get("/api/v1/events", params={"q": "BUDGET vO"}).json()
+        assert [e["title"] for e in shouted["items"]] == ["Budget vote"]
         # Search text is text, not a pattern.
         assert client.get("/api/v1/events", params={"q": "%"}).json()["items"] == []
+        assert client.get("/api/v1/events", params={"q": "Budget_"}).json()["items"] == []
 
 
 def test_past_events_are_listed_apart(center: Center) -> None:
