@@ -354,3 +354,27 @@ def test_oversized_bodies_are_refused_before_reading(center: Center) -> None:
         )
         assert response.status_code == 413
         assert client.get("/api/v1/me").status_code == 200
+
+
+def test_a_catalog_entry_is_the_event_as_its_own_answer_gives_it(center: Center) -> None:
+    """The catalog encodes its entries itself (for speed): they must stay EventOut's."""
+    center.add_user("pia", role="organizer")
+    with center.client("olga") as olga, center.client("mike") as mike:
+        created = olga.post(
+            "/api/v1/events",
+            json=new_event(
+                title="Ünïcode “quotes” \\ and a tab\there",
+                description="line one\nline two",
+                starts_at="2031-05-06T07:08:09.123456+02:00",
+                visibility="public",
+                moderators=["pia"],
+                presenters=["mike"],
+            ),
+        ).json()
+        listed = mike.get("/api/v1/events").json()["items"]
+        single = mike.get(f"/api/v1/events/{created['id']}").json()
+    del single["live"]
+    assert listed == [single]
+    assert single["starts_at"] == "2031-05-06T05:08:09.123456Z"
+    assert single["moderators"] == ["olga", "pia"] and single["presenters"] == ["mike"]
+    assert single["invitees"] is None and single["my_registration"] is None

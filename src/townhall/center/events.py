@@ -275,7 +275,6 @@ _LISTED = (
     EVENTS.c.status,
     EVENTS.c.sequence,
 )
-_LISTED_KEYS = tuple(column.key for column in _LISTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,12 +425,13 @@ def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Lis
         roles = connection.execute(_CATALOG_PEOPLE, {"ids": [row.id for row in rows]})
         for event_id, role, username in roles:
             people.setdefault((event_id, role), []).append(username)
+    # Positional: the row's columns are Listed's first fields, in order (_LISTED), then the
+    # organizer's name.
     listed = [
         Listed(
-            **dict(zip(_LISTED_KEYS, row, strict=False)),
-            organizer=row[-1],
-            moderators=tuple(people.get((row.id, "moderator"), ())),
-            presenters=tuple(people.get((row.id, "presenter"), ())),
+            *row,
+            tuple(people.get((row[0], "moderator"), ())),
+            tuple(people.get((row[0], "presenter"), ())),
         )
         for row in rows
     ]
