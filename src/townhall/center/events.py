@@ -19,7 +19,17 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from townhall.center import invitations, mailer
@@ -348,7 +358,7 @@ def _catalog_statement(
         EVENTS.c.status.in_(("scheduled", "cancelled") if cancelled else ("scheduled",))
     )
     if text:
-        pattern = bindparam("pattern")
+        pattern: BindParameter[str] = bindparam("pattern", type_=String())
         if sqlite:
             # SQLite's LIKE already ignores the case of ASCII letters, and only of those,
             # as its lower() does: what ILIKE renders there (lower(a) LIKE lower(b))
@@ -429,7 +439,7 @@ def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Lis
     # organizer's name.
     listed = [
         Listed(
-            *row,
+            *row,  # type: ignore[call-arg]  # a Row's length is not known to mypy
             tuple(people.get((row[0], "moderator"), ())),
             tuple(people.get((row[0], "presenter"), ())),
         )
