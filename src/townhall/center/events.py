@@ -425,7 +425,9 @@ def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Lis
     if query.text:
         escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         params["pattern"] = f"%{escaped}%"
-    # The Core connection, not the ORM session: these are plain rows.
+    # The Core connection, not the ORM session: these are plain rows. Flushed first, as the
+    # session's own execute would, so that pending changes are seen.
+    session.flush()
     connection = session.connection()
     rows = connection.execute(statement, params).all()
     more = len(rows) > query.limit
