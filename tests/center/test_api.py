@@ -132,8 +132,12 @@ def test_catalog_searches_text_and_filters_dates(center: Center) -> None:
         assert paged["has_more"] is True
         last = client.get("/api/v1/events", params={"limit": 1, "offset": 2}).json()
         assert last["has_more"] is False and [e["title"] for e in last["items"]] == ["Budget vote"]
+        # Any case matches (SQLite gets LIKE, PostgreSQL ILIKE: the same rows).
+        shouted = client.get("/api/v1/events", params={"q": "BUDGET vO"}).json()
+        assert [e["title"] for e in shouted["items"]] == ["Budget vote"]
         # Search text is text, not a pattern.
         assert client.get("/api/v1/events", params={"q": "%"}).json()["items"] == []
+        assert client.get("/api/v1/events", params={"q": "Budget_"}).json()["items"] == []
 
 
 def test_past_events_are_listed_apart(center: Center) -> None:
@@ -350,3 +354,27 @@ def test_oversized_bodies_are_refused_before_reading(center: Center) -> None:
         )
         assert response.status_code == 413
         assert client.get("/api/v1/me").status_code == 200
+
+
+def test_a_catalog_entry_is_the_event_as_its_own_answer_gives_it(center: Center) -> None:
+    """The catalog encodes its entries itself (for speed): they must stay EventOut's."""
+    center.add_user("pia", role="organizer")
+    with center.client("olga") as olga, center.client("mike") as mike:
+        created = olga.post(
+            "/api/v1/events",
+            json=new_event(
+                title="Ünïcode “quotes” \\ and a tab\there",
+                description="line one\nline two",
+                starts_at="2031-05-06T07:08:09.123456+02:00",
+                visibility="public",
+                moderators=["pia"],
+                presenters=["mike"],
+            ),
+        ).json()
+        listed = mike.get("/api/v1/events").json()["items"]
+        single = mike.get(f"/api/v1/events/{created['id']}").json()
+    del single["live"]
+    assert listed == [single]
+    assert single["starts_at"] == "2031-05-06T05:08:09.123456Z"
+    assert single["moderators"] == ["olga", "pia"] and single["presenters"] == ["mike"]
+    assert single["invitees"] is None and single["my_registration"] is None

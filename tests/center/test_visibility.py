@@ -87,3 +87,19 @@ def test_the_catalog_and_the_event_check_agree_on_every_way_in(database_url: str
             checked = {e.title for e in every if events.can_view(session, e, user)}
             assert checked == expected[user.id], user.username
     engine.dispose()
+
+
+def test_the_catalog_sees_what_its_session_has_not_yet_written(database_url: str) -> None:
+    """It reads through the session's connection, not the ORM: pending rows still count."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    with Session(engine) as session:
+        olga = accounts.create_user(session, "olga", email="olga@example.org", role="organizer")
+        session.flush()
+        _event(session, olga, "flushed", visibility="public")
+        session.add(
+            EventRole(event_id=session.query(Event).one().id, user_id=olga.id, role="moderator")
+        )
+        listed, _ = events.catalog(session, olga, events.CatalogQuery())
+        assert [(e.title, e.moderators) for e in listed] == [("flushed", ("olga",))]
+    engine.dispose()

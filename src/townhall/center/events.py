@@ -9,6 +9,7 @@ event change and its mails commit or fail together. iCalendar rules (RFC
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
@@ -18,13 +19,23 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Select, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from townhall.center import invitations, mailer
 from townhall.center.accounts import email_owner, user_by_name, valid_email
 from townhall.center.tables import Event, EventRole, Registration, TicketCredential, User
-from townhall.store.conventions import naive_utc, now_utc, utc
+from townhall.store.conventions import naive_utc, now_utc
 from townhall.web.errors import WebError
 
 Kind = Literal["meeting", "lecture", "webinar"]
@@ -192,22 +203,31 @@ def can_view(session: Session, event: Event, user: User | None) -> bool:
 
 
 def visible_events(user: User) -> Select[Any]:  # Select's parameters differ in 2.0 and 2.1
-    query = select(Event)
-    if user.role == "admin":
+    """The events ``user`` may see: ``can_view``'s rule as SQL."""
+    by_email = bool(user.email and user.email_verified)
+    statement = _visible(user.role == "admin", by_email)
+    return statement.params(user_id=user.id, email=user.email if by_email else None)
+
+
+def _visible(admin: bool, by_email: bool) -> Select[Any]:
+    """``visible_events`` with the user as bound parameters ``user_id`` and, when
+    ``by_email``, ``email`` (the catalog builds its statements once, see ``catalog``)."""
+    query = select(EVENTS)
+    if admin:
         return query
     # By account, or sent to the email if it is vouched for (as ``registration_of``). No
     # never-matching stand-in for the email: PostgreSQL refuses NUL in text ("\x00" was).
-    by = [Registration.user_id == user.id]
-    if user.email and user.email_verified:
-        by.append(Registration.email == user.email)
-    mine = select(Registration.event_id).where(Registration.status == "registered", or_(*by))
-    roles = select(EventRole.event_id).where(EventRole.user_id == user.id)
+    by = [REGISTRATIONS.c.user_id == bindparam("user_id")]
+    if by_email:
+        by.append(REGISTRATIONS.c.email == bindparam("email"))
+    mine = select(REGISTRATIONS.c.event_id).where(REGISTRATIONS.c.status == "registered", or_(*by))
+    roles = select(ROLES.c.event_id).where(ROLES.c.user_id == bindparam("user_id"))
     return query.where(
         or_(
-            Event.visibility == "public",
-            Event.organizer_id == user.id,
-            Event.id.in_(mine),
-            Event.id.in_(roles),
+            EVENTS.c.visibility == "public",
+            EVENTS.c.organizer_id == bindparam("user_id"),
+            EVENTS.c.id.in_(mine),
+            EVENTS.c.id.in_(roles),
         )
     )
 
@@ -243,24 +263,28 @@ class CatalogQuery:
 
 MAX_DURATION = timedelta(minutes=24 * 60)
 
+# Core tables, not ORM entities: the catalog reads plain rows (see ``Listed``).
+EVENTS = Event.__table__
+ROLES = EventRole.__table__
+REGISTRATIONS = Registration.__table__
+USERS = User.__table__
 _LISTED = (
-    Event.id,
-    Event.uid,
-    Event.title,
-    Event.description,
-    Event.agenda,
-    Event.starts_at,
-    Event.ends_at,
-    Event.timezone,
-    Event.duration_minutes,
-    Event.kind,
-    Event.visibility,
-    Event.audio_mode,
-    Event.recording,
-    Event.status,
-    Event.sequence,
+    EVENTS.c.id,
+    EVENTS.c.uid,
+    EVENTS.c.title,
+    EVENTS.c.description,
+    EVENTS.c.agenda,
+    EVENTS.c.starts_at,
+    EVENTS.c.ends_at,
+    EVENTS.c.timezone,
+    EVENTS.c.duration_minutes,
+    EVENTS.c.kind,
+    EVENTS.c.visibility,
+    EVENTS.c.audio_mode,
+    EVENTS.c.recording,
+    EVENTS.c.status,
+    EVENTS.c.sequence,
 )
-_LISTED_KEYS = tuple(column.key for column in _LISTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,63 +325,125 @@ class Listed:
         )
 
 
+@functools.cache
+def _catalog_statement(
+    admin: bool,
+    by_email: bool,
+    when: str,
+    after: bool,
+    before: bool,
+    cancelled: bool,
+    text: bool,
+    sqlite: bool,
+) -> Select[Any]:
+    """The catalog's page query for one shape of request, built once: every value is a bound
+    parameter, so a request only binds values (building and hashing a statement cost more
+    than running it)."""
+    statement = _visible(admin, by_email)
+    if when == "upcoming":
+        # An event still running is "upcoming" for whoever wants to join it. The bound on
+        # starts_at is implied (no event lasts longer) but lets the index on it be used.
+        statement = statement.where(
+            EVENTS.c.ends_at > bindparam("now"), EVENTS.c.starts_at > bindparam("earliest")
+        )
+    elif when == "past":
+        statement = statement.where(
+            EVENTS.c.ends_at <= bindparam("now"), EVENTS.c.starts_at <= bindparam("now")
+        )
+    if after:
+        statement = statement.where(EVENTS.c.starts_at >= bindparam("after"))
+    if before:
+        statement = statement.where(EVENTS.c.starts_at < bindparam("before"))
+    statement = statement.where(
+        EVENTS.c.status.in_(("scheduled", "cancelled") if cancelled else ("scheduled",))
+    )
+    if text:
+        pattern: BindParameter[str] = bindparam("pattern", type_=String())
+        if sqlite:
+            # SQLite's LIKE already ignores the case of ASCII letters, and only of those,
+            # as its lower() does: what ILIKE renders there (lower(a) LIKE lower(b))
+            # matches the same rows, at the cost of lowering every title and description.
+            title, description = (
+                EVENTS.c.title.like(pattern, escape="\\"),
+                EVENTS.c.description.like(pattern, escape="\\"),
+            )
+        else:
+            title, description = (
+                EVENTS.c.title.ilike(pattern, escape="\\"),
+                EVENTS.c.description.ilike(pattern, escape="\\"),
+            )
+        statement = statement.where(or_(title, description))
+    order = EVENTS.c.starts_at.desc() if when == "past" else EVENTS.c.starts_at.asc()
+    return (
+        statement.with_only_columns(*_LISTED, USERS.c.username)
+        .join(USERS, USERS.c.id == EVENTS.c.organizer_id)
+        .order_by(order, EVENTS.c.id)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+
+
+_CATALOG_PEOPLE = (
+    select(ROLES.c.event_id, ROLES.c.role, USERS.c.username)
+    .join(USERS, USERS.c.id == ROLES.c.user_id)
+    .where(ROLES.c.event_id.in_(bindparam("ids", expanding=True)))
+    .order_by(USERS.c.username)
+)
+
+
 def catalog(session: Session, user: User, query: CatalogQuery) -> tuple[list[Listed], bool]:
     """One page of the catalog, and whether more follow.
 
     There is no total: counting every match of a large catalog costs more than
     the page itself, and "is there a next page" is all paging needs.
     """
-    statement = visible_events(user)
-    now = now_utc()
-    if query.when == "upcoming":
-        # An event still running is "upcoming" for whoever wants to join it. The bound on
-        # starts_at is implied (no event lasts longer) but lets the index on it be used.
-        statement = statement.where(Event.ends_at > now, Event.starts_at > now - MAX_DURATION)
-    elif query.when == "past":
-        statement = statement.where(Event.ends_at <= now, Event.starts_at <= now)
-    if query.starts_after is not None:
-        statement = statement.where(Event.starts_at >= naive_utc(query.starts_after))
-    if query.starts_before is not None:
-        statement = statement.where(Event.starts_at < naive_utc(query.starts_before))
-    statement = statement.where(
-        Event.status.in_(("scheduled", "cancelled") if query.include_cancelled else ("scheduled",))
+    by_email = bool(user.email and user.email_verified)
+    statement = _catalog_statement(
+        user.role == "admin",
+        by_email,
+        query.when,
+        query.starts_after is not None,
+        query.starts_before is not None,
+        query.include_cancelled,
+        bool(query.text),
+        session.get_bind().dialect.name == "sqlite",
     )
+    now = now_utc()
+    params: dict[str, object] = {
+        "user_id": user.id,
+        "now": now,
+        "earliest": now - MAX_DURATION,
+        "limit": query.limit + 1,
+        "offset": query.offset,
+    }
+    if by_email:
+        params["email"] = user.email
+    if query.starts_after is not None:
+        params["after"] = naive_utc(query.starts_after)
+    if query.starts_before is not None:
+        params["before"] = naive_utc(query.starts_before)
     if query.text:
         escaped = query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
-        statement = statement.where(
-            or_(
-                Event.title.ilike(pattern, escape="\\"),
-                Event.description.ilike(pattern, escape="\\"),
-            )
-        )
-    order = Event.starts_at.desc() if query.when == "past" else Event.starts_at.asc()
-    listing = (
-        statement.with_only_columns(*_LISTED, User.username)
-        .join(User, User.id == Event.organizer_id)
-        .order_by(order, Event.id)
-        .limit(query.limit + 1)
-        .offset(query.offset)
-    )
-    rows = session.execute(listing).all()
+        params["pattern"] = f"%{escaped}%"
+    # The Core connection, not the ORM session: these are plain rows. Flushed first, as the
+    # session's own execute would, so that pending changes are seen.
+    session.flush()
+    connection = session.connection()
+    rows = connection.execute(statement, params).all()
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     people: dict[tuple[int, str], list[str]] = {}
     if rows:
-        roles = session.execute(
-            select(EventRole.event_id, EventRole.role, User.username)
-            .join(User, User.id == EventRole.user_id)
-            .where(EventRole.event_id.in_([row.id for row in rows]))
-            .order_by(User.username)
-        )
+        roles = connection.execute(_CATALOG_PEOPLE, {"ids": [row.id for row in rows]})
         for event_id, role, username in roles:
             people.setdefault((event_id, role), []).append(username)
+    # Positional: the row's columns are Listed's first fields, in order (_LISTED), then the
+    # organizer's name.
     listed = [
         Listed(
-            **dict(zip(_LISTED_KEYS, row, strict=False)),
-            organizer=row[-1],
-            moderators=tuple(people.get((row.id, "moderator"), ())),
-            presenters=tuple(people.get((row.id, "presenter"), ())),
+            *row,  # type: ignore[call-arg]  # a Row's length is not known to mypy
+            tuple(people.get((row[0], "moderator"), ())),
+            tuple(people.get((row[0], "presenter"), ())),
         )
         for row in rows
     ]
@@ -721,6 +807,12 @@ def registrations(session: Session, event: Event) -> list[Registration]:
 # --- presentation -------------------------------------------------------------------
 
 
+def _utc_text(value: datetime) -> str:
+    """A stored naive-UTC time in RFC 3339 with ``Z`` (what ``utc(value).isoformat()`` says,
+    without the ``+00:00`` to replace: the catalog formats a hundred of these a request)."""
+    return (value if value.tzinfo is None else value.replace(tzinfo=None)).isoformat() + "Z"
+
+
 def event_json(event: Event | Listed) -> dict[str, object]:
     listed = event if isinstance(event, Listed) else Listed.of(event)
     return {
@@ -729,8 +821,8 @@ def event_json(event: Event | Listed) -> dict[str, object]:
         "title": listed.title,
         "description": listed.description,
         "agenda": listed.agenda,
-        "starts_at": utc(listed.starts_at).isoformat().replace("+00:00", "Z"),
-        "ends_at": utc(listed.ends_at).isoformat().replace("+00:00", "Z"),
+        "starts_at": _utc_text(listed.starts_at),
+        "ends_at": _utc_text(listed.ends_at),
         "timezone": listed.timezone,
         "duration_minutes": listed.duration_minutes,
         "kind": listed.kind,

@@ -397,8 +397,8 @@ def check_joinable(event: Event, now: datetime) -> None:
 def may_join(session: Session, event: Event, user: User | None, now: datetime) -> bool:
     """Whether ``user`` would get a ticket now (the event page shows Join only then)."""
     try:
+        check_joinable(event, now)  # first: an ended event needs no query to say no
         role = join_role(session, event, user)
-        check_joinable(event, now)
     except EventError:
         return False
     return role is ticket.Role.MODERATOR or removal_of(session, event, user, None) is None

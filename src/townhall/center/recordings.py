@@ -176,6 +176,8 @@ def find(settings: Settings, event_id: int) -> Recording | None:
 
 def with_recordings(settings: Settings, event_ids: Iterable[int]) -> set[int]:
     """Which of these events have a recording (the catalog's mark: part 1 is always there)."""
+    if not (settings.data / "recordings").is_dir():
+        return set()  # nothing recorded yet: one stat, not one per event of the page
     return {
         event_id for event_id in event_ids if (folder(settings, event_id) / MEDIA_FILE).is_file()
     }

@@ -115,6 +115,9 @@ class Pages:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            # Templates ship with the code and change only with it: without this, every
+            # render stats each template file it uses (a tenth of a catalog page's time).
+            auto_reload=False,
         )
         environment.filters.update(when=when, stamp=stamp, iso=iso, duration=duration)
         environment.globals.update(zones=ZONES, via_text=SIGNED_IN_VIA)
