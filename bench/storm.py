@@ -41,7 +41,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,8 @@ from typing import Any, TextIO
 
 import httpx
 
+from center import free_port, townhall_command  # bench/center.py, beside this file
+
 BENCH = Path(__file__).resolve().parent
 TARGET_TICKETS_PER_SECOND = 500
 TARGET_SECONDS = 60
@@ -64,20 +65,6 @@ DEFAULT_CAPACITY = 1000  # the Manager's default for a registered server
 
 def log(message: str) -> None:
     print(f"[storm {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def townhall_command() -> list[str]:
-    script = Path(sys.executable).parent / "townhall"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("townhall")
-    return [found] if found else [sys.executable, "-m", "townhall.cli"]
 
 
 def rss_kib(pid: int) -> int:

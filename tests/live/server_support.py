@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.live.live_support import Center
+from townhall.live import ServerRole
 from townhall.live.server import LiveServer
 from townhall.live.tls import server_ssl_context, upstream_ssl_context
 from townhall.pki import DevCA
@@ -55,6 +56,7 @@ from townhall.wire import (
     StreamClosed,
     StreamInfo,
     StreamOpened,
+    TakeFloor,
     Welcome,
 )
 
@@ -370,3 +372,24 @@ async def joined(
     assert client.joined, (client, client.auth, client.closed)
     await client.wait_for(lambda: client.name in client.roster, "itself in the roster")
     return client
+
+
+async def speaker_and_small_reader(
+    main: LiveServer, pki: Pki, issuer: Center
+) -> tuple[WireClient, WireClient, WireClient, int]:
+    """``main`` holds an event where ana has the floor and a stream, bo listens, and cy
+    listens with a 4 KiB receive buffer (soon behind once it stops reading): ana, bo,
+    cy and ana's stream id, which cy has seen open."""
+    main.assign(issuer.assignment(ServerRole.MAIN), issuer.signing_key.public_key())
+    context = pki.client_ssl()
+    ana = await joined(main.port, context, "ana", sealed(issuer, "ana"))
+    bo = await joined(main.port, context, "bo", sealed(issuer, "bo"))
+    cy = await connect(main.port, context, "cy", sealed(issuer, "cy"), receive_buffer=4096)
+    await cy.wait_for(lambda: cy.joined and "cy" in cy.roster, "cy joined")
+    ana.send(TakeFloor())
+    ana.open_stream()
+    await ana.wait_for(lambda: ana.my_stream() is not None, "ana's stream")
+    stream = ana.my_stream()
+    assert stream is not None
+    await cy.wait_for(lambda: stream in cy.streams, "the stream at cy")
+    return ana, bo, cy, stream

@@ -15,10 +15,11 @@ from tests.live.server_support import (
     joined,
     running,
     sealed,
+    speaker_and_small_reader,
 )
 from townhall.live import Backoff, ServerRole
 from townhall.live.server import LiveServer
-from townhall.wire import ByeReason, Settings, TakeFloor
+from townhall.wire import ByeReason, Settings
 
 FAST_BACKOFF = {"backoff": Backoff(initial=0.05, maximum=0.2)}
 
@@ -132,18 +133,7 @@ async def test_a_slow_reader_loses_media_but_not_chat_and_holds_up_no_one(
 ) -> None:
     limits = {"media_limit": 64 * 1024, "limit": 8 * 1024 * 1024}
     async with running(pki, "main", outbox_limits=limits) as main:
-        main.assign(issuer.assignment(ServerRole.MAIN), issuer.signing_key.public_key())
-        context = pki.client_ssl()
-        ana = await joined(main.port, context, "ana", sealed(issuer, "ana"))
-        bo = await joined(main.port, context, "bo", sealed(issuer, "bo"))
-        cy = await connect(main.port, context, "cy", sealed(issuer, "cy"), receive_buffer=4096)
-        await cy.wait_for(lambda: cy.joined and "cy" in cy.roster, "cy joined")
-        ana.send(TakeFloor())
-        ana.open_stream()
-        await ana.wait_for(lambda: ana.my_stream() is not None, "ana's stream")
-        stream = ana.my_stream()
-        assert stream is not None
-        await cy.wait_for(lambda: stream in cy.streams, "the stream at cy")
+        ana, bo, cy, stream = await speaker_and_small_reader(main, pki, issuer)
 
         cy.pause_reading()
         # Batches a fast reader takes in one pass (under media_limit), until cy's

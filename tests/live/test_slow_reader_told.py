@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.live.live_support import Center
-from tests.live.server_support import Pki, WireClient, connect, joined, running, sealed
-from townhall.live import ServerRole
-from townhall.wire import ChatPosted, Codec, MediaDropped, StreamOpened, TakeFloor
+from tests.live.server_support import Pki, WireClient, running, speaker_and_small_reader
+from townhall.wire import ChatPosted, Codec, MediaDropped, StreamOpened
 
 
 @pytest.fixture
@@ -39,18 +38,7 @@ async def test_a_reader_that_stalls_loses_media_is_told_how_much_and_misses_no_c
     async with running(
         pki, "main", outbox_limits=limits, participant_send_buffer=32 * 1024
     ) as main:
-        main.assign(issuer.assignment(ServerRole.MAIN), issuer.signing_key.public_key())
-        context = pki.client_ssl()
-        ana = await joined(main.port, context, "ana", sealed(issuer, "ana"))
-        bo = await joined(main.port, context, "bo", sealed(issuer, "bo"))
-        cy = await connect(main.port, context, "cy", sealed(issuer, "cy"), receive_buffer=4096)
-        await cy.wait_for(lambda: cy.joined and "cy" in cy.roster, "cy joined")
-        ana.send(TakeFloor())
-        ana.open_stream()
-        await ana.wait_for(lambda: ana.my_stream() is not None, "ana's stream")
-        stream = ana.my_stream()
-        assert stream is not None
-        await cy.wait_for(lambda: stream in cy.streams, "the stream at cy")
+        ana, bo, cy, stream = await speaker_and_small_reader(main, pki, issuer)
 
         cy.pause_reading()
         sent = 0
