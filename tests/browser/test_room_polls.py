@@ -78,6 +78,12 @@ def test_a_poll_and_a_question_go_through_the_pages_and_the_python_participant(
         pia.do(lambda: pia.watcher.participant.vote(1, (0,)))
         wait_until(lambda: polls(olga)["Lunch?"]["counts"] == [1, 1], "two votes", 10, olga)
         assert mike.locator('#poll-list li[data-poll="1"] form.ballot').count() == 0
+        # Reloaded, the page does not offer the ballot again (the server would refuse it).
+        mike.reload()
+        wait_until(lambda: "Lunch?" in polls(mike), "the poll after a reload", 30, mike)
+        mike_poll = mike.locator('#poll-list li[data-poll="1"]')
+        assert mike_poll.locator("form.ballot").count() == 0
+        assert "You voted." in mike_poll.inner_text()
         assert polls(mike)["Lunch?"]["counts"] is None  # not shared yet
         olga.screenshot(path=str(screenshot_path("room-poll-moderator")), full_page=True)
 

@@ -4,7 +4,8 @@
 // SettleQuestion. It holds no connection and decides nothing: room.js gives it the
 // state and a `send(message)`; the main server decides and answers (docs/live.md,
 // "Polls and questions"). Votes and upvotes sent are remembered here only to stop
-// offering the button; a refusal comes back as an Error that room.js shows.
+// offering the button, in the tab's sessionStorage (per event and name) so that a
+// reload does not offer them again; a refusal comes back as an Error that room.js shows.
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, props = {}, ...children) => {
@@ -24,8 +25,26 @@ const MAX_POLL_OPTIONS = 10;
 const STATE_WORDS = { draft: "draft", open: "open", closed: "closed" };
 const QUESTION_WORDS = { open: "open", answered: "answered", "answered-live": "answered live", dismissed: "dismissed" };
 
-export function createPanels({ send, problem }) {
+export function createPanels({ send, problem, memoryKey }) {
   const state = { polls: new Map(), questions: new Map(), voted: new Set(), upvoted: new Set(), me: null, moderator: false };
+
+  // What this tab sent as `state.me`: ids only, so a tampered entry can at worst hide a button.
+  const remembered = (kind) => `${memoryKey}:${state.me}:${kind}`;
+  function recall(kind) {
+    try {
+      const ids = JSON.parse(sessionStorage.getItem(remembered(kind)) || "[]");
+      return new Set(Array.isArray(ids) ? ids.filter(Number.isInteger).slice(0, 1000) : []);
+    } catch {
+      return new Set(); // storage refused (privacy settings) or garbled: forget
+    }
+  }
+  function remember(kind, ids) {
+    try {
+      sessionStorage.setItem(remembered(kind), JSON.stringify([...ids]));
+    } catch {
+      // storage refused or full: the page still stops offering the button until reloaded
+    }
+  }
 
   function render() {
     $("poll-form").hidden = !state.moderator;
@@ -85,6 +104,7 @@ export function createPanels({ send, problem }) {
       problem("poll", "");
       if (send({ type: "Vote", poll_id: poll.poll_id, choices })) {
         state.voted.add(poll.poll_id);
+        remember("voted", state.voted);
         render();
       }
     });
@@ -111,6 +131,7 @@ export function createPanels({ send, problem }) {
       up.addEventListener("click", () => {
         if (send({ type: "UpvoteQuestion", question_id: question.question_id })) {
           state.upvoted.add(question.question_id);
+          remember("upvoted", state.upvoted);
           render();
         }
       });
@@ -160,8 +181,11 @@ export function createPanels({ send, problem }) {
   return {
     // who we are, after each join (a rejoin may make us a moderator, or not)
     joined(name, moderator) {
+      const again = state.me === name; // a rejoin keeps what it sent even if storage refused
       state.me = name;
       state.moderator = moderator;
+      state.voted = new Set([...(again ? state.voted : []), ...recall("voted")]);
+      state.upvoted = new Set([...(again ? state.upvoted : []), ...recall("upvoted")]);
       render();
     },
     onMessage(message) {

@@ -579,7 +579,7 @@ function command(message) {
   return sent;
 }
 
-const panels = createPanels({ send: command, problem });
+const panels = createPanels({ send: command, problem, memoryKey: `townhall:event:${eventId}` });
 
 function wireControls() {
   $("chat-form").addEventListener("submit", sendChat);
