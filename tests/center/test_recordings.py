@@ -259,3 +259,60 @@ def test_the_recorder_service_records_recorded_events_whose_tree_is_up(center: C
         # Past its end the event is not recorded, whatever the last report said.
         assert recordings.recorded_live_events(session, now_utc() + timedelta(hours=2)) == []
     assert later not in (recorded, degraded)
+
+
+MP4 = bytes(range(0, 256, 3)) * 100  # an H.264 part, told apart by its bytes
+
+
+def put_mp4_part(center: Center, event_id: int, number: int) -> None:
+    suffix = "" if number == 1 else f"-{number}"
+    folder = center.settings.data / "recordings" / str(event_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"recording{suffix}.mp4").write_bytes(MP4)
+    (folder / f"recording{suffix}.json").write_text(
+        '{"seconds": 12, "complete": true, "container": "mp4"}'
+    )
+
+
+def test_an_mp4_part_is_served_as_mp4_with_ranges_and_played_as_mp4(center: Center) -> None:
+    event_id = schedule(center, "public")
+    put_recording(center, event_id, finished=False)
+    put_mp4_part(center, event_id, 2)  # the presenter's browser sent H.264
+    with center.client("mike") as viewer:
+        info = viewer.get(f"/api/v1/events/{event_id}/recording").json()
+        assert [part["url"] for part in info["parts"]] == [
+            f"/events/{event_id}/recording.webm",
+            f"/events/{event_id}/recording-2.mp4",
+        ]
+        part = viewer.get(
+            f"/events/{event_id}/recording-2.mp4", headers={"Range": "bytes=100-1099"}
+        )
+        assert part.status_code == 206
+        assert part.headers["content-type"] == "video/mp4"
+        assert part.headers["content-range"] == f"bytes 100-1099/{len(MP4)}"
+        assert part.content == MP4[100:1100]
+        whole = viewer.get(f"/events/{event_id}/recording-2.mp4")
+        assert whole.status_code == 200 and whole.content == MP4
+        assert whole.headers["content-disposition"].endswith(f'"event-{event_id}-2.mp4"')
+        for wrong in ("recording-2.webm", "recording.mp4", "recording-3.mp4", "recording-x.mp4"):
+            refused = viewer.get(f"/events/{event_id}/{wrong}")
+            assert refused.status_code in (404, 422), wrong
+            assert MP4[:64] not in refused.content and BODY[:64] not in refused.content
+        page = viewer.get(f"/events/{event_id}").text
+        assert f'<source src="/events/{event_id}/recording-2.mp4" type="video/mp4">' in page
+        assert f'<source src="/events/{event_id}/recording.webm" type="video/webm">' in page
+        assert f'href="/events/{event_id}/recording-2.mp4" download' in page
+
+
+def test_a_recording_that_starts_in_mp4_is_found_marked_and_deleted(center: Center) -> None:
+    event_id = schedule(center, "public")
+    put_mp4_part(center, event_id, 1)
+    assert recordings.with_recordings(center.settings, [event_id]) == {event_id}
+    with center.client("mike") as viewer:
+        info = viewer.get(f"/api/v1/events/{event_id}/recording").json()
+        assert info["url"] == f"/events/{event_id}/recording.mp4" and info["seconds"] == 12
+        assert viewer.get(f"/events/{event_id}/recording.mp4").content == MP4
+    with center.client("olga") as organizer:
+        assert organizer.delete(f"/api/v1/events/{event_id}/recording").status_code == 204
+        assert organizer.get(f"/events/{event_id}/recording.mp4").status_code == 404
+    assert not (center.settings.data / "recordings" / str(event_id)).exists()

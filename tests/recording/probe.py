@@ -46,3 +46,16 @@ def dominant_frequency(pcm: np.ndarray, rate: int, start: float, seconds: float 
     part = part * np.hanning(len(part))
     spectrum = np.abs(np.fft.rfft(part))
     return float(np.fft.rfftfreq(len(part), 1 / rate)[int(np.argmax(spectrum))])
+
+
+def decoded_video_frames(path: Path) -> int:
+    """How many pictures ffmpeg decodes from the file's first video track."""
+    result = subprocess.run(  # noqa: S603
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"ffprobe refused {path}: {result.stderr}"
+    return int(result.stdout.strip().rstrip(","))

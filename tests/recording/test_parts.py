@@ -54,3 +54,17 @@ async def test_a_recorder_stopped_before_it_joined_leaves_no_part(tmp_path: Path
     with pytest.raises(JoinFailed):
         await record(ticket(4, 1), tmp_path, stop=stop)
     assert list(folder_for(tmp_path, 4).iterdir()) == []
+
+
+def test_mp4_and_webm_parts_share_one_numbering(tmp_path: Path) -> None:
+    first = claim_part(tmp_path, "mp4")
+    assert (first.media, first.chat, first.summary) == (
+        "recording.mp4", "chat.vtt", "recording.json"
+    )  # fmt: skip
+    second = claim_part(tmp_path, "webm")
+    assert second.media == "recording-2.webm"
+    (tmp_path / "chat-4.vtt").write_text("WEBVTT\n\n")  # a part being claimed: its chat first
+    assert claim_part(tmp_path, "mp4").media == "recording-5.mp4"
+    assert (tmp_path / "chat-4.vtt").read_text() == "WEBVTT\n\n"
+    with pytest.raises(ValueError, match="one of"):
+        part_names(6, "mkv")

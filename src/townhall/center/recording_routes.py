@@ -2,7 +2,9 @@
 
 ``GET /events/{id}/recording.webm`` and ``/events/{id}/chat.vtt`` serve the
 files of the first part, ``recording-{n}.webm`` and ``chat-{n}.vtt`` those of
-part n (a recorder restarted mid-event), to whoever may see the event
+part n (a recorder restarted mid-event, or the presenter's video codec
+changed), ``.mp4`` instead of ``.webm`` for a part whose video is H.264 (the
+other extension is a 404), to whoever may see the event
 (Starlette's ``FileResponse`` answers ``Range`` with 206 and the bytes asked
 for, so a player seeks and a download resumes); the event page plays each
 part in a ``<video>`` element with its chat as the captions track. The API
@@ -60,12 +62,16 @@ class RecordingOut(BaseModel):
 def _part_out(event_id: int, part: recordings.Part) -> PartOut:
     return PartOut(
         number=part.number,
-        url=f"/events/{event_id}/recording{part.suffix}.webm",
+        url=_media_url(event_id, part),
         chat_url=f"/events/{event_id}/chat{part.suffix}.vtt" if part.chat else None,
         bytes=part.size,
         seconds=part.seconds,
         complete=part.complete,
     )
+
+
+def _media_url(event_id: int, part: recordings.Part) -> str:
+    return f"/events/{event_id}/recording{part.suffix}.{part.container}"
 
 
 def _visible_recording(
@@ -88,7 +94,7 @@ def recording_info(request: Request, session: DB, user: Me, event_id: EventId) -
     found = _visible_recording(request, session, event_id, user)
     return RecordingOut(
         event_id=event_id,
-        url=f"/events/{event_id}/recording.webm",
+        url=_media_url(event_id, found.parts[0]),
         chat_url=f"/events/{event_id}/chat.vtt" if found.chat else None,
         bytes=found.size,
         seconds=found.seconds,
@@ -131,11 +137,15 @@ def _visible_part(
     return part
 
 
-def _media(event_id: int, part: recordings.Part) -> FileResponse:
+def _media(event_id: int, part: recordings.Part, container: str) -> FileResponse:
+    if part.container != container:
+        raise EventError(
+            404, "recording_not_found", f"event {event_id} has no part {part.number} in {container}"
+        )
     return FileResponse(
         part.media,
-        media_type="video/webm",
-        filename=f"event-{event_id}{part.suffix}.webm",
+        media_type=part.media_type,
+        filename=f"event-{event_id}{part.suffix}.{part.container}",
         content_disposition_type="inline",
         headers={"cache-control": "private, no-cache"},
     )
@@ -153,14 +163,28 @@ def _chat(event_id: int, part: recordings.Part) -> FileResponse:
 def recording_file(
     request: Request, session: DB, user: SignedInUser, event_id: EventId
 ) -> FileResponse:
-    return _media(event_id, _visible_part(request, session, event_id, user, 1))
+    return _media(event_id, _visible_part(request, session, event_id, user, 1), "webm")
 
 
 @router.get("/events/{event_id}/recording-{number}.webm", include_in_schema=False)
 def recording_part_file(
     request: Request, session: DB, user: SignedInUser, event_id: EventId, number: PartNumber
 ) -> FileResponse:
-    return _media(event_id, _visible_part(request, session, event_id, user, number))
+    return _media(event_id, _visible_part(request, session, event_id, user, number), "webm")
+
+
+@router.get("/events/{event_id}/recording.mp4", include_in_schema=False)
+def recording_mp4_file(
+    request: Request, session: DB, user: SignedInUser, event_id: EventId
+) -> FileResponse:
+    return _media(event_id, _visible_part(request, session, event_id, user, 1), "mp4")
+
+
+@router.get("/events/{event_id}/recording-{number}.mp4", include_in_schema=False)
+def recording_mp4_part_file(
+    request: Request, session: DB, user: SignedInUser, event_id: EventId, number: PartNumber
+) -> FileResponse:
+    return _media(event_id, _visible_part(request, session, event_id, user, number), "mp4")
 
 
 @router.get("/events/{event_id}/chat.vtt", include_in_schema=False)

@@ -5,9 +5,11 @@ id>/``, holding one or more *parts*, one a recorder run: ``recording.webm``,
 ``chat.vtt`` and ``recording.json`` for the first, ``recording-2.webm``,
 ``chat-2.vtt`` and ``recording-2.json`` for a recorder restarted after a
 crash, and so on (the names ``townhall.recording.recorder.part_names``
-writes). ``recording*.json`` is what the recorder wrote when it finished; a
-part without it was cut short, and a recording whose last part is not
-complete is shown as incomplete. The files are the record: there is no
+writes); a part whose video is H.264 is ``recording.mp4`` (``-n.mp4``)
+instead, and a recorder whose presenter's codec changes starts a part.
+``recording*.json`` is what the recorder wrote when it finished; a part
+without it was cut short, and a recording whose last part is not complete
+is shown as incomplete. The files are the record: there is no
 table, so a recorder that writes into the folder attaches the recording,
 and deleting the folder removes it. Who may watch is who may see the event
 (``events.get_visible``: a private event's outsiders get 404, as for the
@@ -46,6 +48,7 @@ __all__ = [
     "CHAT_FILE",
     "MAX_PARTS",
     "MEDIA_FILE",
+    "MEDIA_TYPES",
     "RECORDER_NAME",
     "Part",
     "Recording",
@@ -59,19 +62,21 @@ __all__ = [
 ]
 
 MEDIA_FILE: Final = "recording.webm"
+MEDIA_TYPES: Final = {"webm": "video/webm", "mp4": "video/mp4"}  # a part's container: its type
 CHAT_FILE: Final = "chat.vtt"
 SUMMARY_FILE: Final = "recording.json"
 RECORDER_NAME: Final = "Recording"
 MAX_PARTS: Final = 999
 _MAX_SUMMARY: Final = 4096
-_PART_MEDIA: Final = re.compile(r"recording(?:-([1-9][0-9]{0,2}))?\.webm")
+_PART_MEDIA: Final = re.compile(r"recording(?:-([1-9][0-9]{0,2}))?\.(?:webm|mp4)")
 # The tree is up: a recorder can join (the Controller's LiveState).
 _RECORDABLE: Final = (LiveStates.READY.value, LiveStates.DEGRADED.value)
 
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """One recorder run's files: part 1 is ``recording.webm``, part n ``recording-n.webm``."""
+    """One recorder run's files: part 1 is ``recording.webm``, part n ``recording-n.webm``
+    (``.mp4`` for a part whose video is H.264)."""
 
     number: int
     media: Path
@@ -84,6 +89,15 @@ class Part:
     def suffix(self) -> str:
         """What the part's file names add: "" for the first, ``-n`` for the others."""
         return "" if self.number == 1 else f"-{self.number}"
+
+    @property
+    def container(self) -> str:
+        """``webm`` or ``mp4``: the media file's extension."""
+        return self.media.suffix.removeprefix(".")
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.container]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,10 +156,14 @@ def _summary(path: Path) -> dict[str, object]:
 
 def _part(where: Path, number: int) -> Part | None:
     suffix = "" if number == 1 else f"-{number}"
-    media = where / f"recording{suffix}.webm"
-    try:
-        size = media.stat().st_size
-    except OSError:
+    for container in MEDIA_TYPES:  # one container a part: WebM if both were ever there
+        media = where / f"recording{suffix}.{container}"
+        try:
+            size = media.stat().st_size
+        except OSError:
+            continue
+        break
+    else:
         return None
     summary = _summary(where / f"recording{suffix}.json")
     seconds = summary.get("seconds")
@@ -168,7 +186,7 @@ def find(settings: Settings, event_id: int) -> Recording | None:
     except OSError:
         return None
     numbers = sorted(
-        int(found.group(1) or 1) for found in map(_PART_MEDIA.fullmatch, names) if found
+        {int(found.group(1) or 1) for found in map(_PART_MEDIA.fullmatch, names) if found}
     )
     parts = tuple(part for part in (_part(where, n) for n in numbers) if part is not None)
     return Recording(event_id=event_id, parts=parts) if parts else None
@@ -179,7 +197,9 @@ def with_recordings(settings: Settings, event_ids: Iterable[int]) -> set[int]:
     if not (settings.data / "recordings").is_dir():
         return set()  # nothing recorded yet: one stat, not one per event of the page
     return {
-        event_id for event_id in event_ids if (folder(settings, event_id) / MEDIA_FILE).is_file()
+        event_id
+        for event_id in event_ids
+        if any((folder(settings, event_id) / f"recording.{c}").is_file() for c in MEDIA_TYPES)
     }
 
 

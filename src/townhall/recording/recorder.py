@@ -4,9 +4,9 @@ It joins with a recorder ticket (``townhall record --ticket``) like any
 participant, through server selection and with the session's rejoining, and
 never sends media or chat; started before the tree is up, it keeps trying
 until the event is live. Every ``TICK`` it hands the mixer's finished audio
-to the WebM writer; each relayed VP8 frame of the current video source goes
-into the file as it is (the source is the newest shared screen, else the
-newest camera; a new source is asked for a key frame); each public chat
+to the part's writer; each relayed video frame of the current video source
+goes into the file as it is (the source is the newest shared screen, else
+the newest camera; a new source is asked for a key frame); each public chat
 message becomes a WebVTT cue. Once joined it tells the event it records
 (wire ``SetRecording``: every participant is shown it); while a moderator
 has paused it, it writes nothing and the file's timeline skips the pause.
@@ -14,12 +14,21 @@ It stops when the event ends, when ``stop`` is set (Ctrl-C, SIGTERM), or
 when its session ends otherwise, and then writes ``recording.json``: what
 was recorded, for the Center and ``bench/recording.py``.
 
-A recorder never overwrites: each run writes the next *part* of the event's
-recording (``part_names``: ``recording.webm``, ``chat.vtt`` and
+A recorder never overwrites: each part it writes is the next *part* of the
+event's recording (``part_names``: ``recording.webm``, ``chat.vtt`` and
 ``recording.json`` for the first, ``recording-2.webm``, ``chat-2.vtt`` and
-``recording-2.json`` for the second, ...), claimed by creating its file
-exclusively, so a recorder restarted after a crash, or two started at once,
-keep what the others wrote. A run that never joined leaves no part.
+``recording-2.json`` for the second, ...), claimed by creating its chat file
+and then its media file exclusively, so a recorder restarted after a crash,
+or two started at once, keep what the others wrote. A run that never joined
+leaves no part.
+
+The container follows the video: a part is WebM (``WebmWriter``) while its
+video is VP8 and MP4 (``Mp4Writer``, ``recording.mp4``, ``recording-2.mp4``,
+...) while it is H.264. The first part is opened by the chosen source's
+first key frame, or after ``SETTLE`` seconds without one (then WebM, and the
+audio of those seconds is held until then); when the chosen source's codec
+changes, the part ends at its next key frame and the next part starts with
+it. A part ended that way is complete: the next one goes on from there.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
+from townhall.client.audio import PCM, SAMPLE_RATE
 from townhall.client.events import (
     ChatReceived,
     ClientEvent,
@@ -46,7 +56,7 @@ from townhall.client.events import (
 from townhall.client.session import ClientSettings, JoinFailed, NotConnected, Participant
 from townhall.live.backoff import Backoff
 from townhall.recording.chat import ChatTrack
-from townhall.recording.container import WebmWriter
+from townhall.recording.container import H264Start, MediaWriter, Mp4Writer, WebmWriter, h264_start
 from townhall.recording.mixer import Mixer
 from townhall.ticket import TicketContents
 from townhall.wire import Codec, RecordingState, StreamKind
@@ -54,7 +64,10 @@ from townhall.wire import Codec, RecordingState, StreamKind
 __all__ = [
     "AUDIO_FILE",
     "CHAT_FILE",
+    "CONTAINERS",
     "MAX_PARTS",
+    "MP4_FILE",
+    "SETTLE",
     "SUMMARY_FILE",
     "TICK",
     "PartNames",
@@ -66,14 +79,19 @@ __all__ = [
 ]
 
 AUDIO_FILE: Final = "recording.webm"
+MP4_FILE: Final = "recording.mp4"
+CONTAINERS: Final = ("webm", "mp4")
 CHAT_FILE: Final = "chat.vtt"
 SUMMARY_FILE: Final = "recording.json"
 TICK: Final = 0.1
+SETTLE: Final = 3.0  # seconds after joining that a first key frame may take to choose the container
 # Started before the tree is up (or while it restarts): try again, this long at most apart.
 _NOT_YET: Final = frozenset({"unreachable", "event-not-live", "server-full"})
 _JOIN_BACKOFF: Final = Backoff(initial=0.5, maximum=5.0)
 MAX_PARTS: Final = 999  # the Center lists at most this many parts of one recording
-_PART_MEDIA: Final = re.compile(r"recording(?:-([1-9][0-9]{0,2}))?\.webm")
+_PART_FILE: Final = re.compile(r"(?:recording|chat)(?:-([1-9][0-9]{0,2}))?\.(?:webm|mp4|vtt)")
+_CONTAINER_OF: Final = {Codec.VP8: "webm", Codec.H264: "mp4"}
+_MAX_HELD_CHAT: Final = 200  # messages before the first part is opened (SETTLE)
 
 
 def folder_for(data: Path, event_id: int) -> Path:
@@ -89,29 +107,38 @@ class PartNames:
     media: str
     chat: str
     summary: str
+    container: str  # "webm" or "mp4": the media file's extension
 
 
-def part_names(number: int) -> PartNames:
+def part_names(number: int, container: str = "webm") -> PartNames:
     """Part 1 keeps the names of a recording in one part; part n adds ``-n``."""
     if not 1 <= number <= MAX_PARTS:
         raise ValueError(f"a part is numbered 1 to {MAX_PARTS}, not {number}")
-    if number == 1:
-        return PartNames(1, AUDIO_FILE, CHAT_FILE, SUMMARY_FILE)
-    return PartNames(number, f"recording-{number}.webm", f"chat-{number}.vtt",
-                     f"recording-{number}.json")  # fmt: skip
+    if container not in CONTAINERS:
+        raise ValueError(f"a part is one of {CONTAINERS}, not {container!r}")
+    suffix = "" if number == 1 else f"-{number}"
+    return PartNames(number, f"recording{suffix}.{container}", f"chat{suffix}.vtt",
+                     f"recording{suffix}.json", container)  # fmt: skip
 
 
-def claim_part(folder: Path) -> PartNames:
-    """The next part after every part in ``folder``, its media file created (empty) for us."""
+def next_part(folder: Path) -> int:
+    """The number after every part in ``folder`` (a media or a chat file holds a number)."""
     taken = [0]
     for name in os.listdir(folder):
-        found = _PART_MEDIA.fullmatch(name)
+        found = _PART_FILE.fullmatch(name)
         if found:
             taken.append(int(found.group(1) or 1))
-    number = max(taken) + 1
+    return max(taken) + 1
+
+
+def claim_part(folder: Path, container: str = "webm") -> PartNames:
+    """The next part after every part in ``folder``, its chat and media files created
+    (empty) for us: the chat file is the claim, whatever the container."""
+    number = next_part(folder)
     while True:
-        names = part_names(number)  # ValueError past MAX_PARTS: nothing is overwritten
+        names = part_names(number, container)  # ValueError past MAX_PARTS: nothing overwritten
         try:
+            (folder / names.chat).open("xb").close()
             (folder / names.media).open("xb").close()
         except FileExistsError:
             number += 1  # another recorder claimed it between listing and now
@@ -124,7 +151,7 @@ class Summary:
     """What one recording holds, written beside it as ``recording.json``."""
 
     event_id: int
-    part: int  # 1 for recording.webm, n for recording-n.webm
+    part: int  # 1 for recording.webm (or .mp4), n for recording-n.webm
     seconds: float
     audio_streams: int
     video_frames: int
@@ -132,34 +159,58 @@ class Summary:
     relayed_bytes: int  # media payload bytes the recorder received
     file_bytes: int
     complete: bool  # False: the recorder stopped before the event ended
+    container: str = "webm"  # "mp4" when the part's video is H.264
+
+
+class _Part:
+    """One part being written: its files, where it starts on the run's timeline."""
+
+    def __init__(self, folder: Path, names: PartNames, writer: MediaWriter, base: float) -> None:
+        self.names = names
+        self.writer = writer
+        self.chat = ChatTrack(folder / names.chat)
+        self.base = base  # seconds of the run's timeline (pauses skipped) before this part
+
+    def close(self) -> None:
+        self.writer.close()
+        self.chat.close()
 
 
 class _Session:
-    def __init__(self, folder: Path, names: PartNames, start: float) -> None:
+    def __init__(self, folder: Path, event_id: int, start: float) -> None:
+        self.folder = folder
+        self.event_id = event_id
         self.start = start
         self.mixer = Mixer(start)
-        self.writer = WebmWriter(folder / names.media)
-        self.chat = ChatTrack(folder / names.chat)
+        self.part: _Part | None = None
+        self.written = 0  # samples of the mix in the parts before the current one
+        self.held: list[PCM] = []  # the mix while no part is open yet (``SETTLE``)
+        self.held_chat: list[tuple[float, str, str]] = []
+        self.settle_until: float | None = None
         self.participant: Participant | None = None
         self.video_source: int | None = None
         self.video_rank = (-1, -1)
-        self.audio_streams: set[int] = set()
-        self.relayed = 0
+        self.audio_streams: set[int] = set()  # in the current part
+        self.relayed = 0  # in the current part
         self.paused = False
         self.skipped = 0  # mixed samples dropped while paused: the file's timeline skips them
         self.ended = asyncio.Event()
         self.left: Left | None = None
 
     def at(self, now: float) -> float:
-        """``now`` on the file's timeline (seconds)."""
-        return now - self.start - self.skipped / 48_000
+        """``now`` on the run's timeline (seconds): the parts one after the other."""
+        return now - self.start - self.skipped / SAMPLE_RATE
 
     def tick(self, now: float) -> None:
         pcm = self.mixer.pull(now)
         if self.paused:
             self.skipped += len(pcm)
+        elif self.part is not None:
+            self.part.writer.audio(pcm)
         else:
-            self.writer.audio(pcm)
+            self.held.append(pcm)
+            if self.settle_until is not None and now >= self.settle_until:
+                self._open_part("webm", None)  # no key frame came: audio (and VP8 later)
 
     def on_event(self, event: ClientEvent) -> None:
         now = asyncio.get_running_loop().time()
@@ -179,24 +230,105 @@ class _Session:
                 self.relayed += len(event.payload)
                 self.audio_streams.add(event.stream_id)
                 self.mixer.feed(event.stream_id, event.seq, event.payload, now)
-            case MediaReceived(codec=Codec.VP8):
+            case MediaReceived(codec=Codec.VP8 | Codec.H264):
                 self.relayed += len(event.payload)
                 if event.stream_id == self.video_source:
-                    at_ms = round(self.at(now) * 1000)
-                    self.writer.video(at_ms, event.payload, event.keyframe)
-            case StreamStarted(codec=Codec.VP8):
+                    self._video(event, now)
+            case StreamStarted(codec=Codec.VP8 | Codec.H264):
                 self._choose_video(event)
             case StreamEnded():
                 self.mixer.close(event.stream_id)
                 if event.stream_id == self.video_source:
                     self.video_source, self.video_rank = None, (-1, -1)
             case ChatReceived(to=None) if not self.paused:
-                self.chat.add(self.at(now), event.sender, event.text)
+                if self.part is not None:
+                    self.part.chat.add(self.at(now) - self.part.base, event.sender, event.text)
+                elif len(self.held_chat) < _MAX_HELD_CHAT:
+                    self.held_chat.append((self.at(now), event.sender, event.text))
             case Left():
                 self.left = event
                 self.ended.set()
             case _:
                 pass
+
+    def _video(self, event: MediaReceived, now: float) -> None:
+        assert event.codec is not None  # matched VP8 or H264
+        container = _CONTAINER_OF[event.codec]
+        if self.part is None or self.part.names.container != container:
+            if not event.keyframe:
+                return  # a part starts with a key frame
+            start = h264_start(event.payload) if event.codec is Codec.H264 else None
+            if event.codec is Codec.H264 and start is None:
+                return  # not a key frame an MP4 can start with: wait for the next
+            if not self._open_part(container, start):
+                return
+        part = self.part
+        assert part is not None
+        at_ms = round((self.at(now) - part.base) * 1000)
+        part.writer.video(at_ms, event.payload, event.keyframe)
+
+    def _open_part(self, container: str, start: H264Start | None) -> bool:
+        """End the current part (complete) and start the next; False when no part number
+        is left (the current part goes on)."""
+        try:
+            names = claim_part(self.folder, container)
+        except ValueError:
+            if self.part is None:
+                raise
+            return False
+        media = self.folder / names.media
+        try:
+            writer: MediaWriter = WebmWriter(media) if start is None else Mp4Writer(media, start)
+        except BaseException:
+            media.unlink(missing_ok=True)
+            (self.folder / names.chat).unlink(missing_ok=True)
+            raise
+        if self.part is not None:
+            self._close_part(complete=True)
+        part = _Part(self.folder, names, writer, self.written / SAMPLE_RATE)
+        for pcm in self.held:
+            writer.audio(pcm)
+        for at, sender, text in self.held_chat:
+            part.chat.add(at - part.base, sender, text)
+        self.held, self.held_chat = [], []
+        self.part = part
+        return True
+
+    def _close_part(self, *, complete: bool) -> Summary:
+        part = self.part
+        assert part is not None
+        self.part = None
+        part.close()
+        self.written += round(part.writer.seconds * SAMPLE_RATE)
+        summary = Summary(
+            event_id=self.event_id,
+            part=part.names.number,
+            seconds=round(part.writer.seconds, 3),
+            audio_streams=len(self.audio_streams),
+            video_frames=part.writer.video_frames,
+            chat_messages=part.chat.cues,
+            relayed_bytes=self.relayed,
+            file_bytes=(self.folder / part.names.media).stat().st_size,
+            complete=complete,
+            container=part.names.container,
+        )
+        text = json.dumps(asdict(summary), indent=1) + "\n"
+        (self.folder / part.names.summary).write_text(text)
+        self.audio_streams, self.relayed = set(), 0
+        return summary
+
+    def finish(self) -> None:
+        """The run is over: the last part gets the rest of the mix and is closed (its
+        summary is ``summarize``'s); the run joined, so there is a part, if only WebM."""
+        if self.part is None:
+            self._open_part("webm", None)
+        assert self.part is not None
+        self.part.writer.audio(self.mixer.drain())
+        self.part.writer.close()
+        self.part.chat.close()
+
+    def summarize(self, *, complete: bool) -> Summary:
+        return self._close_part(complete=complete)
 
     def _announce(self) -> None:
         if self.participant is not None:
@@ -204,7 +336,8 @@ class _Session:
                 self.participant.set_recording(RecordingState.RECORDING)
 
     def _restart_video(self) -> None:
-        self.writer.new_video_source()
+        if self.part is not None:
+            self.part.writer.new_video_source()
         if self.participant is not None and self.video_source is not None:
             with contextlib.suppress(NotConnected):
                 self.participant.request_key_frame(self.video_source)
@@ -217,7 +350,8 @@ class _Session:
         if self.video_source is not None and rank < self.video_rank:
             return
         self.video_source, self.video_rank = event.stream_id, rank
-        self.writer.new_video_source()
+        if self.part is not None:
+            self.part.writer.new_video_source()
         if participant is not None:
             with contextlib.suppress(NotConnected):
                 participant.request_key_frame(event.stream_id)
@@ -249,13 +383,9 @@ async def record(
     """Join the ticket's event and record it into ``folder_for(data, event)`` until it ends."""
     folder = folder_for(data, ticket.event_id)
     folder.mkdir(parents=True, exist_ok=True)
-    names = claim_part(folder)
+    part_names(next_part(folder))  # ValueError past MAX_PARTS, before joining
     loop = asyncio.get_running_loop()
-    try:
-        session = _Session(folder, names, loop.time())
-    except BaseException:
-        (folder / names.media).unlink(missing_ok=True)
-        raise
+    session = _Session(folder, ticket.event_id, loop.time())
     participant = Participant(ticket, settings=settings, on_event=session.on_event)
     session.participant = participant
     stop = stop if stop is not None else asyncio.Event()
@@ -264,6 +394,7 @@ async def record(
         if not await _join(participant, stop):
             raise JoinFailed("stopped", "the recording was stopped before the event was live")
         joined = True
+        session.settle_until = loop.time() + SETTLE
         waiters = {asyncio.ensure_future(session.ended.wait()), asyncio.ensure_future(stop.wait())}
         try:
             while not (session.ended.is_set() or stop.is_set()):
@@ -275,23 +406,7 @@ async def record(
         if session.left is None:
             await participant.leave("recording stopped")
     finally:
-        session.writer.audio(session.mixer.drain())
-        session.writer.close()
-        session.chat.close()
-        if not joined:  # nothing was recorded: leave no empty part behind
-            (folder / names.media).unlink(missing_ok=True)
-            (folder / names.chat).unlink(missing_ok=True)
+        if joined:  # a run that never joined leaves no part
+            session.finish()
     complete = session.left is not None and session.left.reason.value == "event-ended"
-    summary = Summary(
-        event_id=ticket.event_id,
-        part=names.number,
-        seconds=round(session.writer.seconds, 3),
-        audio_streams=len(session.audio_streams),
-        video_frames=session.writer.video_frames,
-        chat_messages=session.chat.cues,
-        relayed_bytes=session.relayed,
-        file_bytes=(folder / names.media).stat().st_size,
-        complete=complete,
-    )
-    (folder / names.summary).write_text(json.dumps(asdict(summary), indent=1) + "\n")
-    return summary
+    return session.summarize(complete=complete)
