@@ -9,13 +9,14 @@ event change and its mails commit or fail together. iCalendar rules (RFC
 
 from __future__ import annotations
 
+import enum
 import functools
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -189,6 +190,30 @@ def registration_of(session: Session, event: Event, user: User) -> Registration 
         .order_by(Registration.status)  # "registered" before "revoked"
         .limit(1)
     )
+
+
+class NotLookedUp(enum.Enum):
+    """A registration the caller has not looked up (``None`` says the user has none)."""
+
+    LOOK_UP = "look up"
+
+
+LOOK_UP: Final = NotLookedUp.LOOK_UP
+# The user's registration as ``registration_of`` gave it in this request, or LOOK_UP.
+KnownRegistration = Registration | None | NotLookedUp
+
+
+def known_registration(
+    session: Session, event: Event, user: User, known: KnownRegistration
+) -> Registration | None:
+    """``known`` when the caller looked it up in this request, else ``registration_of``.
+
+    Nothing is kept across requests: a registration revoked a moment ago is
+    refused on the next request (one lookup per request, passed down).
+    """
+    if known is LOOK_UP:
+        return registration_of(session, event, user)
+    return known
 
 
 def can_view(session: Session, event: Event, user: User | None) -> bool:

@@ -359,14 +359,20 @@ def live_state(session: Session, event_id: int) -> tuple[str, list[ServerState]]
 # --- join tickets ---------------------------------------------------------------------------
 
 
-def join_role(session: Session, event: Event, user: User | None) -> ticket.Role:
+def join_role(
+    session: Session,
+    event: Event,
+    user: User | None,
+    registration: events.KnownRegistration = events.LOOK_UP,
+) -> ticket.Role:
     """The role ``user`` joins the event in (``None``: someone not signed in), or EventError.
 
     Organizer, admins and moderators join as moderators, presenters as
     presenters, registered users as participants, and for a public event
     anyone signed in, and a guest not signed in, as a participant. A private
     event the user may not see is "not found", as everywhere in the API; a
-    revoked registration is refused even for a public event.
+    revoked registration is refused even for a public event. ``registration``:
+    the user's, when the caller looked it up in this request.
     """
     if user is None:
         if event.visibility != "public":
@@ -376,7 +382,7 @@ def join_role(session: Session, event: Event, user: User | None) -> ticket.Role:
         return ticket.Role.MODERATOR
     if events.role_in(event, user, "presenter"):
         return ticket.Role.PRESENTER
-    registration = events.registration_of(session, event, user)
+    registration = events.known_registration(session, event, user, registration)
     if registration is not None and registration.status == "registered":
         return ticket.Role.PARTICIPANT
     if event.visibility != "public":
@@ -394,14 +400,23 @@ def check_joinable(event: Event, now: datetime) -> None:
         raise EventError(409, "event_ended", "the event has ended")
 
 
-def may_join(session: Session, event: Event, user: User | None, now: datetime) -> bool:
-    """Whether ``user`` would get a ticket now (the event page shows Join only then)."""
+def may_join(
+    session: Session,
+    event: Event,
+    user: User | None,
+    now: datetime,
+    registration: events.KnownRegistration = events.LOOK_UP,
+) -> bool:
+    """Whether ``user`` would get a ticket now (the event page shows Join only then);
+    ``registration`` as for ``join_role``."""
     try:
         check_joinable(event, now)  # first: an ended event needs no query to say no
-        role = join_role(session, event, user)
+        if user is not None and registration is events.LOOK_UP:
+            registration = events.registration_of(session, event, user)
+        role = join_role(session, event, user, registration)
     except EventError:
         return False
-    return role is ticket.Role.MODERATOR or removal_of(session, event, user, None) is None
+    return role is ticket.Role.MODERATOR or removal_of(session, event, user, registration) is None
 
 
 def ticket_cookies(captured: Mapping[str, str]) -> dict[str, str]:
@@ -576,13 +591,13 @@ def _replace_credentials(
     )
 
 
-def _has_right(session: Session, event: Event, user: User | None, role: ticket.Role) -> bool:
-    """Organizer, moderators, presenters and registered people: never capped."""
+def _has_right(user: User | None, role: ticket.Role, registration: Registration | None) -> bool:
+    """Organizer, moderators, presenters and registered people: never capped
+    (``registration``: the user's own)."""
     if role is not ticket.Role.PARTICIPANT:
         return True
     if user is None:
         return False
-    registration = events.registration_of(session, event, user)
     return registration is not None and registration.status == "registered"
 
 
@@ -600,6 +615,7 @@ def issue_join_ticket(
     registration: Registration | None = None,
     client_address: str = "",
     keys: CenterKeys | None = None,
+    own_registration: events.KnownRegistration = events.LOOK_UP,
 ) -> bytes:
     """Make the credential of ``user`` (or of the guest of ``registration``, or of an
     anonymous guest called ``guest_name``) and its ticket.
@@ -611,11 +627,18 @@ def issue_join_ticket(
     gets 403 ``removed`` (``removal_of``). The credential row is added to the
     session (the caller commits, then answers the bytes). Raises EventError
     409 ``no_tree`` when the event has no server tree. ``keys``: the process's
-    ``CenterKeys`` (without, the key and CA are read from disk).
+    ``CenterKeys`` (without, the key and CA are read from disk). ``own_registration``:
+    the user's registration, when the caller looked it up in this request.
     """
     servers = ticket_servers(session, trees, event.id)
+    # The user's registration, looked up once for the removal and the walk-in cap; a
+    # moderator needs neither.
+    own: Registration | None = None
+    if user is not None and role is not ticket.Role.MODERATOR:
+        own = events.known_registration(session, event, user, own_registration)
     if role is not ticket.Role.MODERATOR:  # a moderator could let themself back in anyway
-        removal = removal_of(session, event, user, registration, client_address)
+        person = own if user is not None else registration
+        removal = removal_of(session, event, user, person, client_address)
         if removal is not None:
             raise EventError(
                 403,
@@ -629,7 +652,7 @@ def issue_join_ticket(
         mine = TicketCredential.registration_id == registration.id
     if mine is None:
         _check_guest_quota(session, event, GuestLimits.of(settings), client_address, now)
-    elif not _has_right(session, event, user, role):
+    elif not _has_right(user, role, own):
         _check_walk_in_quota(session, event)
     if user is not None:
         username, display_name = user.username, user.label
@@ -710,21 +733,24 @@ def removal_of(
     session: Session,
     event: Event,
     user: User | None,
-    registration: Registration | None,
+    registration: events.KnownRegistration,
     client_address: str = "",
 ) -> Removal | None:
     """The standing removal that bars this person from the event, if any.
 
     A person is their account, their email when vouched for, or the guest
     registration (personal link and its email); an anonymous guest is only
-    known by the address the removed ticket was asked from.
+    known by the address the removed ticket was asked from. ``registration``:
+    the user's own (``events.LOOK_UP``: not looked up yet), or the guest's.
     """
     people: list[ColumnElement[bool]] = []
     if user is not None:
         people.append(Removal.user_id == user.id)
         if user.email and user.email_verified:
             people.append(Removal.email == user.email)
-        registration = registration or events.registration_of(session, event, user)
+        registration = events.known_registration(session, event, user, registration)
+    elif registration is events.LOOK_UP:
+        registration = None
     if registration is not None:
         people += [Removal.registration_id == registration.id, Removal.email == registration.email]
     if user is None and registration is None and client_address:
