@@ -567,7 +567,7 @@ def _replace_credentials(
     ``KEPT_REPLACED`` are kept so that revoking the person, or a moderator's
     Remove of a connection still open on an older ticket, finds them.
     """
-    session.execute(
+    replaced = session.execute(
         update(TicketCredential)
         .where(
             TicketCredential.event_id == event_id,
@@ -578,6 +578,10 @@ def _replace_credentials(
         .values(replaced_at=now)
         .execution_options(synchronize_session=False)
     )
+    if not replaced.rowcount:  # type: ignore[attr-defined]
+        # Nothing newly replaced: the last prune left at most KEPT_REPLACED, and only this
+        # function marks credentials replaced (a person's first ticket skips a statement).
+        return
     stale = select(TicketCredential.id).where(
         TicketCredential.event_id == event_id,
         TicketCredential.replaced_at.is_not(None),
