@@ -20,6 +20,7 @@ how the Controller talks to live servers; the ticket format is
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -747,27 +748,50 @@ def removal_of(
     known by the address the removed ticket was asked from. ``registration``:
     the user's own (``events.LOOK_UP``: not looked up yet), or the guest's.
     """
-    people: list[ColumnElement[bool]] = []
+    values: dict[str, object] = {"event_id": event.id}
+    by_email = False
     if user is not None:
-        people.append(Removal.user_id == user.id)
+        values["user_id"] = user.id
         if user.email and user.email_verified:
-            people.append(Removal.email == user.email)
+            by_email, values["email"] = True, user.email
         registration = events.known_registration(session, event, user, registration)
     elif registration is events.LOOK_UP:
         registration = None
     if registration is not None:
-        people += [Removal.registration_id == registration.id, Removal.email == registration.email]
-    if user is None and registration is None and client_address:
+        values["registration_id"] = registration.id
+        values["registration_email"] = registration.email
+    by_address = user is None and registration is None and bool(client_address)
+    if by_address:
+        values["client_address"] = client_address
+    if user is None and registration is None and not by_address:
+        return None  # nobody to recognise
+    statement = _removal_statement(user is not None, by_email, registration is not None, by_address)
+    found: Removal | None = session.scalar(statement, values)
+    return found
+
+
+@functools.cache
+def _removal_statement(
+    by_user: bool, by_email: bool, by_registration: bool, by_address: bool
+) -> Select[Any]:  # Select's parameters differ in 2.0 and 2.1
+    """``removal_of``'s statement, built once per shape (values bound by name)."""
+    people: list[ColumnElement[bool]] = []
+    if by_user:
+        people.append(Removal.user_id == bindparam("user_id"))
+    if by_email:
+        people.append(Removal.email == bindparam("email"))
+    if by_registration:
+        people.append(Removal.registration_id == bindparam("registration_id"))
+        people.append(Removal.email == bindparam("registration_email"))
+    if by_address:
         people.append(
-            (Removal.client_address == client_address)
+            (Removal.client_address == bindparam("client_address"))
             & Removal.user_id.is_(None)
             & Removal.registration_id.is_(None)
         )
-    if not people:
-        return None
-    return session.scalar(
+    return (
         select(Removal)
-        .where(Removal.event_id == event.id, Removal.lifted_at.is_(None), or_(*people))
+        .where(Removal.event_id == bindparam("event_id"), Removal.lifted_at.is_(None), or_(*people))
         .limit(1)
     )
 
