@@ -479,7 +479,7 @@ def get_ticket(
     viewer = identify(request, session)
     if viewer.user is not None:
         check_api_write(request, viewer)
-    event = events.load_event(session, event_id)
+    event = session.get(Event, event_id)
     if event is None:
         if viewer.user is None:
             # Nothing is said to a stranger about which events exist.

@@ -31,7 +31,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from townhall.center import invitations, mailer
 from townhall.center.accounts import email_owner, user_by_name, valid_email
@@ -269,19 +269,8 @@ def _visible(admin: bool, by_email: bool) -> Select[Any]:
     )
 
 
-# One statement for the event, its organizer and its roles with their users, where the
-# mapping's selectin loading of the roles takes a second one (and more of SQLAlchemy's
-# Python): the event page, the event API and every join ticket load an event this way.
-_WITH_ROLES = (joinedload(Event.roles),)
-
-
-def load_event(session: Session, event_id: int) -> Event | None:
-    """The event ``event_id`` with its organizer and roles loaded, or None."""
-    return session.get(Event, event_id, options=_WITH_ROLES)
-
-
 def get_visible(session: Session, event_id: int, user: User | None) -> Event:
-    event = load_event(session, event_id)
+    event = session.get(Event, event_id)
     if event is None or not can_view(session, event, user):
         # Private events a user may not see do not exist for that user.
         raise EventError(404, "event_not_found", f"no event {event_id}")
