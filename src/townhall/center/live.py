@@ -36,7 +36,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import ColumnElement, Select, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -648,8 +658,8 @@ def issue_join_ticket(
     anonymous guest's counts against ``GuestLimits`` (429 ``guest_rate_limited``
     for ``client_address``, 409 ``too_many_guest_tickets``), a signed-in
     walk-in's against ``MAX_EVENT_CREDENTIALS``. Someone a moderator removed
-    gets 403 ``removed`` (``removal_of``). The credential row is added to the
-    session (the caller commits, then answers the bytes). Raises EventError
+    gets 403 ``removed`` (``removal_of``). The credential row is inserted in the
+    session's transaction (the caller commits, then answers the bytes). Raises EventError
     409 ``no_tree`` when the event has no server tree. ``keys``: the process's
     ``CenterKeys`` (without, the key and CA are read from disk). ``own_registration``:
     the user's registration, when the caller looked it up in this request.
@@ -717,8 +727,9 @@ def issue_join_ticket(
         raise EventError(409, "ticket_unavailable", str(error)) from error
     if mine is not None:
         _replace_credentials(session, event.id, mine, now)
-    session.add(
-        TicketCredential(
+    # A plain INSERT, not an object for the unit of work to flush: nothing reads it back.
+    session.execute(
+        insert(TicketCredential).values(
             id=credential.credential_id,
             event_id=event.id,
             user_id=user.id if user is not None else None,
@@ -731,7 +742,6 @@ def issue_join_ticket(
             created_at=now,
         )
     )
-    session.flush()
     return data
 
 
