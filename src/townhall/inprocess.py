@@ -220,17 +220,14 @@ class ManagerTrees:
 
     def servers(self, session: Session, event_id: int) -> tuple[str, list[CenterTreeServer]]:
         try:
-            resolved, _ = registry.event_tree(session, event_id)
+            tree_name, servers = registry.event_tree_servers(session, event_id)
         except registry.ManagerError as error:
             raise TreeRefused(error.message) from error
-        return resolved.tree.name, [
+        return tree_name, [
             CenterTreeServer(
-                name=node.server.name,
-                host=node.server.host,
-                port=node.server.port,
-                zone=Zone(node.server.zone),
+                name=server.name, host=server.host, port=server.port, zone=Zone(server.zone)
             )
-            for node in resolved.nodes
+            for server in servers
         ]
 
 

@@ -156,6 +156,71 @@ def test_the_organizer_gets_a_moderator_ticket_that_a_live_server_would_accept(
     assert contents.not_after - contents.issued_at == ticket.MAX_LIFETIME
 
 
+def test_a_ticket_lists_the_events_own_tree_level_by_level_siblings_by_name(
+    center: Center,
+) -> None:
+    """The servers of a ticket come from one statement (``event_tree_servers``), in the
+    order the Manager's own tree view gives them, for the default and a chosen tree."""
+    default_tree(center)
+    event = schedule(center)
+    with center.client("ada") as ada:
+        for name in ("hub", "zeta", "alpha", "beta"):
+            register(ada, name, host=f"{name}.example.org", port=7443)
+        nodes = [("hub", None), ("zeta", "hub"), ("alpha", "hub"), ("beta", "alpha")]
+        campus = make_tree(ada, "campus", nodes)
+        tree_url = f"/manager/api/v1/events/{event['id']}/tree"
+        with center.client("olga") as olga:
+            url = f"{API}/events/{event['id']}/ticket"
+            by_default = open_ticket(center, olga.post(url))
+            assert ada.put(tree_url, json={"tree_id": campus["id"]}).status_code == 200
+            chosen = open_ticket(center, olga.post(url))
+            manager_order = [node["server"] for node in ada.get(tree_url).json()["nodes"]]
+            assert ada.delete(f"/manager/api/v1/trees/{campus['id']}").status_code == 204
+            back = open_ticket(center, olga.post(url))
+    assert [s.name for s in by_default.servers] == ["main", "edge"]
+    assert [s.name for s in chosen.servers] == ["hub", "alpha", "zeta", "beta"] == manager_order
+    assert [(s.host, s.port) for s in chosen.servers][-1] == ("beta.example.org", 7443)
+    assert [s.name for s in back.servers] == ["main", "edge"]
+
+
+def test_each_ticket_reflects_the_registration_as_it_stands_at_that_request(
+    center: Center,
+) -> None:
+    """The registration is looked up once per request and passed down, never kept
+    across requests: a registration made or revoked a moment ago counts at once."""
+    default_tree(center)
+    add_member(center, "sam")
+    event = schedule(center)
+    url = f"{API}/events/{event['id']}/ticket"
+    page = f"/events/{event['id']}"
+    join_button = f'action="/events/{event["id"]}/ticket"'
+    with center.client("olga") as olga, center.client("sam") as sam:
+        assert sam.post(url).status_code == 404  # a private event, not invited
+        invited = olga.post(
+            f"{API}/events/{event['id']}/registrations", json={"email": "sam@example.org"}
+        )
+        assert invited.status_code == 201, invited.text
+        contents = open_ticket(center, sam.post(url))
+        assert (contents.username, contents.role) == ("sam", ticket.Role.PARTICIPANT)
+        assert sam.get(f"{API}/events/{event['id']}").json()["my_registration"] == "registered"
+        assert join_button in sam.get(page).text
+        revoked = olga.delete(f"{API}/events/{event['id']}/registrations/{invited.json()['id']}")
+        assert revoked.status_code == 200, revoked.text
+        refused = sam.post(url)
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "event_not_found"
+        assert sam.get(page).status_code == 404
+    public = schedule(center, visibility="public", invitees=["sam@example.org"])
+    with center.client("olga") as olga, center.client("sam") as sam:
+        (registration,) = olga.get(f"{API}/events/{public['id']}/registrations").json()
+        olga.delete(f"{API}/events/{public['id']}/registrations/{registration['id']}")
+        refused = sam.post(f"{API}/events/{public['id']}/ticket")
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "registration_revoked"
+        assert (
+            f'action="/events/{public["id"]}/ticket"' not in sam.get(f"/events/{public['id']}").text
+        )
+
+
 def test_a_ticket_lives_until_an_hour_after_the_event_ends(center: Center) -> None:
     default_tree(center)
     start = datetime.now(UTC) + timedelta(minutes=10)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from townhall.center.tables import ApiToken, User, WebSession
@@ -129,8 +129,13 @@ def create_user(
     return user
 
 
+# Built once: every request signed in at the proxy looks its user up by name.
+_USER_BY_NAME = select(User).where(User.username == bindparam("username"))
+
+
 def user_by_name(session: Session, username: str) -> User | None:
-    return session.scalar(select(User).where(User.username == username))
+    found: User | None = session.scalar(_USER_BY_NAME, {"username": username})
+    return found
 
 
 def user_by_email(session: Session, email: str) -> User | None:

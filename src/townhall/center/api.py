@@ -235,10 +235,12 @@ def join_ticket(
     """
     try:
         ctx = context_of(request)
+        # The user's registration, looked up once for every rule below (in this request only).
+        own = events.registration_of(session, event, user) if user is not None else None
         if user is None and registration is not None:
             role = ticket.Role.PARTICIPANT  # the link was checked, and the registration is live
         else:
-            role = live.join_role(session, event, user)
+            role = live.join_role(session, event, user, own)
         now = now_utc()
         live.check_joinable(event, now)
         # Only a trusted proxy's cookies: anyone else could plant a cookie that the
@@ -258,6 +260,7 @@ def join_ticket(
             registration=registration,
             client_address=client_address(request),
             keys=ctx.keys,
+            own_registration=own,
         )
     except EventError:
         count_ticket(request, "refused")
@@ -523,11 +526,20 @@ def get_browser_ticket(request: Request, session: DB, event_id: EventId) -> Brow
     event = events.get_visible(session, event_id, viewer.user)
     ctx = context_of(request)
     try:
-        role = live.join_role(session, event, viewer.user)
+        own = events.registration_of(session, event, viewer.user)
+        role = live.join_role(session, event, viewer.user, own)
         now = now_utc()
         live.check_joinable(event, now)
         data = live.issue_join_ticket(
-            session, ctx.settings, event, viewer.user, role, trees=ctx.trees, now=now, keys=ctx.keys
+            session,
+            ctx.settings,
+            event,
+            viewer.user,
+            role,
+            trees=ctx.trees,
+            now=now,
+            keys=ctx.keys,
+            own_registration=own,
         )
     except EventError:
         count_ticket(request, "refused")

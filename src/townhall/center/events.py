@@ -9,13 +9,14 @@ event change and its mails commit or fail together. iCalendar rules (RFC
 
 from __future__ import annotations
 
+import enum
 import functools
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -178,17 +179,53 @@ def can_schedule(user: User | None) -> bool:
     return user is not None and user.role in ("admin", "organizer")
 
 
-def registration_of(session: Session, event: Event, user: User) -> Registration | None:
-    """The user's registration: theirs by account, or sent to their email if it is vouched for."""
-    conditions = [Registration.user_id == user.id]
-    if user.email and user.email_verified:
-        conditions.append(Registration.email == user.email)
-    return session.scalar(
+@functools.cache
+def _registration_statement(by_email: bool) -> Select[Any]:
+    """``registration_of``'s statement, built once per shape: building it cost as much
+    Python as running it (values are bound: ``event_id``, ``user_id``, ``email``)."""
+    conditions = [Registration.user_id == bindparam("user_id")]
+    if by_email:
+        conditions.append(Registration.email == bindparam("email"))
+    return (
         select(Registration)
-        .where(Registration.event_id == event.id, or_(*conditions))
+        .where(Registration.event_id == bindparam("event_id"), or_(*conditions))
         .order_by(Registration.status)  # "registered" before "revoked"
         .limit(1)
     )
+
+
+def registration_of(session: Session, event: Event, user: User) -> Registration | None:
+    """The user's registration: theirs by account, or sent to their email if it is vouched for."""
+    by_email = bool(user.email and user.email_verified)
+    values: dict[str, object] = {"event_id": event.id, "user_id": user.id}
+    if by_email:
+        values["email"] = user.email
+    found: Registration | None = session.scalar(_registration_statement(by_email), values)
+    return found
+
+
+class NotLookedUp(enum.Enum):
+    """A registration the caller has not looked up (``None`` says the user has none)."""
+
+    LOOK_UP = "look up"
+
+
+LOOK_UP: Final = NotLookedUp.LOOK_UP
+# The user's registration as ``registration_of`` gave it in this request, or LOOK_UP.
+KnownRegistration = Registration | None | NotLookedUp
+
+
+def known_registration(
+    session: Session, event: Event, user: User, known: KnownRegistration
+) -> Registration | None:
+    """``known`` when the caller looked it up in this request, else ``registration_of``.
+
+    Nothing is kept across requests: a registration revoked a moment ago is
+    refused on the next request (one lookup per request, passed down).
+    """
+    if known is LOOK_UP:
+        return registration_of(session, event, user)
+    return known
 
 
 def can_view(session: Session, event: Event, user: User | None) -> bool:

@@ -20,6 +20,7 @@ how the Controller talks to live servers; the ticket format is
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -35,7 +36,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -191,7 +202,7 @@ def _keys_by_event(session: Session, event_ids: Sequence[int]) -> dict[int, list
 
 def event_keys(session: Session, event_id: int) -> tuple[bytes, ...]:
     """The event's keys, newest first; makes the first one if there is none (flushed only)."""
-    keys = _keys_by_event(session, [event_id])[event_id]
+    keys = [bytes(key) for key in session.scalars(_EVENT_KEYS, {"event_id": event_id})]
     if not keys:
         keys = [ticket.generate_event_key()]
         session.add(EventKey(event_id=event_id, key=keys[0], created_at=now_utc()))
@@ -341,11 +352,20 @@ def _server_state(value: object) -> ServerState | None:
         return None
 
 
+# The hot reads of an event page and a ticket, built once with their values bound.
+_LIVE_STATE = select(LiveState.state, LiveState.servers).where(
+    LiveState.event_id == bindparam("event_id")
+)
+_EVENT_KEYS = (
+    select(EventKey.key)
+    .where(EventKey.event_id == bindparam("event_id"))
+    .order_by(EventKey.created_at.desc(), EventKey.id.desc())
+)
+
+
 def live_state(session: Session, event_id: int) -> tuple[str, list[ServerState]]:
     """The last reported state and servers; ``("scheduled", [])`` if none was reported."""
-    row = session.execute(
-        select(LiveState.state, LiveState.servers).where(LiveState.event_id == event_id)
-    ).first()
+    row = session.execute(_LIVE_STATE, {"event_id": event_id}).first()
     if row is None:
         return "scheduled", []
     try:
@@ -359,14 +379,20 @@ def live_state(session: Session, event_id: int) -> tuple[str, list[ServerState]]
 # --- join tickets ---------------------------------------------------------------------------
 
 
-def join_role(session: Session, event: Event, user: User | None) -> ticket.Role:
+def join_role(
+    session: Session,
+    event: Event,
+    user: User | None,
+    registration: events.KnownRegistration = events.LOOK_UP,
+) -> ticket.Role:
     """The role ``user`` joins the event in (``None``: someone not signed in), or EventError.
 
     Organizer, admins and moderators join as moderators, presenters as
     presenters, registered users as participants, and for a public event
     anyone signed in, and a guest not signed in, as a participant. A private
     event the user may not see is "not found", as everywhere in the API; a
-    revoked registration is refused even for a public event.
+    revoked registration is refused even for a public event. ``registration``:
+    the user's, when the caller looked it up in this request.
     """
     if user is None:
         if event.visibility != "public":
@@ -376,7 +402,7 @@ def join_role(session: Session, event: Event, user: User | None) -> ticket.Role:
         return ticket.Role.MODERATOR
     if events.role_in(event, user, "presenter"):
         return ticket.Role.PRESENTER
-    registration = events.registration_of(session, event, user)
+    registration = events.known_registration(session, event, user, registration)
     if registration is not None and registration.status == "registered":
         return ticket.Role.PARTICIPANT
     if event.visibility != "public":
@@ -394,14 +420,23 @@ def check_joinable(event: Event, now: datetime) -> None:
         raise EventError(409, "event_ended", "the event has ended")
 
 
-def may_join(session: Session, event: Event, user: User | None, now: datetime) -> bool:
-    """Whether ``user`` would get a ticket now (the event page shows Join only then)."""
+def may_join(
+    session: Session,
+    event: Event,
+    user: User | None,
+    now: datetime,
+    registration: events.KnownRegistration = events.LOOK_UP,
+) -> bool:
+    """Whether ``user`` would get a ticket now (the event page shows Join only then);
+    ``registration`` as for ``join_role``."""
     try:
         check_joinable(event, now)  # first: an ended event needs no query to say no
-        role = join_role(session, event, user)
+        if user is not None and registration is events.LOOK_UP:
+            registration = events.registration_of(session, event, user)
+        role = join_role(session, event, user, registration)
     except EventError:
         return False
-    return role is ticket.Role.MODERATOR or removal_of(session, event, user, None) is None
+    return role is ticket.Role.MODERATOR or removal_of(session, event, user, registration) is None
 
 
 def ticket_cookies(captured: Mapping[str, str]) -> dict[str, str]:
@@ -523,13 +558,23 @@ def _check_guest_quota(
         )
 
 
+# Every person's credentials for the event, replaced ones too (built once: every walk-in's
+# ticket asks).
+_PEOPLES_CREDENTIALS = (
+    select(func.count())
+    .select_from(TicketCredential)
+    .where(
+        TicketCredential.event_id == bindparam("event_id"), TicketCredential.user_id.is_not(None)
+    )
+)
+
+
 def _check_walk_in_quota(session: Session, event: Event) -> None:
     people = (TicketCredential.event_id == event.id, TicketCredential.user_id.is_not(None))
-    # Every person's credentials, replaced ones too: counted from the (event, user) index
-    # alone, ten times faster than the exact count, whose rows must be read for
-    # ``replaced_at`` (0.5 against 5.7 ms at 10,000, for every ticket of a join storm).
-    # Below the cap, the exact count is too.
-    upper_bound = session.scalar(select(func.count()).select_from(TicketCredential).where(*people))
+    # Counted from the (event, user) index alone, ten times faster than the exact count,
+    # whose rows must be read for ``replaced_at`` (0.5 against 5.7 ms at 10,000, for every
+    # ticket of a join storm). Below the cap, the exact count is too.
+    upper_bound = session.scalar(_PEOPLES_CREDENTIALS, {"event_id": event.id})
     if (upper_bound or 0) < MAX_EVENT_CREDENTIALS:
         return
     issued = session.scalar(
@@ -552,7 +597,7 @@ def _replace_credentials(
     ``KEPT_REPLACED`` are kept so that revoking the person, or a moderator's
     Remove of a connection still open on an older ticket, finds them.
     """
-    session.execute(
+    replaced = session.execute(
         update(TicketCredential)
         .where(
             TicketCredential.event_id == event_id,
@@ -563,6 +608,10 @@ def _replace_credentials(
         .values(replaced_at=now)
         .execution_options(synchronize_session=False)
     )
+    if not replaced.rowcount:  # type: ignore[attr-defined]
+        # Nothing newly replaced: the last prune left at most KEPT_REPLACED, and only this
+        # function marks credentials replaced (a person's first ticket skips a statement).
+        return
     stale = select(TicketCredential.id).where(
         TicketCredential.event_id == event_id,
         TicketCredential.replaced_at.is_not(None),
@@ -576,13 +625,13 @@ def _replace_credentials(
     )
 
 
-def _has_right(session: Session, event: Event, user: User | None, role: ticket.Role) -> bool:
-    """Organizer, moderators, presenters and registered people: never capped."""
+def _has_right(user: User | None, role: ticket.Role, registration: Registration | None) -> bool:
+    """Organizer, moderators, presenters and registered people: never capped
+    (``registration``: the user's own)."""
     if role is not ticket.Role.PARTICIPANT:
         return True
     if user is None:
         return False
-    registration = events.registration_of(session, event, user)
     return registration is not None and registration.status == "registered"
 
 
@@ -600,6 +649,7 @@ def issue_join_ticket(
     registration: Registration | None = None,
     client_address: str = "",
     keys: CenterKeys | None = None,
+    own_registration: events.KnownRegistration = events.LOOK_UP,
 ) -> bytes:
     """Make the credential of ``user`` (or of the guest of ``registration``, or of an
     anonymous guest called ``guest_name``) and its ticket.
@@ -608,14 +658,21 @@ def issue_join_ticket(
     anonymous guest's counts against ``GuestLimits`` (429 ``guest_rate_limited``
     for ``client_address``, 409 ``too_many_guest_tickets``), a signed-in
     walk-in's against ``MAX_EVENT_CREDENTIALS``. Someone a moderator removed
-    gets 403 ``removed`` (``removal_of``). The credential row is added to the
-    session (the caller commits, then answers the bytes). Raises EventError
+    gets 403 ``removed`` (``removal_of``). The credential row is inserted in the
+    session's transaction (the caller commits, then answers the bytes). Raises EventError
     409 ``no_tree`` when the event has no server tree. ``keys``: the process's
-    ``CenterKeys`` (without, the key and CA are read from disk).
+    ``CenterKeys`` (without, the key and CA are read from disk). ``own_registration``:
+    the user's registration, when the caller looked it up in this request.
     """
     servers = ticket_servers(session, trees, event.id)
+    # The user's registration, looked up once for the removal and the walk-in cap; a
+    # moderator needs neither.
+    own: Registration | None = None
+    if user is not None and role is not ticket.Role.MODERATOR:
+        own = events.known_registration(session, event, user, own_registration)
     if role is not ticket.Role.MODERATOR:  # a moderator could let themself back in anyway
-        removal = removal_of(session, event, user, registration, client_address)
+        person = own if user is not None else registration
+        removal = removal_of(session, event, user, person, client_address)
         if removal is not None:
             raise EventError(
                 403,
@@ -629,7 +686,7 @@ def issue_join_ticket(
         mine = TicketCredential.registration_id == registration.id
     if mine is None:
         _check_guest_quota(session, event, GuestLimits.of(settings), client_address, now)
-    elif not _has_right(session, event, user, role):
+    elif not _has_right(user, role, own):
         _check_walk_in_quota(session, event)
     if user is not None:
         username, display_name = user.username, user.label
@@ -670,8 +727,9 @@ def issue_join_ticket(
         raise EventError(409, "ticket_unavailable", str(error)) from error
     if mine is not None:
         _replace_credentials(session, event.id, mine, now)
-    session.add(
-        TicketCredential(
+    # A plain INSERT, not an object for the unit of work to flush: nothing reads it back.
+    session.execute(
+        insert(TicketCredential).values(
             id=credential.credential_id,
             event_id=event.id,
             user_id=user.id if user is not None else None,
@@ -684,7 +742,6 @@ def issue_join_ticket(
             created_at=now,
         )
     )
-    session.flush()
     return data
 
 
@@ -710,34 +767,60 @@ def removal_of(
     session: Session,
     event: Event,
     user: User | None,
-    registration: Registration | None,
+    registration: events.KnownRegistration,
     client_address: str = "",
 ) -> Removal | None:
     """The standing removal that bars this person from the event, if any.
 
     A person is their account, their email when vouched for, or the guest
     registration (personal link and its email); an anonymous guest is only
-    known by the address the removed ticket was asked from.
+    known by the address the removed ticket was asked from. ``registration``:
+    the user's own (``events.LOOK_UP``: not looked up yet), or the guest's.
     """
-    people: list[ColumnElement[bool]] = []
+    values: dict[str, object] = {"event_id": event.id}
+    by_email = False
     if user is not None:
-        people.append(Removal.user_id == user.id)
+        values["user_id"] = user.id
         if user.email and user.email_verified:
-            people.append(Removal.email == user.email)
-        registration = registration or events.registration_of(session, event, user)
+            by_email, values["email"] = True, user.email
+        registration = events.known_registration(session, event, user, registration)
+    elif registration is events.LOOK_UP:
+        registration = None
     if registration is not None:
-        people += [Removal.registration_id == registration.id, Removal.email == registration.email]
-    if user is None and registration is None and client_address:
+        values["registration_id"] = registration.id
+        values["registration_email"] = registration.email
+    by_address = user is None and registration is None and bool(client_address)
+    if by_address:
+        values["client_address"] = client_address
+    if user is None and registration is None and not by_address:
+        return None  # nobody to recognise
+    statement = _removal_statement(user is not None, by_email, registration is not None, by_address)
+    found: Removal | None = session.scalar(statement, values)
+    return found
+
+
+@functools.cache
+def _removal_statement(
+    by_user: bool, by_email: bool, by_registration: bool, by_address: bool
+) -> Select[Any]:  # Select's parameters differ in 2.0 and 2.1
+    """``removal_of``'s statement, built once per shape (values bound by name)."""
+    people: list[ColumnElement[bool]] = []
+    if by_user:
+        people.append(Removal.user_id == bindparam("user_id"))
+    if by_email:
+        people.append(Removal.email == bindparam("email"))
+    if by_registration:
+        people.append(Removal.registration_id == bindparam("registration_id"))
+        people.append(Removal.email == bindparam("registration_email"))
+    if by_address:
         people.append(
-            (Removal.client_address == client_address)
+            (Removal.client_address == bindparam("client_address"))
             & Removal.user_id.is_(None)
             & Removal.registration_id.is_(None)
         )
-    if not people:
-        return None
-    return session.scalar(
+    return (
         select(Removal)
-        .where(Removal.event_id == event.id, Removal.lifted_at.is_(None), or_(*people))
+        .where(Removal.event_id == bindparam("event_id"), Removal.lifted_at.is_(None), or_(*people))
         .limit(1)
     )
 

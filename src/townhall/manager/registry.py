@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -293,6 +293,26 @@ def default_tree(session: Session) -> Tree | None:
     return session.scalar(select(Tree).where(Tree.is_default.is_(True)))
 
 
+def _tree_order(
+    places: dict[int, tuple[int | None, str]],
+) -> list[tuple[int, int | None, int, list[int]]]:
+    """A tree's servers (id: parent id, name) as (id, parent id, depth, child ids): the
+    main first, then level by level, siblings by name (the order tickets list them in)."""
+    children: dict[int | None, list[int]] = {}
+    for server_id, (parent_id, _) in places.items():
+        children.setdefault(parent_id, []).append(server_id)
+    for ids in children.values():
+        ids.sort(key=lambda server_id: places[server_id][1])
+    ordered: list[tuple[int, int | None, int, list[int]]] = []
+    queue: deque[tuple[int, int | None, int]] = deque((i, None, 0) for i in children.get(None, []))
+    while queue:
+        server_id, parent_id, depth = queue.popleft()
+        below = children.get(server_id, [])
+        ordered.append((server_id, parent_id, depth, below))
+        queue.extend((child, server_id, depth + 1) for child in below)
+    return ordered
+
+
 def resolve(session: Session, tree: Tree) -> Resolved:
     rows = session.execute(
         select(TreeNode, Server)
@@ -300,21 +320,72 @@ def resolve(session: Session, tree: Tree) -> Resolved:
         .where(TreeNode.tree_id == tree.id)
     )
     by_id = {server.id: (node, server) for node, server in rows}
-    children: dict[int | None, list[Server]] = {}
-    for node, server in by_id.values():
-        children.setdefault(node.parent_server_id, []).append(server)
-    for servers in children.values():
-        servers.sort(key=lambda s: s.name)
-    ordered: list[Node] = []
-    queue: deque[tuple[Server, str | None, int]] = deque(
-        (server, None, 0) for server in children.get(None, [])
+    places = {i: (node.parent_server_id, server.name) for i, (node, server) in by_id.items()}
+    return Resolved(
+        tree,
+        tuple(
+            Node(
+                by_id[server_id][1],
+                by_id[parent_id][1].name if parent_id is not None else None,
+                depth,
+                tuple(by_id[child][1].name for child in below),
+            )
+            for server_id, parent_id, depth, below in _tree_order(places)
+        ),
     )
-    while queue:
-        server, parent, depth = queue.popleft()
-        below = children.get(server.id, [])
-        ordered.append(Node(server, parent, depth, tuple(s.name for s in below)))
-        queue.extend((child, server.name, depth + 1) for child in below)
-    return Resolved(tree, tuple(ordered))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    """Where participants reach a server of a tree (what a join ticket lists)."""
+
+    name: str
+    host: str
+    port: int
+    zone: str
+
+
+# ``event_tree`` as one statement of plain rows, built once: the tree the event chose, else
+# the default, with its servers (a tree without servers: one row of NULLs after its name).
+_EVENT_TREE_SERVERS = (
+    select(
+        Tree.name.label("tree_name"),
+        TreeNode.server_id,
+        TreeNode.parent_server_id,
+        Server.name,
+        Server.host,
+        Server.port,
+        Server.zone,
+    )
+    .select_from(Tree)
+    .outerjoin(TreeNode, TreeNode.tree_id == Tree.id)
+    .outerjoin(Server, Server.id == TreeNode.server_id)
+    .where(
+        Tree.id
+        == func.coalesce(
+            select(EventTree.tree_id)
+            .where(EventTree.event_id == bindparam("event_id"))
+            .scalar_subquery(),
+            select(Tree.id).where(Tree.is_default.is_(True)).scalar_subquery(),
+        )
+    )
+)
+
+
+def event_tree_servers(session: Session, event_id: int) -> tuple[str, list[ServerAddress]]:
+    """The name and servers, in tree order, of the event's tree (``event_tree``'s), in
+    one statement: a join ticket asks for them. ManagerError 404 as ``event_tree``."""
+    rows = session.execute(_EVENT_TREE_SERVERS, {"event_id": event_id}).all()
+    if not rows:
+        raise ManagerError(
+            404, "no_tree", f"event {event_id} has no tree and there is no default tree"
+        )
+    by_id = {row.server_id: row for row in rows if row.server_id is not None}
+    places = {i: (row.parent_server_id, row.name) for i, row in by_id.items()}
+    return rows[0].tree_name, [
+        ServerAddress(name=row.name, host=row.host, port=row.port, zone=row.zone)
+        for row in (by_id[server_id] for server_id, *_ in _tree_order(places))
+    ]
 
 
 def _checked_nodes(session: Session, nodes: list[NodeIn]) -> list[tuple[Server, Server | None]]:

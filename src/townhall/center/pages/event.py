@@ -79,7 +79,7 @@ def show_event(
         may_join = guest.registration.status == "registered" and event.status != "cancelled"
         may_join = may_join and now < event.ends_at
     else:
-        may_join = user is not None and live.may_join(session, event, user, now)
+        may_join = user is not None and live.may_join(session, event, user, now, registration)
     has_tree = False
     if may_join:
         try:
