@@ -144,9 +144,15 @@ class Deployment:
         """Poll the event's live state every 0.3 s until ``condition`` holds."""
         state: dict[str, object] = {}
         for _ in range(attempts):
-            state = self.live_state(event_id)
-            if condition(state):
-                return state
+            try:
+                state = self.live_state(event_id)
+            except httpx.TransportError as error:
+                # A Center just restarted listens before its web workers all serve;
+                # seen refusing a connection once on a loaded machine: ask again.
+                state = {"unreachable": str(error)}
+            else:
+                if condition(state):
+                    return state
             self.staff.run(asyncio.sleep(0.3))
         raise AssertionError(f"{what} never happened: {state}\n{self.logs()}")
 
