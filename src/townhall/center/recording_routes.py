@@ -16,7 +16,7 @@ managers a recorder ticket (``townhall record TICKET``). The rules are
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import FileResponse
@@ -36,6 +36,7 @@ from townhall.web.errors import ERRORS, redirect
 router = APIRouter()
 # Part 1 has its own routes (recording.webm); a later part is 2 to MAX_PARTS, else 422.
 PartNumber = Annotated[int, Path(ge=2, le=MAX_PARTS)]
+Container = Literal["webm", "mp4"]  # a part's file is one or the other (recordings.Part)
 
 
 class PartOut(BaseModel):
@@ -159,32 +160,23 @@ def _chat(event_id: int, part: recordings.Part) -> FileResponse:
     )
 
 
-@router.get("/events/{event_id}/recording.webm", include_in_schema=False)
+@router.get("/events/{event_id}/recording.{container}", include_in_schema=False)
 def recording_file(
-    request: Request, session: DB, user: SignedInUser, event_id: EventId
+    request: Request, session: DB, user: SignedInUser, event_id: EventId, container: Container
 ) -> FileResponse:
-    return _media(event_id, _visible_part(request, session, event_id, user, 1), "webm")
+    return _media(event_id, _visible_part(request, session, event_id, user, 1), container)
 
 
-@router.get("/events/{event_id}/recording-{number}.webm", include_in_schema=False)
+@router.get("/events/{event_id}/recording-{number}.{container}", include_in_schema=False)
 def recording_part_file(
-    request: Request, session: DB, user: SignedInUser, event_id: EventId, number: PartNumber
+    request: Request,
+    session: DB,
+    user: SignedInUser,
+    event_id: EventId,
+    number: PartNumber,
+    container: Container,
 ) -> FileResponse:
-    return _media(event_id, _visible_part(request, session, event_id, user, number), "webm")
-
-
-@router.get("/events/{event_id}/recording.mp4", include_in_schema=False)
-def recording_mp4_file(
-    request: Request, session: DB, user: SignedInUser, event_id: EventId
-) -> FileResponse:
-    return _media(event_id, _visible_part(request, session, event_id, user, 1), "mp4")
-
-
-@router.get("/events/{event_id}/recording-{number}.mp4", include_in_schema=False)
-def recording_mp4_part_file(
-    request: Request, session: DB, user: SignedInUser, event_id: EventId, number: PartNumber
-) -> FileResponse:
-    return _media(event_id, _visible_part(request, session, event_id, user, number), "mp4")
+    return _media(event_id, _visible_part(request, session, event_id, user, number), container)
 
 
 @router.get("/events/{event_id}/chat.vtt", include_in_schema=False)
