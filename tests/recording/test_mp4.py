@@ -9,16 +9,19 @@ up to its last fragment; a frame that cannot start an MP4 is refused.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from tests.recording.probe import codecs, decoded_audio, decoded_video_frames, ffprobe
+from tests.recording.probe import (
+    codecs,
+    decoded_audio,
+    decoded_video_frames,
+    ffprobe,
+    killed_mid_write,
+)
 from tests.recording.test_writing import tone, vp8_frames
 from townhall.client.audio import SAMPLE_RATE
 from townhall.recording.container import Mp4Writer, h264_start, parameter_sets
@@ -117,15 +120,7 @@ while True:
 
 def test_a_writer_killed_mid_recording_leaves_an_mp4_that_plays(tmp_path: Path) -> None:
     path = tmp_path / "killed.mp4"
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline() == "5 s written\n"
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    killed_mid_write(WRITER, path)
     streams = codecs(ffprobe(path))
     assert streams["audio"]["codec_name"] == "opus"
     assert streams["video"]["codec_name"] == "h264"

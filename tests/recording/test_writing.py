@@ -8,16 +8,19 @@ accept, holding what it wrote up to its last second or so.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from tests.recording.probe import codecs, decoded_audio, dominant_frequency, ffprobe
+from tests.recording.probe import (
+    codecs,
+    decoded_audio,
+    dominant_frequency,
+    ffprobe,
+    killed_mid_write,
+)
 from townhall.client.audio import FRAME_SAMPLES, SAMPLE_RATE, encode_opus
 from townhall.recording.chat import ChatTrack
 from townhall.recording.container import WebmWriter
@@ -109,7 +112,10 @@ def test_chat_is_a_webvtt_track(tmp_path: Path) -> None:
     track.close()
     text = (tmp_path / "chat.vtt").read_text()
     assert text.startswith("WEBVTT\n\n")
-    assert "00:00:01.500 --> 00:00:06.500\n<v pia>hello &lt;b&gt;all&lt;/b&gt; --&gt; &amp; bye" in text
+    assert (
+        "00:00:01.500 --> 00:00:06.500\n<v pia>hello &lt;b&gt;all&lt;/b&gt; --&gt; &amp; bye"
+        in text
+    )
     assert "01:01:01.250 --> 01:01:06.250\n<v olga>line one\nline two\n\n" in text
 
 
@@ -133,15 +139,7 @@ while True:
 
 def test_a_writer_killed_mid_recording_leaves_a_file_that_plays(tmp_path: Path) -> None:
     path = tmp_path / "killed.webm"
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline() == "5 s written\n"
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    killed_mid_write(WRITER, path)
     streams = codecs(ffprobe(path))
     assert streams["audio"]["codec_name"] == "opus"
     pcm = decoded_audio(path)
