@@ -685,18 +685,28 @@ def start_py_spy(
 
 
 def finish_py_spy(spy: Spy, route: Route, top: int = 12) -> None:
+    stop_py_spy(spy.process)
+    print_profile(spy.output, f"the server during {route.name}", top)
+
+
+def stop_py_spy(process: subprocess.Popen[bytes]) -> None:
     try:
-        spy.process.wait(timeout=60)
+        process.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        spy.process.kill()
-        spy.process.wait()
-    if not spy.output.exists():
-        log(f"py-spy wrote no profile for {route.name}")
+        process.kill()
+        process.wait()
+
+
+def print_profile(output: Path, label: str, top: int) -> None:
+    """Log a py-spy raw profile's top frames by self time, and Townhall's by inclusive time;
+    the samples of idle worker threads are left out."""
+    if not output.exists():
+        log(f"py-spy wrote no profile of {label}")
         return
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = idle = 0
-    for line in spy.output.read_text().splitlines():
+    for line in output.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
@@ -712,8 +722,8 @@ def finish_py_spy(spy: Spy, route: Route, top: int = 12) -> None:
     if not total:
         return
     lines = [
-        f"profile of the server during {route.name}: {total} busy samples "
-        f"({idle} samples of idle worker threads left out), {spy.output}"
+        f"profile of {label}: {total} busy samples "
+        f"({idle} samples of idle worker threads left out), {output}"
     ]
     lines.append("  self time:")
     lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]

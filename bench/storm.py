@@ -145,39 +145,11 @@ def start_spies(folder: str, center_pid: int, live_pid: int, seconds: float) -> 
 
 def finish_spies(spies: list[Spy], top: int = 14) -> None:
     """Print each profile's top frames by self time and Townhall's by inclusive time."""
-    from center import IDLE_FRAMES, _frame_name
+    from center import print_profile, stop_py_spy
 
     for spy in spies:
-        try:
-            spy.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            spy.process.kill()
-            spy.process.wait()
-        if not spy.output.exists():
-            log(f"py-spy wrote no profile of {spy.label}")
-            continue
-        own: Counter[str] = Counter()
-        inclusive: Counter[str] = Counter()
-        total = 0
-        for line in spy.output.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not count.isdigit():
-                continue
-            frames = [_frame_name(frame) for frame in stack.split(";")]
-            if frames[-1] in IDLE_FRAMES:
-                continue
-            total += int(count)
-            own[frames[-1]] += int(count)
-            for name in set(frames):
-                inclusive[name] += int(count)
-        if not total:
-            continue
-        lines = [f"profile of {spy.label}: {total} busy samples, {spy.output}", "  self time:"]
-        lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(top)]
-        lines.append("  inclusive, Townhall code:")
-        ours = [(k, v) for k, v in inclusive.most_common() if "townhall/" in k]
-        lines += [f"    {100 * n / total:5.1f}%  {name}" for name, n in ours[:top]]
-        log("\n".join(lines))
+        stop_py_spy(spy.process)
+        print_profile(spy.output, spy.label, top)
 
 
 class Processes:
