@@ -383,6 +383,24 @@ def machine_busy() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
+def response_head(head: bytes) -> tuple[int, int, bool, bool]:
+    """An HTTP/1.1 response head's status, Content-Length (-1: none), whether the body is
+    chunked and whether the server closes the connection after it."""
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length, chunked, close = -1, False, False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+        elif name == b"connection" and value.strip().lower() == b"close":
+            close = True
+    return status, length, chunked, close
+
+
 class HttpError(Exception):
     pass
 
@@ -421,20 +439,8 @@ class RawConnection:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
             await self.close()
             raise HttpError(type(error).__name__) from error
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split(b" ", 2)[1])
-        length = -1
-        chunked = close = False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-            elif name == b"connection" and value.strip().lower() == b"close":
-                close = True
         try:
+            status, length, chunked, close = response_head(head)
             if chunked:
                 size = 0
                 while True:

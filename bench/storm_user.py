@@ -53,6 +53,7 @@ from typing import Any
 
 from fanout_loadgen import Generator, GroupStats, Peer
 
+from center import response_head  # bench/center.py, beside this file
 from townhall.ticket import TicketError, open_ticket
 from townhall.wire.names import Zone
 
@@ -87,18 +88,7 @@ class HttpConnection:
         try:
             self.writer.write(data)
             head = await self.reader.readuntil(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            status = int(lines[0].split(b" ", 2)[1])
-            length, chunked, close = -1, False, False
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True
-                elif name == b"connection" and value.strip().lower() == b"close":
-                    close = True
+            status, length, chunked, close = response_head(head)
             if chunked:
                 parts = []
                 while True:
