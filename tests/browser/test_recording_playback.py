@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.browser.browser_support import screenshot_path
 from tests.browser.conftest import OpenBrowser
 from tests.browser.room_support import dev_ca_file, record_console, sign_in
 from tests.e2e.e2e_support import schedule_recorded
@@ -65,3 +66,7 @@ def test_an_mp4_part_plays_on_the_event_page(center: Center, open_browser: OpenB
     assert (played["width"], played["height"]) == (320, 240)
     assert played["shown"] > 0  # pictures were drawn, not only sound played
     assert abs(played["at"] - 2.5) < 0.1
+    # As a phone shows it: the player fits the width (looked at when changed; not asserted).
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(screenshot_path("event-recording-phone")), full_page=True)
