@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.e2e_support import free_port
 
 
@@ -86,3 +88,23 @@ def _busy(port: int) -> bool:
 
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_says_which_child_stopped_and_where_its_log_is(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from townhall import onebox
+
+    failing = [sys.executable, "-c", "print('port 1 is taken'); raise SystemExit(3)"]
+    sleeping = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with onebox.running({"main": failing, "child-a": sleeping}, tmp_path) as (main, child):
+        main.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while "main stopped" not in (said := capfd.readouterr().err):
+            assert time.monotonic() < deadline, "up never said that main stopped"
+            time.sleep(0.2)
+        assert child.poll() is None
+    assert f"main stopped (exit code 3); its log is {tmp_path / 'main.log'}" in said
+    assert "port 1 is taken" in (tmp_path / "main.log").read_text()
+    assert child.poll() is not None  # stopped with up
+    assert "child-a stopped" not in capfd.readouterr().err

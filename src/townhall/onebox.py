@@ -22,6 +22,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,14 +169,23 @@ def running(
     stop them all on exit (SIGTERM, then SIGKILL after 10 s)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen[bytes]] = []
+    stopping = threading.Event()
     try:
         for name, command in commands.items():
             with open(log_dir / f"{name}.log", "ab") as log:
                 processes.append(
                     subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
                 )
+        watcher = threading.Thread(
+            target=_report_stopped,
+            args=(dict(zip(commands, processes, strict=True)), log_dir, stopping),
+            name="onebox-watch",
+            daemon=True,
+        )
+        watcher.start()
         yield processes
     finally:
+        stopping.set()
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -186,3 +196,22 @@ def running(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _report_stopped(
+    children: dict[str, subprocess.Popen[bytes]], log_dir: Path, stopping: threading.Event
+) -> None:
+    """Say on stderr when a child stops before ``up`` does: a live server that could not
+    bind its port would otherwise vanish with only its own log knowing why."""
+    waiting = dict(children)
+    while waiting and not stopping.wait(0.5):
+        for name, process in list(waiting.items()):
+            code = process.poll()
+            if code is not None and not stopping.is_set():
+                del waiting[name]
+                print(
+                    f"townhall up: {name} stopped (exit code {code}); "
+                    f"its log is {log_dir / f'{name}.log'}",
+                    file=sys.stderr,
+                    flush=True,
+                )

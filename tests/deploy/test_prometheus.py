@@ -135,15 +135,19 @@ def test_prometheus_scrapes_townhall_up_and_counts_a_live_events_participant(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    center = f"127.0.0.1:{free_port()}"
+    # Every port from one run: ports picked one at a time are free only until the next
+    # pick, and two picks can overlap (CI once saw a live server and a metrics port
+    # on the same number, so one scrape target never came up).
+    first = free_run(10)
+    center = f"127.0.0.1:{first}"
     env = {
         **os.environ,
         "TOWNHALL_CENTER__LISTEN": center,
         "TOWNHALL_CENTER__WORKERS": "2",
-        "TOWNHALL_CONTROLLER__LISTEN": f"127.0.0.1:{free_port()}",
+        "TOWNHALL_CONTROLLER__LISTEN": f"127.0.0.1:{first + 1}",
     }
     env.pop("TOWNHALL_CENTER__METRICS_TOKEN", None)
-    live_port, metrics_port = free_run(3), free_run(4)
+    live_port, metrics_port, prometheus_port = first + 2, first + 5, first + 9
     metrics = {"controller": f"127.0.0.1:{metrics_port}"} | {
         name: f"127.0.0.1:{metrics_port + 1 + n}"
         for n, name in enumerate(("main", "child-a", "child-dmz"))
@@ -195,7 +199,7 @@ def test_prometheus_scrapes_townhall_up_and_counts_a_live_events_participant(
 
         config = tmp_path / "prometheus.yml"
         config.write_text(scrape_config(center, token_file.resolve(), metrics))
-        prometheus_url = f"http://127.0.0.1:{free_port()}"
+        prometheus_url = f"http://127.0.0.1:{prometheus_port}"
         prometheus_command = [
             PROMETHEUS,
             f"--config.file={config}",
