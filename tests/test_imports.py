@@ -184,9 +184,14 @@ RULES = [
         allowed=frozenset({"wire", "datafolder"}),
     ),
     Rule(
-        "the recorder is a participant: client, ticket, wire (and live.backoff)",
+        "the recorder is a participant: client, ticket, wire (and live.backoff), and the store",
         frozenset({"recording"}),
-        allowed=frozenset({"client", "ticket", "wire", "live"}),
+        allowed=frozenset({"client", "ticket", "wire", "live", "objectstore"}),
+    ),
+    Rule(
+        "the object store needs nothing of ours but its settings",
+        frozenset({"objectstore"}),
+        allowed=frozenset({"config"}),
     ),
 ]
 

@@ -44,6 +44,7 @@ from townhall.desktop.commands import register as register_desktop
 from townhall.live.backoff import Backoff
 from townhall.logformat import uvicorn_log_config
 from townhall.manager import registry
+from townhall.objectstore import ObjectStore
 from townhall.pki import DevCA
 from townhall.proxyauth import register as register_proxy_auth
 from townhall.recording.command import register as register_recorder
@@ -245,7 +246,6 @@ def manager_enroll(
     """
     from pydantic import ValidationError
 
-
     settings = settings_for(data, config)
     _migrate(settings)
     DevCA.ensure(settings.ca_dir)
@@ -314,7 +314,6 @@ WORKER_HEALTHCHECK_SECONDS = 60
 
 def _serve_center(settings: Settings, config: Path | None) -> None:
     import uvicorn
-
 
     host, port = parse_listen(settings.center.listen)
     # proxy_headers stays off: the peer address is what tells a trusted proxy
@@ -401,7 +400,8 @@ async def _run_recorder(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         with inprocess.recorder_sources(settings) as sources:
-            service = RecorderService(sources, settings.data, service_settings)
+            store = ObjectStore(settings.storage) if settings.storage.kind == "s3" else None
+            service = RecorderService(sources, settings.data, service_settings, store=store)
             await service.run(stop)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -516,7 +516,6 @@ def up(
 def _prepare_live(settings: Settings, admin: str, live_port: int) -> tuple[Path, dict[str, str]]:
     """The one-machine tree, the servers' identities, the demo event and its ticket;
     the ticket's path and each server's registered address."""
-
 
     with _sessions(settings)() as session:
         onebox.ensure_live_servers(session, first_port=live_port)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -222,6 +223,71 @@ class RecorderSettings(_Section):
     restart_max_seconds: float = Field(default=60, ge=1, le=3600)
 
 
+class StorageSettings(_Section):
+    """Where finished recordings are kept (docs/recording.md, "Storage").
+
+    ``folder`` (the default): ``<data>/recordings``, written by the recorder service
+    and served by the Center on the same machine. ``s3``: a bucket of an S3-compatible
+    object store (MinIO, Ceph's RADOS Gateway, AWS S3 ...), for a Center on several
+    machines: the recorder service still writes each part into ``<data>/recordings``
+    as it goes, then uploads the finished part (and, after a crash, what it left)
+    and deletes its local copy; the Center streams the objects to viewers, ranges
+    included, so the store itself need not be reachable from users' networks.
+    """
+
+    kind: Literal["folder", "s3"] = "folder"
+    # The store's address: https://s3.example.org (http:// only for a store on loopback
+    # or a private network: the keys sign each request, but the bytes travel in clear).
+    endpoint_url: str = ""
+    bucket: str = ""
+    # Prepended to every object name: "recordings/" gives recordings/<event id>/<file>.
+    prefix: str = "recordings/"
+    region: str = "us-east-1"
+    access_key_id: str = ""
+    # Keep it out of the settings file: TOWNHALL_STORAGE__SECRET_ACCESS_KEY.
+    secret_access_key: str = Field(default="", repr=False)
+    # A PEM bundle of the CAs that sign the store's certificate (empty: the system's).
+    ca_file: str = ""
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_is_http_url(cls, value: str) -> str:
+        if value and not (
+            value.startswith(("https://", "http://")) and len(value) <= 500 and " " not in value
+        ):
+            raise ValueError("endpoint_url is an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_is_a_bucket_name(cls, value: str) -> str:
+        if value and not _BUCKET.fullmatch(value):
+            raise ValueError("a bucket name is 3 to 63 lowercase letters, digits, dots, hyphens")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        if value and (len(value) > 200 or not value.endswith("/") or value.startswith("/")):
+            raise ValueError("prefix is empty or a path ending in / (recordings/)")
+        return value
+
+    @model_validator(mode="after")
+    def _s3_is_complete(self) -> StorageSettings:
+        if self.kind == "s3":
+            missing = [
+                name
+                for name in ("endpoint_url", "bucket", "access_key_id", "secret_access_key")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"storage kind s3 needs {', '.join(missing)}")
+        return self
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
 def _key_bytes(value: str) -> bytes:
     try:
         return base64.b64decode(value.replace("-", "+").replace("_", "/"), validate=True)
@@ -313,6 +379,7 @@ class Settings(BaseSettings):
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     recorder: RecorderSettings = Field(default_factory=RecorderSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @property

@@ -20,6 +20,7 @@ events to record, a recorder ticket with no user), for ``townhall recorder``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
@@ -256,6 +257,15 @@ class InProcessRecordingSources:
             session.commit()
         center_key = self._keys.signing_key().public_key()
         return open_ticket(data, center_public_key=center_key, now=int(time.time()))
+
+    def part_uploaded(self, event_id: int, part: recording_sources.UploadedPart) -> None:
+        with _recording_translated(), self._sessions() as session:
+            recordings.record_stored_part(session, event_id, **dataclasses.asdict(part))
+            session.commit()
+
+    def highest_uploaded_part(self, event_id: int) -> int:
+        with _recording_translated(), self._sessions() as session:
+            return recordings.highest_stored_part(session, event_id)
 
 
 @contextlib.contextmanager

@@ -203,7 +203,8 @@ def test_files_beside_the_parts_are_not_parts(center: Center) -> None:
     folder = center.settings.data / "recordings" / str(event_id)
     for stray in ("recording-01.webm", "recording-2.webm.tmp", "recording--3.webm"):
         (folder / stray).write_bytes(b"stray")
-    found = recordings.find(center.settings, event_id)
+    with center.sessions() as session:  # type: ignore[operator]
+        found = recordings.find(center.settings, session, event_id)
     assert found is not None and [part.number for part in found.parts] == [1]
 
 
@@ -307,7 +308,8 @@ def test_an_mp4_part_is_served_as_mp4_with_ranges_and_played_as_mp4(center: Cent
 def test_a_recording_that_starts_in_mp4_is_found_marked_and_deleted(center: Center) -> None:
     event_id = schedule(center, "public")
     put_mp4_part(center, event_id, 1)
-    assert recordings.with_recordings(center.settings, [event_id]) == {event_id}
+    with center.sessions() as session:  # type: ignore[operator]
+        assert recordings.with_recordings(center.settings, session, [event_id]) == {event_id}
     with center.client("mike") as viewer:
         info = viewer.get(f"/api/v1/events/{event_id}/recording").json()
         assert info["url"] == f"/events/{event_id}/recording.mp4" and info["seconds"] == 12

@@ -11,7 +11,11 @@ instead, and a recorder whose presenter's codec changes starts a part.
 without it was cut short, and a recording whose last part is not complete
 is shown as incomplete. The files are the record: there is no
 table, so a recorder that writes into the folder attaches the recording,
-and deleting the folder removes it. Who may watch is who may see the event
+and deleting the folder removes it. With ``storage.kind = "s3"`` the
+recorder service uploads each finished part to the object store and records
+it here (``record_stored_part``, table ``center_stored_parts``): then the
+rows are the record, the store holds the bytes, and a part appears once it
+is uploaded. Who may watch is who may see the event
 (``events.get_visible``: a private event's outsiders get 404, as for the
 event itself); only its managers (``events.can_manage``) may delete it or
 ask for a recorder ticket, and only for an event whose recording is on. The
@@ -22,6 +26,7 @@ recorder service gets its tickets from ``issue_service_recorder_ticket``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -32,16 +37,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from townhall import ticket
 from townhall.center import events, live
 from townhall.center.events import EventError
-from townhall.center.tables import Event, LiveState, User
+from townhall.center.tables import Event, LiveState, StoredPart, User
 from townhall.center.trees import EventTrees
-from townhall.config import Settings
-from townhall.store.conventions import naive_utc
+from townhall.config import Settings, StorageSettings
+from townhall.objectstore import ObjectStore, StoreUnavailable
+from townhall.store.conventions import naive_utc, now_utc
 from townhall.wire.names import LiveState as LiveStates
 
 __all__ = [
@@ -55,8 +62,11 @@ __all__ = [
     "delete",
     "find",
     "folder",
+    "highest_stored_part",
     "issue_recorder_ticket",
     "issue_service_recorder_ticket",
+    "object_store",
+    "record_stored_part",
     "recorded_live_events",
     "with_recordings",
 ]
@@ -76,14 +86,15 @@ _RECORDABLE: Final = (LiveStates.READY.value, LiveStates.DEGRADED.value)
 @dataclass(frozen=True, slots=True)
 class Part:
     """One recorder run's files: part 1 is ``recording.webm``, part n ``recording-n.webm``
-    (``.mp4`` for a part whose video is H.264)."""
+    (``.mp4`` for a part whose video is H.264), in ``folder`` or in the object store."""
 
     number: int
-    media: Path
-    chat: Path | None
+    container: str  # "webm" or "mp4": the media file's extension
     size: int
     seconds: float | None  # None: the recorder did not finish (the file still plays)
     complete: bool
+    has_chat: bool
+    folder: Path | None  # None: the part is in the object store (storage.kind = "s3")
 
     @property
     def suffix(self) -> str:
@@ -91,9 +102,12 @@ class Part:
         return "" if self.number == 1 else f"-{self.number}"
 
     @property
-    def container(self) -> str:
-        """``webm`` or ``mp4``: the media file's extension."""
-        return self.media.suffix.removeprefix(".")
+    def media_name(self) -> str:
+        return f"recording{self.suffix}.{self.container}"
+
+    @property
+    def chat_name(self) -> str:
+        return f"chat{self.suffix}.vtt"
 
     @property
     def media_type(self) -> str:
@@ -108,12 +122,8 @@ class Recording:
     parts: tuple[Part, ...]  # at least one
 
     @property
-    def media(self) -> Path:
-        return self.parts[0].media
-
-    @property
-    def chat(self) -> Path | None:
-        return self.parts[0].chat
+    def has_chat(self) -> bool:
+        return self.parts[0].has_chat
 
     @property
     def size(self) -> int:
@@ -157,9 +167,8 @@ def _summary(path: Path) -> dict[str, object]:
 def _part(where: Path, number: int) -> Part | None:
     suffix = "" if number == 1 else f"-{number}"
     for container in MEDIA_TYPES:  # one container a part: WebM if both were ever there
-        media = where / f"recording{suffix}.{container}"
         try:
-            size = media.stat().st_size
+            size = (where / f"recording{suffix}.{container}").stat().st_size
         except OSError:
             continue
         break
@@ -167,19 +176,37 @@ def _part(where: Path, number: int) -> Part | None:
         return None
     summary = _summary(where / f"recording{suffix}.json")
     seconds = summary.get("seconds")
-    chat = where / f"chat{suffix}.vtt"
     return Part(
         number=number,
-        media=media,
-        chat=chat if chat.is_file() else None,
+        container=container,
         size=size,
         seconds=float(seconds) if isinstance(seconds, int | float) else None,
         complete=summary.get("complete") is True,
+        has_chat=(where / f"chat{suffix}.vtt").is_file(),
+        folder=where,
     )
 
 
-def find(settings: Settings, event_id: int) -> Recording | None:
-    """The event's recording (every part in the folder, by number), or None."""
+def find(settings: Settings, session: Session, event_id: int) -> Recording | None:
+    """The event's recording (every part, by number), or None: from the folder, or from
+    the parts the recorder service stored (``center_stored_parts``) with S3 storage."""
+    if settings.storage.kind == "s3":
+        rows = session.scalars(
+            select(StoredPart).where(StoredPart.event_id == event_id).order_by(StoredPart.number)
+        )
+        stored = tuple(
+            Part(
+                number=row.number,
+                container=row.container,
+                size=row.media_bytes,
+                seconds=row.seconds,
+                complete=row.complete,
+                has_chat=row.has_chat,
+                folder=None,
+            )
+            for row in rows
+        )
+        return Recording(event_id=event_id, parts=stored) if stored else None
     where = folder(settings, event_id)
     try:
         names = os.listdir(where)
@@ -192,8 +219,19 @@ def find(settings: Settings, event_id: int) -> Recording | None:
     return Recording(event_id=event_id, parts=parts) if parts else None
 
 
-def with_recordings(settings: Settings, event_ids: Iterable[int]) -> set[int]:
+def with_recordings(settings: Settings, session: Session, event_ids: Iterable[int]) -> set[int]:
     """Which of these events have a recording (the catalog's mark: part 1 is always there)."""
+    if settings.storage.kind == "s3":
+        wanted = list(event_ids)
+        return (
+            set(
+                session.scalars(
+                    select(StoredPart.event_id).distinct().where(StoredPart.event_id.in_(wanted))
+                )
+            )
+            if wanted
+            else set()
+        )
     if not (settings.data / "recordings").is_dir():
         return set()  # nothing recorded yet: one stat, not one per event of the page
     return {
@@ -204,11 +242,70 @@ def with_recordings(settings: Settings, event_ids: Iterable[int]) -> set[int]:
 
 
 def delete(settings: Settings, session: Session, event_id: int, user: User) -> None:
-    """Remove the event's recording; managers only (403), 404 when there is none."""
+    """Remove the event's recording, every part; managers only (403), 404 when there is
+    none, 503 ``store_unavailable`` when the object store cannot delete it now."""
     events.get_managed(session, event_id, user)
-    if find(settings, event_id) is None:
+    if find(settings, session, event_id) is None:
         raise EventError(404, "recording_not_found", f"event {event_id} has no recording")
+    if settings.storage.kind == "s3":
+        try:
+            object_store(settings.storage).delete_event(event_id)
+        except StoreUnavailable as error:
+            raise EventError(503, "store_unavailable", str(error)) from error
+        session.execute(sql_delete(StoredPart).where(StoredPart.event_id == event_id))
+        session.commit()
+        return
     shutil.rmtree(folder(settings, event_id))
+
+
+@functools.lru_cache(maxsize=4)
+def object_store(storage: StorageSettings) -> ObjectStore:
+    """The object store of these settings, one client per process (it is thread-safe)."""
+    return ObjectStore(storage)
+
+
+def record_stored_part(
+    session: Session,
+    event_id: int,
+    *,
+    number: int,
+    container: str,
+    media_bytes: int,
+    has_chat: bool,
+    seconds: float | None,
+    complete: bool,
+) -> None:
+    """Attach a part the recorder service uploaded to the event (again: the row is
+    replaced); the caller commits. An event deleted meanwhile gets nothing (its objects
+    are left to the store's lifecycle rules)."""
+    if container not in MEDIA_TYPES or not 1 <= number <= MAX_PARTS or media_bytes < 0:
+        raise ValueError(f"not a part: {number} {container} {media_bytes}")
+    if session.get(Event, event_id) is None:
+        return
+    session.merge(
+        StoredPart(
+            event_id=event_id,
+            number=number,
+            container=container,
+            media_bytes=media_bytes,
+            has_chat=has_chat,
+            seconds=seconds,
+            complete=complete,
+            stored_at=now_utc(),
+        )
+    )
+
+
+def highest_stored_part(session: Session, event_id: int) -> int:
+    """The highest part number stored for the event (0 for none): a new run writes after it."""
+    return int(
+        session.scalar(
+            select(func.coalesce(func.max(StoredPart.number), 0)).where(
+                StoredPart.event_id == event_id
+            )
+        )
+        or 0
+    )
 
 
 def issue_recorder_ticket(

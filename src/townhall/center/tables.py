@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -350,3 +352,26 @@ class EventPolls(Base):
     polls: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of wire Polls, as maps
     questions: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of wire Questions
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)
+
+
+class StoredPart(Base):
+    """One part of an event's recording kept in the object store (``storage.kind = "s3"``).
+
+    Written by the recorder service once the part's files are uploaded
+    (``recordings.record_stored_part``): the store holds the bytes, this row
+    the facts the Center shows without asking the store, and the catalog's
+    mark. With folder storage the files are the record and this table stays empty.
+    """
+
+    __tablename__ = "center_stored_parts"
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("center_events.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    container: Mapped[str] = mapped_column(String(8))  # "webm" or "mp4"
+    media_bytes: Mapped[int] = mapped_column(BigInteger)
+    has_chat: Mapped[bool] = mapped_column(Boolean, default=False)
+    seconds: Mapped[float | None] = mapped_column(Float)  # None: its recorder did not finish
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    stored_at: Mapped[datetime] = mapped_column(DateTime, default=now_utc)

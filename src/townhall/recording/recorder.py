@@ -131,10 +131,11 @@ def next_part(folder: Path) -> int:
     return max(taken) + 1
 
 
-def claim_part(folder: Path, container: str = "webm") -> PartNames:
-    """The next part after every part in ``folder``, its chat and media files created
+def claim_part(folder: Path, container: str = "webm", *, first: int = 1) -> PartNames:
+    """The next part after every part in ``folder`` (and at least ``first``: the parts
+    before it were moved to the object store), its chat and media files created
     (empty) for us: the chat file is the claim, whatever the container."""
-    number = next_part(folder)
+    number = max(next_part(folder), first)
     while True:
         names = part_names(number, container)  # ValueError past MAX_PARTS: nothing overwritten
         try:
@@ -177,8 +178,9 @@ class _Part:
 
 
 class _Session:
-    def __init__(self, folder: Path, event_id: int, start: float) -> None:
+    def __init__(self, folder: Path, event_id: int, start: float, first_part: int = 1) -> None:
         self.folder = folder
+        self.first_part = first_part
         self.event_id = event_id
         self.start = start
         self.mixer = Mixer(start)
@@ -271,7 +273,7 @@ class _Session:
         """End the current part (complete) and start the next; False when no part number
         is left (the current part goes on)."""
         try:
-            names = claim_part(self.folder, container)
+            names = claim_part(self.folder, container, first=self.first_part)
         except ValueError:
             if self.part is None:
                 raise
@@ -379,13 +381,15 @@ async def record(
     *,
     stop: asyncio.Event | None = None,
     settings: ClientSettings | None = None,
+    first_part: int = 1,
 ) -> Summary:
-    """Join the ticket's event and record it into ``folder_for(data, event)`` until it ends."""
+    """Join the ticket's event and record it into ``folder_for(data, event)`` until it
+    ends; its parts are numbered from ``first_part`` on (or after those in the folder)."""
     folder = folder_for(data, ticket.event_id)
     folder.mkdir(parents=True, exist_ok=True)
-    part_names(next_part(folder))  # ValueError past MAX_PARTS, before joining
+    part_names(max(next_part(folder), first_part))  # ValueError past MAX_PARTS, before joining
     loop = asyncio.get_running_loop()
-    session = _Session(folder, ticket.event_id, loop.time())
+    session = _Session(folder, ticket.event_id, loop.time(), first_part)
     participant = Participant(ticket, settings=settings, on_event=session.on_event)
     session.participant = participant
     stop = stop if stop is not None else asyncio.Event()

@@ -12,6 +12,12 @@ nothing already recorded is overwritten. A recorder that saw the event end
 is done. At most ``max_recordings`` run at once; the other events wait, by
 id, and the log says so. The service itself holds no state worth keeping:
 killed and started again, it records the next part of every event.
+
+With an object store (``store``), the parts of every event no recorder is
+writing any more (finished, stopped, or left by a service that was killed)
+are uploaded in the background, one event at a time (``uploads``), and a
+new run numbers its parts after those already in the store; an event is
+not recorded while its parts are being uploaded, nor uploaded while recorded.
 """
 
 from __future__ import annotations
@@ -28,8 +34,15 @@ from typing import Final
 
 from townhall.client.session import ClientSettings, JoinFailed
 from townhall.live.backoff import Backoff
+from townhall.objectstore import ObjectStore
 from townhall.recording.recorder import Summary, record
-from townhall.recording.sources import RecorderTicketRefused, RecordingSources, SourceUnavailable
+from townhall.recording.sources import (
+    RecorderTicketRefused,
+    RecordingSources,
+    SourceUnavailable,
+    UploadedPart,
+)
+from townhall.recording.uploads import local_parts, upload_parts
 from townhall.ticket import TicketContents
 
 __all__ = ["RecordFunction", "RecorderService", "ServiceSettings"]
@@ -82,8 +95,12 @@ class RecorderService:
     settings: ServiceSettings = field(default_factory=ServiceSettings)
     client_settings: ClientSettings | None = None
     record_function: RecordFunction | None = None  # tests only: ``record`` otherwise
+    store: ObjectStore | None = None  # None: parts stay in the data folder
     running: dict[int, _Running] = field(default_factory=dict)
     known: dict[int, _Known] = field(default_factory=dict)
+    uploading: tuple[int, asyncio.Task[list[UploadedPart]]] | None = None
+    upload_failures: int = 0
+    upload_not_before: float = 0.0  # the loop's clock
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and record until ``stop``; then stop every recorder and wait for its file."""
@@ -96,6 +113,7 @@ class RecorderService:
         try:
             while not stop.is_set():
                 await self.poll()
+                self._upload_next()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.poll_seconds)
         finally:
@@ -129,6 +147,8 @@ class RecorderService:
             known = self.known.setdefault(event_id, _Known())
             if event_id in self.running or known.done or now < known.not_before:
                 continue
+            if self.uploading is not None and self.uploading[0] == event_id:
+                continue  # its parts are on their way to the store: next poll
             if len(self.running) >= self.settings.max_recordings:
                 if not known.waiting_logged:
                     log.warning(
@@ -162,7 +182,50 @@ class RecorderService:
     async def _record(self, ticket: TicketContents, stop: asyncio.Event) -> Summary:
         if self.record_function is not None:
             return await self.record_function(ticket, self.data, stop)
-        return await record(ticket, self.data, stop=stop, settings=self.client_settings)
+        first = 1
+        if self.store is not None:  # parts numbered after those already moved to the store
+            first += await asyncio.to_thread(self.sources.highest_uploaded_part, ticket.event_id)
+        return await record(
+            ticket, self.data, stop=stop, settings=self.client_settings, first_part=first
+        )
+
+    def _upload_next(self) -> None:
+        """With a store, start uploading the parts of one event nobody records now."""
+        if self.store is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if self.uploading is not None:
+            event_id, task = self.uploading
+            if not task.done():
+                return
+            self.uploading = None
+            error = None if task.cancelled() else task.exception()
+            if error is None:
+                self.upload_failures = 0
+            else:
+                delay = self.settings.restart.delay(self.upload_failures, random.random())  # noqa: S311
+                self.upload_failures += 1
+                self.upload_not_before = now + delay
+                log.warning(
+                    "event %d: uploading its recording failed: %s; trying again in %.1f s",
+                    event_id,
+                    error,
+                    delay,
+                )
+        if now < self.upload_not_before:
+            return
+        waiting = sorted(
+            int(path.name)
+            for path in _event_folders(self.data)
+            if int(path.name) not in self.running and local_parts(path)
+        )
+        if waiting:
+            event_id = waiting[0]
+            task = asyncio.create_task(
+                asyncio.to_thread(upload_parts, self.store, self.sources, self.data, event_id),
+                name=f"upload event {event_id}",
+            )
+            self.uploading = (event_id, task)
 
     def _reap(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -216,6 +279,21 @@ class RecorderService:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         self._reap()
+        if self.uploading is not None:  # a thread cannot be cancelled: let it finish its file
+            await asyncio.gather(self.uploading[1], return_exceptions=True)
+            self.uploading = None
+
+
+def _event_folders(data: Path) -> list[Path]:
+    """The event folders under ``<data>/recordings`` (named by the event's id)."""
+    try:
+        return [
+            path
+            for path in (data / "recordings").iterdir()
+            if path.name.isdigit() and len(path.name) < 19 and path.is_dir()
+        ]
+    except OSError:
+        return []
 
 
 def _unix_now() -> int:

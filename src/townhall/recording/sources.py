@@ -1,22 +1,25 @@
 """``RecordingSources``: what the recorder service asks of the Center, as a contract.
 
 The recorder service (``townhall recorder``, ``recording.service``) needs two
-answers: which events to record now, and a ticket to join one of them. The
+answers: which events to record now, and a ticket to join one of them; with
+an object store (``storage.kind = "s3"``) it also tells the Center of each
+part it uploaded, and asks which part number a new run starts after. The
 recording package may not import the Center (tests/test_imports.py), so it
 states the two calls here and is handed an implementation: on the Center's
 machine ``townhall.inprocess.InProcessRecordingSources`` answers them from
-the Center's own functions on its database. Both calls block (a database
+the Center's own functions on its database. Every call blocks (a database
 round trip): the service runs them in a thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from townhall.ticket import TicketContents
 
-__all__ = ["RecorderTicketRefused", "RecordingSources", "SourceUnavailable"]
+__all__ = ["RecorderTicketRefused", "RecordingSources", "SourceUnavailable", "UploadedPart"]
 
 
 class SourceUnavailable(Exception):
@@ -32,6 +35,18 @@ class RecorderTicketRefused(Exception):
         self.code = code
 
 
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    """A part of an event's recording now in the object store, as the Center lists it."""
+
+    number: int
+    container: str  # "webm" or "mp4"
+    media_bytes: int
+    has_chat: bool
+    seconds: float | None  # None: its recorder was cut short
+    complete: bool  # its recorder saw the event end
+
+
 class RecordingSources(Protocol):
     def recorded_live_events(self) -> Sequence[int]:
         """Ids of the events to record now: recording on, tree up (ready or degraded),
@@ -41,4 +56,12 @@ class RecordingSources(Protocol):
     def recorder_ticket(self, event_id: int) -> TicketContents:
         """A recorder's ticket for the event (a listener with no user), or
         ``RecorderTicketRefused``."""
+        ...
+
+    def part_uploaded(self, event_id: int, part: UploadedPart) -> None:
+        """Attach a part now in the object store to the event's recording."""
+        ...
+
+    def highest_uploaded_part(self, event_id: int) -> int:
+        """The highest part number in the object store for the event (0: none)."""
         ...

@@ -84,7 +84,9 @@ def catalog_page(
         "rows": rows,
         # Which past events have a recording (a stat each, for one page of rows).
         "recorded": recordings.with_recordings(
-            context_of(request).settings, (r.id for r in rows if r.status != "cancelled")
+            context_of(request).settings,
+            session,
+            (r.id for r in rows if r.status != "cancelled"),
         ),
         "q": q,
         "when": when,

@@ -118,7 +118,9 @@ def show_event(
         "trees": trees.options(session) if manager else [],
         "tree_choice": trees.chosen(session, event.id) if manager else None,
         "recording": (
-            recordings.find(context_of(request).settings, event.id) if guest is None else None
+            recordings.find(context_of(request).settings, session, event.id)
+            if guest is None
+            else None
         ),
         "notice": notice,
         "errors": errors or [],
