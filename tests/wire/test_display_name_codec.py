@@ -75,22 +75,51 @@ def test_older_peers_messages_without_the_field_still_decode() -> None:
 
 TOO_LONG = "x" * (DISPLAY_NAME_MAX + 1)
 BAD = [
-    pytest.param(RosterUpdate, raw([["a", False, False, False, False, TOO_LONG]], []), "changed",
-                 id="roster-too-long"),
-    pytest.param(RosterUpdate, raw([["a", False, False, False, False, "Al\nice"]], []), "changed",
-                 id="roster-newline"),
-    pytest.param(RosterUpdate, raw([["a", False, False, False, False, 7]], []), "changed",
-                 id="roster-not-a-string"),
-    pytest.param(MemberJoined, raw("a", "cred-0001", "participant", "c", 1.0, TOO_LONG),
-                 "display_name", id="joined-too-long"),
-    pytest.param(MemberJoined, raw("a", "cred-0001", "participant", "c", 1.0, "\u202eecilA"),
-                 "display_name", id="joined-bidi-override"),
-    pytest.param(MemberJoined, raw("a", "cred-0001", "participant", "c", 1.0, "A\x00"),
-                 "display_name", id="joined-nul"),
-    pytest.param(ChatPosted, raw("a", "hi", None, 1, "Bell\x07"), "sender_display_name",
-                 id="chat-bell"),
-    pytest.param(ChatPosted, raw("a", "hi", None, 1, "\x85next line"), "sender_display_name",
-                 id="chat-c1-control"),
+    pytest.param(
+        RosterUpdate,
+        raw([["a", False, False, False, False, TOO_LONG]], []),
+        "changed",
+        id="roster-too-long",
+    ),
+    pytest.param(
+        RosterUpdate,
+        raw([["a", False, False, False, False, "Al\nice"]], []),
+        "changed",
+        id="roster-newline",
+    ),
+    pytest.param(
+        RosterUpdate,
+        raw([["a", False, False, False, False, 7]], []),
+        "changed",
+        id="roster-not-a-string",
+    ),
+    pytest.param(
+        MemberJoined,
+        raw("a", "cred-0001", "participant", "c", 1.0, TOO_LONG),
+        "display_name",
+        id="joined-too-long",
+    ),
+    pytest.param(
+        MemberJoined,
+        raw("a", "cred-0001", "participant", "c", 1.0, "\u202eecilA"),
+        "display_name",
+        id="joined-bidi-override",
+    ),
+    pytest.param(
+        MemberJoined,
+        raw("a", "cred-0001", "participant", "c", 1.0, "A\x00"),
+        "display_name",
+        id="joined-nul",
+    ),
+    pytest.param(
+        ChatPosted, raw("a", "hi", None, 1, "Bell\x07"), "sender_display_name", id="chat-bell"
+    ),
+    pytest.param(
+        ChatPosted,
+        raw("a", "hi", None, 1, "\x85next line"),
+        "sender_display_name",
+        id="chat-c1-control",
+    ),
     pytest.param(AuthOk, raw("a", "ev", False, TOO_LONG), "display_name", id="auth-ok-too-long"),
 ]
 
@@ -111,8 +140,7 @@ def test_we_never_send_a_display_name_the_peer_would_refuse() -> None:
         encode_message(ChatPosted(sender="a", text="hi", sender_display_name="tab\there"))
 
 
-def test_a_child_sending_a_bad_display_name_up_gets_a_bye_saying_so_after_its_good_joins(
-) -> None:
+def test_a_child_sending_a_bad_display_name_up_gets_a_bye_saying_so_after_its_good_joins() -> None:
     link = Pair()
     link.open(role=Role.SERVER_LINK, name="child-1")
     good = MemberJoined(
