@@ -6,7 +6,7 @@ on ``main`` and Mike on ``child-a`` in their browsers, then a recorder joins as
 API). What is checked is what each page shows: the badge appears on both pages
 when the recorder joins, Olga pauses and resumes with the moderator's button
 and Mike's badge follows, Mike has no such button, and the badge goes away
-when the recorder leaves.
+when the recorder leaves. The recorder is in the roster as "Recording".
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ def badge(page: Page) -> str | None:
     )
 
 
+def shown_names(page: Page) -> list[str]:
+    return page.locator("#roster li .name").all_inner_texts()
+
+
 def test_everyone_sees_the_recording_badge_and_a_moderator_pauses_and_resumes(
     system: LiveSystem, center: Center, open_browser: OpenBrowser
 ) -> None:
@@ -65,6 +69,9 @@ def test_everyone_sees_the_recording_badge_and_a_moderator_pauses_and_resumes(
     try:
         for page in (olga, mike):
             wait_until(lambda p=page: badge(p) == "● Recording", "the badge", 30, page)
+            # The recorder is in the roster as "Recording", not by its guest username.
+            wait_until(lambda p=page: "Recording" in shown_names(p), "the recorder", 10, page)
+            assert not any(name.startswith("guest-") for name in shown_names(page))
         assert olga.is_visible("#pause-recording") and not mike.is_visible("#pause-recording")
 
         olga.click("#pause-recording")

@@ -20,7 +20,13 @@ MESSAGES = {
         "client": "townhall-python/0.1",
     },
     "welcome": {"type": "Welcome", "version": 1, "server": "main"},
-    "auth_ok": {"type": "AuthOk", "name": "Ana María", "event": "ev-42", "moderator": True},
+    "auth_ok": {
+        "type": "AuthOk",
+        "name": "Ana María",
+        "event": "ev-42",
+        "moderator": True,
+        "display_name": "Ana",
+    },
     "auth_failed": {"type": "AuthFailed", "reason": "expired", "message": "expired"},
     "pong_with_load": {"type": "Pong", "nonce": 1, "load": {"participants": 120, "capacity": 500}},
     "send_chat": {"type": "SendChat", "text": "Hi 👋", "seq": 1},
@@ -30,6 +36,7 @@ MESSAGES = {
         "text": "Hi 👋",
         "to": "Bo",
         "seq": 1,
+        "sender_display_name": "Ana",
     },
     "bye": {"type": "Bye", "reason": "normal"},
     "request_key_frame": {"type": "RequestKeyFrame", "stream_id": 2},
@@ -88,7 +95,10 @@ MESSAGES = {
     },
     "roster_update": {
         "type": "RosterUpdate",
-        "changed": [{"name": "Ana María", "moderator": True, "floor": True}, {"name": "Bo"}],
+        "changed": [
+            {"name": "Ana María", "moderator": True, "floor": True, "display_name": "Ana"},
+            {"name": "Bo"},
+        ],
         "left": ["Cy"],
     },
 }

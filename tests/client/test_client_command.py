@@ -104,6 +104,15 @@ async def test_moderator_commands_and_chat_from_the_command_line_as_json_lines(
         assert lines[0]["server"] == "main" and lines[0]["moderator"] is True
         chats = [(x["sender"], x["text"]) for x in lines if x["type"] == "chat"]
         assert chats == [("ana", "hello"), ("ana", "twice")]
+        # What a person is shown beside the identity: the ticket's display name.
+        assert {x["display_name"] for x in lines if x["type"] == "chat"} == {"Ana"}
+        assert lines[0]["display_name"] == "Ana"
+        assert any(
+            m["name"] == "bo" and m["display_name"] == "Bo"
+            for x in lines
+            if x["type"] == "roster"
+            for m in x["changed"]
+        )
         assert {"type": "floor", "holder": "bo"} in lines
         assert any(x["type"] == "hands" and x["raised"] == ["bo"] for x in lines)
         assert any(x["type"] == "roster" and x["left"] == ["cy"] for x in lines)
@@ -197,7 +206,7 @@ async def test_a_tone_sent_from_a_wav_is_recorded_by_another_participant_at_440_
         _end_event(main)
         code, out, err = await sender
         assert code == 0, err
-        assert "joined main as bo" in out and "floor: bo" in out
+        assert "joined main as Bo (bo)" in out and "floor: bo" in out
         assert await listener == 0
         media = [json.loads(x) for x in cy_out.getvalue().splitlines()]
         assert sum(1 for x in media if x["type"] == "media") == len(heard)
@@ -235,7 +244,7 @@ async def test_hands_from_the_command_line_and_a_quick_rejoin_is_heard(
         await seen.wait(lambda e: isinstance(e, ChatReceived) and e.text == "me!")
         stop.set()  # as Ctrl-C does
         assert await raising == 0
-        assert "joined main as bo" in out.getvalue() and "left: normal" in out.getvalue()
+        assert "joined main as Bo (bo)" in out.getvalue() and "left: normal" in out.getvalue()
 
         await wait_for(lambda: "bo" not in moderator.roster)
         stop = asyncio.Event()

@@ -39,10 +39,10 @@ EVENTS: list[tuple[ClientEvent, str]] = [
         StateChanged("42", "All hands", SpeakingMode.OPEN, 3, (StreamInfo(1, "bo", Codec.OPUS),)),
         "state",
     ),
-    (RosterChanged((Member("bo", hand_raised=True),), ("cy",)), "roster"),
+    (RosterChanged((Member("bo", hand_raised=True, display_name="Bo B."),), ("cy",)), "roster"),
     (FloorChanged(None), "floor"),
     (HandsChanged(("bo", "di")), "hands"),
-    (ChatReceived("ana", "héllo\nthere", "bo", 7), "chat"),
+    (ChatReceived("ana", "héllo\nthere", "bo", 7, "Ana <b>A</b>"), "chat"),
     (StreamStarted(1, "bo", Codec.OPUS), "stream-opened"),
     (StreamEnded(1), "stream-closed"),
     (MediaReceived(1, None, None, 9, 123, False, b"\x00" * 40), "media"),
@@ -66,8 +66,18 @@ def test_each_event_is_one_json_object_naming_its_type() -> None:
 def test_the_json_fields_say_what_happened_without_media_bytes() -> None:
     as_json = {kind: event_json(event) for event, kind in EVENTS}
     assert as_json["roster"]["changed"] == [
-        {"name": "bo", "moderator": False, "hand_raised": True, "floor": False, "muted": False}
+        {
+            "name": "bo",
+            "display_name": "Bo B.",
+            "moderator": False,
+            "hand_raised": True,
+            "floor": False,
+            "muted": False,
+        }
     ]
+    assert as_json["chat"]["sender"] == "ana"
+    assert as_json["chat"]["display_name"] == "Ana <b>A</b>"
+    assert as_json["joined"]["display_name"] == "ana"  # none given: the name
     assert as_json["roster"]["left"] == ["cy"]
     assert as_json["state"]["streams"] == [{"stream_id": 1, "owner": "bo", "codec": "opus"}]
     assert as_json["media"] == {

@@ -64,7 +64,8 @@ async def test_two_participants_chat_and_see_roster_floor_and_hands(issuer: Issu
             seq = ana.participant.say("welcome, bo")
             bo.participant.say("hi ana", to="ana")
             got = await bo.wait(lambda e: isinstance(e, ChatReceived) and e.sender == "ana")
-            assert got == ChatReceived("ana", "welcome, bo", None, seq)
+            assert got == ChatReceived("ana", "welcome, bo", None, seq, sender_display_name="Ana")
+            assert ana.participant.roster["bo"].shown == "Bo"  # the ticket's display name
             private = await ana.wait(lambda e: isinstance(e, ChatReceived) and e.to == "ana")
             assert (private.sender, private.text) == ("bo", "hi ana")  # type: ignore[union-attr]
 
@@ -95,6 +96,7 @@ async def test_two_participants_chat_and_see_roster_floor_and_hands(issuer: Issu
             assert chat == {
                 "type": "chat",
                 "sender": "ana",
+                "display_name": "Ana",
                 "text": "welcome, bo",
                 "to": None,
                 "seq": seq,

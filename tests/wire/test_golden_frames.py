@@ -61,7 +61,7 @@ FRAMES: dict[str, Message | MediaFrame] = {
     "hello": Hello(role=Role.PARTICIPANT, version=1, client="townhall-python/0.1"),
     "welcome": Welcome(version=1, server="main"),
     "auth": Auth(ticket=bytes.fromhex("8f2a0c6e5b71d4e3")),
-    "auth_ok": AuthOk(name="Ana María", event="ev-42", moderator=True),
+    "auth_ok": AuthOk(name="Ana María", event="ev-42", moderator=True, display_name="Ana"),
     "auth_failed": AuthFailed(reason=AuthFailure.EXPIRED, message="expired"),
     "pong_with_load": Pong(nonce=1, load=Load(participants=120, capacity=500)),
     "state_snapshot": StateSnapshot(
@@ -76,11 +76,16 @@ FRAMES: dict[str, Message | MediaFrame] = {
         ),
     ),
     "roster_update": RosterUpdate(
-        changed=(Member(name="Ana María", moderator=True, floor=True), Member(name="Bo")),
+        changed=(
+            Member(name="Ana María", moderator=True, floor=True, display_name="Ana"),
+            Member(name="Bo"),
+        ),
         left=("Cy",),
     ),
     "send_chat": SendChat(text="Hi 👋", seq=1),
-    "chat_posted": ChatPosted(sender="Ana María", text="Hi 👋", to="Bo", seq=1),
+    "chat_posted": ChatPosted(
+        sender="Ana María", text="Hi 👋", to="Bo", seq=1, sender_display_name="Ana"
+    ),
     "bye": Bye(reason=ByeReason.NORMAL),
     "open_stream_camera": OpenStream(codec=Codec.H264, kind=StreamKind.CAMERA),
     "request_key_frame": RequestKeyFrame(stream_id=2),
@@ -99,6 +104,7 @@ FRAMES: dict[str, Message | MediaFrame] = {
         role="moderator",
         server="child-a",
         joined_at=1_700_000_000.5,
+        display_name="Ana",
     ),
     "create_poll": CreatePoll(question="Lunch?", options=("pizza", "soup"), multiple=True),
     "vote": Vote(poll_id=1, choices=(0, 1)),

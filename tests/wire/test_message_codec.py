@@ -57,7 +57,13 @@ from townhall.wire import (
     encode_message,
 )
 from townhall.wire.frames import HEADER_SIZE, parse_header
-from townhall.wire.messages import MESSAGE_TYPES, address_of, decode_message
+from townhall.wire.messages import (
+    DISPLAY_NAME_MAX,
+    MESSAGE_TYPES,
+    ROSTER_CHUNK,
+    address_of,
+    decode_message,
+)
 
 SAMPLES: list[Message] = [
     Hello(role=Role.PARTICIPANT, version=1, client="townhall-python/0.1"),
@@ -187,7 +193,7 @@ def raw(*fields: object) -> bytes:
         (Pong, raw(1, [1]), "load"),
         (Bye, raw("normal", "bell\x07"), "message"),
         (Bye, raw("normal", "x" * 1025), "message"),
-        (RosterUpdate, raw([["a"]] * 101, []), "changed"),
+        (RosterUpdate, raw([["a"]] * (ROSTER_CHUNK + 1), []), "changed"),
         (RosterUpdate, b"\x92\xdd\xff\xff\xff\xff\x90", "changed"),
         (StateSnapshot, raw("e", "t", "open", 0, [[1, "a", "av1"]]), "streams"),
         (OpenStream, raw("vp8", "window"), "kind"),
@@ -276,10 +282,17 @@ def test_the_largest_roster_update_and_snapshot_fit_in_a_control_frame() -> None
     widest = "\U0001f642" * 64  # 64 characters of 4 bytes each
     roster = RosterUpdate(
         changed=tuple(
-            Member(name=widest[:-3] + f"{i:03}", moderator=True, hand_raised=True, floor=True)
-            for i in range(100)
+            Member(
+                name=widest[:-3] + f"{i:03}",
+                moderator=True,
+                hand_raised=True,
+                floor=True,
+                muted=True,
+                display_name="\U0001f642" * DISPLAY_NAME_MAX,
+            )
+            for i in range(ROSTER_CHUNK)
         ),
-        left=tuple(widest[:-4] + f"{i:03}x" for i in range(100)),
+        left=tuple(widest[:-4] + f"{i:03}x" for i in range(ROSTER_CHUNK)),
     )
     snapshot = StateSnapshot(
         event="e" * 64,

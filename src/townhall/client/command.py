@@ -134,19 +134,28 @@ class JoinOptions:
     probe: bool = False
 
 
+def _shown(display_name: str, name: str) -> str:
+    """A member as a person reads it: the display name, and the name when it differs."""
+    if not display_name or display_name == name:
+        return name
+    return f"{display_name} ({name})"
+
+
 def _human(event: ClientEvent) -> str | None:
     match event:
         case Joined():
             role = " (moderator)" if event.moderator else ""
             again = "joined again" if event.rejoin else "joined"
-            return f"{again} {event.server} as {event.name}{role}"
+            shown = _shown(event.display_name, event.name)
+            return f"{again} {event.server} as {shown}{role}"
         case StateChanged():
             return (
                 f"event {event.title!r}: {event.mode.value}, {event.attendance} present, "
                 f"{len(event.streams)} streams"
             )
         case RosterChanged():
-            parts = [f"+{m.name}" for m in event.changed] + [f"-{name}" for name in event.left]
+            parts = [f"+{_shown(m.display_name, m.name)}" for m in event.changed]
+            parts += [f"-{name}" for name in event.left]
             return "roster " + " ".join(parts) if parts else None
         case FloorChanged():
             return f"floor: {event.holder or 'nobody'}"
@@ -154,7 +163,7 @@ def _human(event: ClientEvent) -> str | None:
             return "hands: " + (", ".join(event.raised) or "none")
         case ChatReceived():
             target = f" → {event.to}" if event.to else ""
-            return f"{event.sender}{target}: {event.text}"
+            return f"{_shown(event.sender_display_name, event.sender)}{target}: {event.text}"
         case StreamStarted():
             return f"stream {event.stream_id}: {event.owner} sends {event.codec.value}"
         case StreamEnded():

@@ -61,6 +61,7 @@ class Joined:
     event: str | None
     moderator: bool
     rejoin: bool = False
+    display_name: str = ""  # what others are shown of us; "": the name
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +93,15 @@ class HandsChanged:
 
 @dataclass(frozen=True, slots=True)
 class ChatReceived:
-    sender: str
+    sender: str  # the sender's name: its identity (``to`` of a reply)
     text: str
     to: str | None
     seq: int
+    sender_display_name: str = ""  # what to show for the sender; "": its name
+
+    @property
+    def shown_sender(self) -> str:
+        return self.sender_display_name or self.sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +243,7 @@ ClientEvent = (
 def member_json(member: Member) -> dict[str, Any]:
     return {
         "name": member.name,
+        "display_name": member.shown,  # the display name, or the name when none was given
         "moderator": member.moderator,
         "hand_raised": member.hand_raised,
         "floor": member.floor,
@@ -256,6 +263,7 @@ def event_json(event: ClientEvent) -> dict[str, Any]:
                 "type": "joined",
                 "server": event.server,
                 "name": event.name,
+                "display_name": event.display_name or event.name,
                 "event": event.event,
                 "moderator": event.moderator,
                 "rejoin": event.rejoin,
@@ -283,6 +291,7 @@ def event_json(event: ClientEvent) -> dict[str, Any]:
             return {
                 "type": "chat",
                 "sender": event.sender,
+                "display_name": event.shown_sender,
                 "text": event.text,
                 "to": event.to,
                 "seq": event.seq,

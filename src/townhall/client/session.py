@@ -561,7 +561,14 @@ class Participant:
         self.main_reachable = True  # the new server says so if it cannot reach the main
         self.recording = RecordingState.OFF  # the new server says so if it is recorded
         self._streams.clear()
-        joined = Joined(probe.server.name, ok.name, ok.event, ok.moderator, rejoin=rejoin)
+        joined = Joined(
+            probe.server.name,
+            ok.name,
+            ok.event,
+            ok.moderator,
+            rejoin=rejoin,
+            display_name=ok.display_name,
+        )
         self._emit(joined)
         link.attach(self._on_wire)
         if rejoin:
@@ -619,7 +626,9 @@ class Participant:
                 )
             case ChatPosted(sender=sender, seq=seq):
                 if self._remember((sender, seq)):
-                    self._emit(ChatReceived(sender, event.text, event.to, seq))
+                    self._emit(
+                        ChatReceived(sender, event.text, event.to, seq, event.sender_display_name)
+                    )
             case RosterUpdate(changed=changed, left=left):
                 for name in left:
                     self._roster.pop(name, None)

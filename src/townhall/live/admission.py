@@ -2,7 +2,8 @@
 
 Pure checks, no state: ``check_participant`` opens a sealed credential with
 ``townhall.ticket`` and holds it against the Controller's lists; ``member_name``
-turns a credential into the name the event shows; ``link_ticket`` and
+turns a credential into the member's name (its identity in the event) and
+``display_name`` into what people are shown of it; ``link_ticket`` and
 ``check_link`` are the interim credential of a server link (a name and a
 secret the Manager enrolls; a mutual-TLS identity can replace it). What is
 connected, removed or banned right now is the room's business, not this
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from townhall.ticket import Credential, TicketError, sealed_issued_at, verify_sealed_credential
 from townhall.wire import AuthFailure
+from townhall.wire.messages import DISPLAY_NAME_MAX
 from townhall.wire.names import NOT_IN_LABELS, is_server_name
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "Refusal",
     "check_link",
     "check_participant",
+    "display_name",
     "link_ticket",
     "member_name",
 ]
@@ -112,6 +115,18 @@ def member_name(credential: Credential) -> str:
         return cleaned
     digest = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{cleaned[: _NAME_MAX - 9].strip() or 'user'}~{digest}"
+
+
+def display_name(credential: Credential) -> str:
+    """What the roster and chat show for the member: the display name the Center put in
+    its credential (what a guest typed, a user's full name), or "" to show its name.
+
+    The ticket refuses control characters but not the bidirectional overrides a
+    wire name refuses (they would let a name display as someone else's), so those
+    are dropped here; the result is at most ``DISPLAY_NAME_MAX`` characters.
+    """
+    cleaned = _NOT_NAME.sub("", credential.display_name).strip()
+    return cleaned[:DISPLAY_NAME_MAX].strip()
 
 
 def link_ticket(server_name: str, secret: str) -> bytes:

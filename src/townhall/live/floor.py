@@ -69,6 +69,7 @@ class Seat:
     server: str  # the live server the member is connected to
     joined_at: float
     muted: bool = False
+    display_name: str = ""  # what people see; "" shows the name
 
     @property
     def moderator(self) -> bool:
@@ -158,6 +159,7 @@ class Floor:
             hand_raised=name in self._queue,
             floor=name == self._holder,
             muted=seat.muted,
+            display_name=seat.display_name,
         )
 
     def snapshot(self) -> StateSnapshot:
@@ -188,14 +190,21 @@ class Floor:
             ]
         old = self._seats.get(seat.name)
         if old is not None:
-            moderator_before = old.moderator
+            shown_before = (old.moderator, old.display_name)
             old.credential_id, old.role = seat.credential_id, seat.role
             old.server, old.joined_at = seat.server, seat.joined_at
-            if old.moderator == moderator_before:
+            old.display_name = seat.display_name
+            if (old.moderator, old.display_name) == shown_before:
                 return []
             return [RosterUpdate(changed=(self.member(seat.name),))]
         self._seats[seat.name] = Seat(
-            seat.name, seat.credential_id, seat.role, seat.server, seat.joined_at, seat.muted
+            seat.name,
+            seat.credential_id,
+            seat.role,
+            seat.server,
+            seat.joined_at,
+            seat.muted,
+            seat.display_name,
         )
         return [RosterUpdate(changed=(self.member(seat.name),))]
 

@@ -34,9 +34,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from townhall.live.admission import Refusal, check_link, check_participant, link_ticket, member_name
+from townhall.live.admission import (
+    Refusal,
+    check_link,
+    check_participant,
+    display_name,
+    link_ticket,
+    member_name,
+)
 from townhall.live.attendance import Ledger
 from townhall.live.backoff import Backoff
 from townhall.live.chatlog import ChatLog, Entry
@@ -207,6 +215,7 @@ class _Peer:
     role: Role
     open: bool = False
     name: str = ""  # the member's name, or the child server's
+    display_name: str = ""  # what people see of the member ("": its name)
     # participants
     credential_id: str = ""
     ticket_role: TicketRole = TicketRole.PARTICIPANT
@@ -575,10 +584,19 @@ class EventRoom:
             self._refuse_auth(peer.conn, Refusal(AuthFailure.SERVER_FULL, "try another server"))
             return
         peer.open, peer.name = True, name
+        peer.display_name = display_name(checked)
         peer.credential_id, peer.ticket_role = checked.credential_id, checked.role
         peer.tokens, peer.stamp = float(settings.request_burst), self._now
         moderator = checked.role is TicketRole.MODERATOR
-        self._send(peer.conn, AuthOk(name=name, event=self._event_id, moderator=moderator))
+        self._send(
+            peer.conn,
+            AuthOk(
+                name=name,
+                event=self._event_id,
+                moderator=moderator,
+                display_name=peer.display_name,
+            ),
+        )
         self._send_state(peer.conn)
         self._send_polls(peer.conn, whole=moderator)
         if self._told_down:
@@ -593,6 +611,7 @@ class EventRoom:
             role=checked.role.value,
             server=settings.server_name,
             joined_at=self._wall,
+            display_name=peer.display_name,
         )
         self._join(joined, peer.conn, local=True)
 
@@ -657,7 +676,13 @@ class EventRoom:
                     Error(code=ErrorCode.UNKNOWN_MEMBER, message=f"{message.to} is not here"),
                 )
                 return
-            posted = ChatPosted(sender=peer.name, text=message.text, to=message.to, seq=message.seq)
+            posted = ChatPosted(
+                sender=peer.name,
+                text=message.text,
+                to=message.to,
+                seq=message.seq,
+                sender_display_name=peer.display_name,
+            )
             self._up_chat(posted)
         elif type(message) in FORWARDED_COMMANDS:
             self._up_request(peer.name, message)
@@ -761,6 +786,7 @@ class EventRoom:
                 TicketRole(joined.role),
                 joined.server,
                 joined.joined_at,
+                display_name=joined.display_name,
             )
             self._down(self._floor.join(seat))
         elif self._up_conn is not None and self._up_state in _LINK_OPEN:
@@ -795,8 +821,12 @@ class EventRoom:
     def _up_chat(self, posted: ChatPosted) -> None:
         floor = self._floor
         if floor is not None:
-            if posted.sender not in floor.seats:
+            seat = floor.seats.get(posted.sender)
+            if seat is None:
                 return  # the sender left while the message travelled
+            if posted.sender_display_name != seat.display_name:
+                # The roster's display name, also for a child too old to send one.
+                posted = msgspec.structs.replace(posted, sender_display_name=seat.display_name)
             self._down_chat(self._log.last_seq + 1, posted, encode_message(posted))
             if posted.to is not None and posted.to not in floor.seats:
                 # Left while it travelled. Logged all the same: the echo is how the
@@ -939,7 +969,9 @@ class EventRoom:
         self._log.append(Entry(seq, posted, encoded))
         if self._outgoing:
             for index, waiting in enumerate(self._outgoing):
-                if waiting.sender == posted.sender and waiting == posted:
+                if waiting.sender == posted.sender and waiting == msgspec.structs.replace(
+                    posted, sender_display_name=waiting.sender_display_name
+                ):
                     del self._outgoing[index]
                     break
         if posted.to is None:

@@ -243,10 +243,11 @@ class _Session:
                 if event.stream_id == self.video_source:
                     self.video_source, self.video_rank = None, (-1, -1)
             case ChatReceived(to=None) if not self.paused:
+                shown = event.shown_sender  # the recording's viewers read display names
                 if self.part is not None:
-                    self.part.chat.add(self.at(now) - self.part.base, event.sender, event.text)
+                    self.part.chat.add(self.at(now) - self.part.base, shown, event.text)
                 elif len(self.held_chat) < _MAX_HELD_CHAT:
-                    self.held_chat.append((self.at(now), event.sender, event.text))
+                    self.held_chat.append((self.at(now), shown, event.text))
             case Left():
                 self.left = event
                 self.ended.set()

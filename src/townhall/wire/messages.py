@@ -41,6 +41,7 @@ from townhall.wire.names import NOT_IN_LABELS
 
 __all__ = [
     "CHAT_TEXT_MAX_BYTES",
+    "DISPLAY_NAME_MAX",
     "BANNED_CHUNK",
     "FORWARDED_COMMANDS",
     "MAX_STREAMS",
@@ -133,6 +134,11 @@ _TEXT_CHARS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f"  # tab, LF and CR are fine in cha
 _NOT_LABEL = re.compile(f"[{_LABEL_CHARS}]")
 
 Name = Annotated[str, Meta(min_length=1, max_length=64, pattern=rf"\A[^{_LABEL_CHARS}]+\Z")]
+DISPLAY_NAME_MAX: Final = 200  # characters, as a ticket's display name (townhall.ticket)
+# What people see of a member; the Name stays its identity. "" (older peers): show the Name.
+DisplayName = Annotated[
+    str, Meta(max_length=DISPLAY_NAME_MAX, pattern=rf"\A[^{_LABEL_CHARS}]*\Z")
+]
 Identifier = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\A[A-Za-z0-9._:-]+\Z")]
 Title = Annotated[str, Meta(max_length=256, pattern=rf"\A[^{_LABEL_CHARS}]*\Z")]
 Reason = Annotated[str, Meta(max_length=1024, pattern=rf"\A[^{_LABEL_CHARS}]*\Z")]
@@ -147,7 +153,9 @@ Ticket = Annotated[bytes, Meta(min_length=1, max_length=8192)]
 CredentialId = Annotated[str, Meta(pattern=r"\A[A-Za-z0-9_-]{8,64}\Z")]
 MemberRole = Annotated[str, Meta(pattern=r"\A(participant|presenter|moderator)\Z")]
 
-ROSTER_CHUNK: Final = 100  # members (and names) per RosterUpdate: the largest fits CONTROL
+# members (and names) per RosterUpdate: the largest, 48 members of 64-character
+# names and 200-character display names of 4-byte characters, fits CONTROL
+ROSTER_CHUNK: Final = 48
 MAX_STREAMS: Final = 64  # streams listed in one StateSnapshot
 BANNED_CHUNK: Final = 64  # credential ids in one Banned
 MAX_POLL_OPTIONS: Final = 10  # choices in one poll
@@ -289,11 +297,17 @@ class Load(Record, frozen=True):
 
 
 class Member(Record, frozen=True):
-    name: Name
+    name: Name  # the identity: floor, moderation, votes and chat ``to`` use it
     moderator: bool = False
     hand_raised: bool = False
     floor: bool = False
     muted: bool = False
+    display_name: DisplayName = ""  # what to show; "" (older peers): the name
+
+    @property
+    def shown(self) -> str:
+        """What a roster shows for this member: its display name, else its name."""
+        return self.display_name or self.name
 
 
 class StreamInfo(Record, frozen=True):
@@ -336,6 +350,7 @@ class AuthOk(Message, frozen=True):
     name: Name
     event: Identifier | None = None  # None on a controller link
     moderator: bool = False
+    display_name: DisplayName = ""  # the member's display name; "": none, or an older server
 
 
 class AuthFailed(Message, frozen=True):
@@ -575,6 +590,11 @@ class ChatPosted(Message, frozen=True):
     text: ChatText
     to: Name | None = None
     seq: U32 = 0  # the sender's SendChat.seq: (sender, seq) names one message
+    sender_display_name: DisplayName = ""  # what to show for the sender; "": its name
+
+    @property
+    def shown_sender(self) -> str:
+        return self.sender_display_name or self.sender
 
     def check(self) -> None:
         _check_chat_text(self.text)
@@ -591,6 +611,7 @@ class MemberJoined(Message, frozen=True):
     role: MemberRole  # the ticket's role
     server: Name
     joined_at: Annotated[float, Meta(ge=0)]  # Unix seconds
+    display_name: DisplayName = ""  # from the credential; "" (older peers): the name
 
 
 class MemberLeft(Message, frozen=True):

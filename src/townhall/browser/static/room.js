@@ -343,7 +343,8 @@ function adopt(link, probeResult, ok) {
   link.onMessage = onMessage;
   link.onClose = onClosed;
   link.keepAlive();
-  $("who").textContent = `${ok.name}${ok.moderator ? " (moderator)" : ""} · on ${room.server}`;
+  $("who").textContent = `${ok.display_name || ok.name}${ok.moderator ? " (moderator)" : ""} · on ${room.server}`;
+  $("who").title = ok.name;
   $("moderation").hidden = !ok.moderator;
   panels.joined(ok.name, ok.moderator);
   $("room").hidden = false;
@@ -419,7 +420,7 @@ function onMessage(message) {
       room.seen.add(key);
       room.seenOrder.push(key);
       if (room.seenOrder.length > SEEN_CHAT) room.seen.delete(room.seenOrder.shift());
-      room.chat.push({ sender: message.sender, text: message.text, to: message.to });
+      room.chat.push({ sender: message.sender, shown: message.sender_display_name || message.sender, text: message.text, to: message.to });
       showChat(message);
       return;
     }
@@ -472,6 +473,19 @@ function onMessage(message) {
 
 // -- roster, hands, floor ------------------------------------------------------------------
 
+// What people see of a member: the display name from its ticket; the name (its
+// username) is its identity, in commands and in a tooltip. Always set as text, never HTML.
+function shown(name) {
+  const member = room.roster.get(name);
+  return (member && member.display_name) || name;
+}
+
+function nameLabel(tag, name, text = shown(name)) {
+  const label = Object.assign(document.createElement(tag), { textContent: text });
+  if (text !== name) label.title = name;
+  return label;
+}
+
 function render() {
   document.title = `${room.title || "Event"} · Townhall`;
   $("title").textContent = room.title || `Event ${eventId}`;
@@ -479,20 +493,21 @@ function render() {
   const raised = [...room.roster.values()].filter((m) => m.hand_raised).map((m) => m.name);
   room.hands = room.hands.filter((n) => raised.includes(n)).concat(raised.filter((n) => !room.hands.includes(n)).sort());
   const holder = [...room.roster.values()].find((m) => m.floor);
-  $("floor").textContent = holder ? `${holder.name} holds the floor.` : "Nobody holds the floor.";
+  $("floor").textContent = holder ? `${shown(holder.name)} holds the floor.` : "Nobody holds the floor.";
 
   const hands = $("hands");
-  hands.replaceChildren(...room.hands.map((name) => Object.assign(document.createElement("li"), { textContent: name })));
+  hands.replaceChildren(...room.hands.map((name) => nameLabel("li", name)));
   $("no-hands").hidden = room.hands.length > 0;
 
   const roster = $("roster");
-  const names = [...room.roster.keys()].sort((a, b) => a.localeCompare(b));
+  const names = [...room.roster.keys()].sort((a, b) => shown(a).localeCompare(shown(b)) || a.localeCompare(b));
   roster.replaceChildren(
     ...names.map((name) => {
       const m = room.roster.get(name);
       const li = document.createElement("li");
       li.dataset.name = name;
-      const label = Object.assign(document.createElement("span"), { className: "name", textContent: name });
+      const label = nameLabel("span", name);
+      label.className = "name";
       li.append(label);
       const badges = [];
       if (m.moderator) badges.push("moderator");
@@ -524,7 +539,8 @@ function render() {
     const current = select.value;
     const others = names.filter((n) => n !== room.name);
     const first = select.id === "chat-to" ? [Object.assign(document.createElement("option"), { value: "", textContent: "Everyone" })] : [];
-    select.replaceChildren(...first, ...others.map((n) => Object.assign(document.createElement("option"), { value: n, textContent: n })));
+    const option = (n) => Object.assign(document.createElement("option"), { value: n, textContent: shown(n) === n ? n : `${shown(n)} (${n})` });
+    select.replaceChildren(...first, ...others.map(option));
     if ([...select.options].some((o) => o.value === current)) select.value = current;
   }
   updateMicrophone();
@@ -540,11 +556,10 @@ function mayTalk() {
 
 function showChat(message) {
   const li = document.createElement("li");
-  const who = Object.assign(document.createElement("strong"), { textContent: message.sender });
-  li.append(who);
+  li.append(nameLabel("strong", message.sender, message.sender_display_name || message.sender));
   if (message.to) {
     li.classList.add("private");
-    li.append(` (privately to ${message.to === room.name ? "you" : message.to})`);
+    li.append(` (privately to ${message.to === room.name ? "you" : shown(message.to)})`);
   }
   li.append(`: ${message.text}`);
   const log = $("chat-log");
@@ -728,13 +743,13 @@ function openView(info) {
   const canvas = document.createElement("canvas");
   const kind = info.kind || "camera";
   canvas.setAttribute("role", "img");
-  canvas.setAttribute("aria-label", kind === "screen" ? `${info.owner}'s shared screen` : `${info.owner}'s camera`);
+  canvas.setAttribute("aria-label", kind === "screen" ? `${shown(info.owner)}'s shared screen` : `${shown(info.owner)}'s camera`);
   let holder = canvas;
   if (kind === "screen") {
     $("screen").replaceChildren(canvas);
   } else {
     holder = document.createElement("figure");
-    holder.append(canvas, Object.assign(document.createElement("figcaption"), { textContent: info.owner }));
+    holder.append(canvas, Object.assign(document.createElement("figcaption"), { textContent: shown(info.owner) }));
     $("tiles").append(holder);
   }
   let view = null;
@@ -746,7 +761,7 @@ function openView(info) {
       },
     });
   } catch (error) {
-    problem("video", `Cannot show ${info.owner}'s video: ${error.message}`);
+    problem("video", `Cannot show ${shown(info.owner)}'s video: ${error.message}`);
   }
   room.videos.set(info.stream_id, { view, holder, info });
 }

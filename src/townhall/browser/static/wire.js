@@ -21,7 +21,7 @@ export class ProtocolError extends Error {}
 
 // Records nested in messages: [field, default] in wire order.
 const LOAD = [["participants"], ["capacity"]];
-const MEMBER = [["name"], ["moderator", false], ["hand_raised", false], ["floor", false], ["muted", false]];
+const MEMBER = [["name"], ["moderator", false], ["hand_raised", false], ["floor", false], ["muted", false], ["display_name", ""]];
 const STREAM_INFO = [["stream_id"], ["owner"], ["codec"], ["kind", null]];
 const POLL = [["poll_id"], ["question"], ["options"], ["multiple"], ["state"], ["shared"], ["counts", null], ["voters", null]];
 const STREAM_DROPS = [["stream_id"], ["frames"]];
@@ -37,7 +37,7 @@ const MESSAGES = {
   Hello: [0, 1, [["role"], ["version"], ["client"]]],
   Welcome: [0, 2, [["version"], ["server"]]],
   Auth: [0, 3, [["ticket"]]],
-  AuthOk: [0, 4, [["name"], ["event", null], ["moderator", false]]],
+  AuthOk: [0, 4, [["name"], ["event", null], ["moderator", false], ["display_name", ""]]],
   AuthFailed: [0, 5, [["reason"], ["message", ""]]],
   Error: [0, 6, [["code"], ["message", ""]]],
   Ping: [0, 7, [["nonce"]]],
@@ -73,7 +73,7 @@ const MESSAGES = {
   SetRecording: [0, 56, [["state"]]],
   RecordingChanged: [0, 57, [["state"]]],
   SendChat: [3, 1, [["text"], ["to", null], ["seq", 0]]],
-  ChatPosted: [3, 2, [["sender"], ["text"], ["to", null], ["seq", 0]]],
+  ChatPosted: [3, 2, [["sender"], ["text"], ["to", null], ["seq", 0], ["sender_display_name", ""]]],
 };
 
 const BY_ADDRESS = new Map(Object.entries(MESSAGES).map(([name, [channel, type]]) => [channel * 256 + type, name]));
