@@ -125,6 +125,9 @@ class CenterSettings(_Section):
     # Bearer token Prometheus sends to scrape GET /metrics on the Center's listener;
     # empty: /metrics answers 404 (docs/metrics.md).
     metrics_token: str = Field(default="", repr=False)
+    # host:port where the process running the web workers serves their summed metrics
+    # (plain HTTP, no token: keep it on loopback or a monitoring network); empty: off.
+    metrics_listen: str = ""
     # Password sign-in throttling (center/throttle.py): failures of one account from one
     # address before any wait, of one address before any wait, the first wait and the cap.
     sign_in_free_failures: int = Field(default=5, ge=1, le=1000)
@@ -143,6 +146,13 @@ class CenterSettings(_Section):
     @classmethod
     def _listen_is_host_port(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen_is_host_port(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
         return value
 
     @property
