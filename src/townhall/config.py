@@ -283,6 +283,10 @@ class LiveSettings(_Section):
     # and reconnected, only after idle_timeout_seconds.
     ping_seconds: float = Field(default=15, gt=0, le=600)
     idle_timeout_seconds: float = Field(default=45, gt=0, le=3600)
+    # A timed Ping on every link between servers this often, busy or not: each end's
+    # metrics show the round trip to the other (townhall_live_link_rtt_seconds). A peer's
+    # Pings beyond 16 at once and then 2 a second go unanswered, hence at least 0.5.
+    link_rtt_seconds: float = Field(default=5, ge=0.5, le=600)
     # By live server name: host:port of its Prometheus metrics (plain HTTP, no token:
     # keep it on loopback or a monitoring network); a server not named here has none.
     metrics_listen: dict[str, str] = Field(default_factory=dict)
