@@ -679,7 +679,9 @@ class LiveServer:
         """Call the connection's keepalive and timeout timer when it is next due.
 
         A connection's timer only ever moves later (bytes heard, a Ping sent),
-        so it is armed once and, when it fires, handled and armed again.
+        so it is armed once and, when it fires, handled and armed again; the one
+        exception, the link Up entering OPEN (its first timed Ping is due at once),
+        is armed again by ``_rearm_if_sooner``.
         """
         room = conn.room
         if room is None or conn.lost or self._loop is None:
