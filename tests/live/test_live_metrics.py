@@ -128,7 +128,9 @@ async def test_participants_links_deliveries_per_event_and_nothing_left_when_it_
 
 # -- the round trip of each server link -----------------------------------------------------------
 
-LINK_TIMING = Settings(link_rtt_interval=0.5)
+# A long handshake timeout: the link Up's first timer is armed for it, and must be armed
+# again sooner when the link opens (its first timed Ping is due at once).
+LINK_TIMING = Settings(link_rtt_interval=0.5, handshake_timeout=3600)
 
 
 async def test_each_end_of_a_server_link_shows_its_round_trip_to_the_peer_server(
