@@ -352,15 +352,15 @@ def test_a_server_link_times_a_ping_on_opening_and_every_interval_however_busy()
     pair.now += 0.25  # the network's round trip
     answer(pair, client_saw, pair.client)
     answer(pair, server_saw, pair.server)
-    assert pair.client.take_round_trips() == pair.server.take_round_trips() == [0.25]
-    assert pair.client.take_round_trips() == []  # each sample is taken once
+    assert pair.client.take_round_trips() == pair.server.take_round_trips() == (0.25,)
+    assert pair.client.take_round_trips() == ()  # each sample is taken once
     # Chat every half second: no keepalive would ever go, the timed Pings still do.
     for _ in range(8):
         client_saw, server_saw = pair.step(0.5)
         answer(pair, client_saw, pair.client)
         answer(pair, server_saw, pair.server)
         pair.client_sends(ChatPosted(sender="bob", text="busy"))
-    assert pair.server.take_round_trips() == [0.0, 0.0]  # at 2.25 and 4.25: two more
+    assert pair.server.take_round_trips() == (0.0, 0.0)  # at 2.25 and 4.25: two more
     assert pair.server.state is State.OPEN
 
 
@@ -372,7 +372,7 @@ def test_keepalive_pings_are_timed_too_and_a_participant_gets_no_others() -> Non
     assert server_saw == [Ping(nonce=1)]
     pair.now += 0.5
     answer(pair, server_saw, pair.server)
-    assert pair.client.take_round_trips() == [0.5]
+    assert pair.client.take_round_trips() == (0.5,)
 
 
 def test_an_unasked_or_mismatched_pong_is_ignored_and_the_link_stays_open() -> None:
@@ -383,11 +383,11 @@ def test_an_unasked_or_mismatched_pong_is_ignored_and_the_link_stays_open() -> N
     client_saw, _ = pair.step(0)
     assert client_saw == [Ping(nonce=1)]  # the server's timed Ping
     assert pair.client_sends(Pong(nonce=2)) == [Pong(nonce=2)]  # not the nonce asked
-    assert pair.server.take_round_trips() == []
+    assert pair.server.take_round_trips() == ()
     pair.now += 0.1
     answer(pair, client_saw, pair.client)
     assert pair.client_sends(Pong(nonce=1)) == [Pong(nonce=1)]  # the same Pong again
-    assert pair.server.take_round_trips() == [pytest.approx(0.1)]
+    assert pair.server.take_round_trips() == (pytest.approx(0.1),)
     assert pair.server.pongs_unmatched == 3
     assert pair.server.state is State.OPEN
 

@@ -81,8 +81,9 @@ from townhall.wire.messages import MAX_STREAMS
 __all__ = ["MAX_ROUND_TRIPS", "NOTICE_INTERVAL", "Action", "Dispatcher", "media_dropped"]
 
 NOTICE_INTERVAL: Final = 1.0
-MAX_ROUND_TRIPS: Final = 1024
 """Seconds between two rounds of ``MediaDropped``: a participant gets at most one a second."""
+MAX_ROUND_TRIPS: Final = 1024
+"""Link round trips held for ``take_round_trips`` at most; the shell takes them each pass."""
 _U32_MAX: Final = 0xFFFF_FFFF
 
 Action = ConnectUpstream | RequestWakeup | CloseConnection

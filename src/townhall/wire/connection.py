@@ -298,10 +298,12 @@ class Connection:
         self._timed = None
         self._round_trips.append(max(0.0, self._clock - timed[1]))
 
-    def take_round_trips(self) -> list[float]:
+    def take_round_trips(self) -> tuple[float, ...]:
         """Round-trip times (seconds) measured since the last call, oldest first: from each
         timed Ping to the Pong with its nonce, at the ``now`` its bytes were fed with."""
-        samples = list(self._round_trips)
+        if not self._round_trips:
+            return ()  # the common case, after every read: nothing to copy
+        samples = tuple(self._round_trips)
         self._round_trips.clear()
         return samples
 
