@@ -138,6 +138,7 @@ def test_json_logs_reach_stderr_from_townhall_and_uvicorn_loggers_alike() -> Non
     [
         {"controller": {"metrics_listen": "9460"}},
         {"controller": {"metrics_listen": "host:port"}},
+        {"center": {"metrics_listen": "127.0.0.1"}},
         {"live": {"metrics_listen": {"main": "127.0.0.1:99999"}}},
     ],
 )

@@ -17,11 +17,13 @@ import secrets
 import shutil
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from townhall import inprocess, onebox, schema
@@ -44,6 +46,7 @@ from townhall.desktop.commands import register as register_desktop
 from townhall.live.backoff import Backoff
 from townhall.logformat import uvicorn_log_config
 from townhall.manager import registry
+from townhall.metrics import serving_in_thread
 from townhall.objectstore import ObjectStore
 from townhall.pki import DevCA
 from townhall.proxyauth import register as register_proxy_auth
@@ -51,7 +54,7 @@ from townhall.recording.command import register as register_recorder
 from townhall.recording.service import RecorderService, ServiceSettings
 from townhall.store import make_engine, make_session_factory
 from townhall.store.conventions import now_utc
-from townhall.web.metrics import MULTIPROCESS_VARIABLE
+from townhall.web.metrics import MULTIPROCESS_VARIABLE, WebMetrics
 from townhall.webprocess import create_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Townhall: live online events.")
@@ -330,7 +333,9 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
     if log_config is not None:
         options["log_config"] = log_config
     if settings.center.workers == 1:
-        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        web = create_app(settings)
+        with _metrics_door(settings, lambda: web):
+            uvicorn.run(web, **options)  # type: ignore[arg-type]
         return
     # Several processes: each builds its own app from the same data folder and settings,
     # so the shared secret must exist before they race to create it.
@@ -344,6 +349,15 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
     os.environ["TOWNHALL_DATA"] = str(settings.data.resolve())
     if config is not None:
         os.environ["TOWNHALL_CONFIG"] = str(config.resolve())
+    # This process only supervises the workers; its own app (no background workers,
+    # no requests) is what reads the summed metrics for center.metrics_listen.
+    with _metrics_door(settings, lambda: create_app(settings, run_workers=False)):
+        _run_workers(settings, options)
+
+
+def _run_workers(settings: Settings, options: dict[str, object]) -> None:
+    import uvicorn
+
     uvicorn.run(
         "townhall.webprocess:app_from_environment",
         factory=True,
@@ -354,6 +368,28 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         **options,  # type: ignore[arg-type]
     )
+
+
+@contextlib.contextmanager
+def _metrics_door(settings: Settings, web: Callable[[], FastAPI]) -> Iterator[None]:
+    """The Center's metrics on ``center.metrics_listen``, if set, while the block runs: the
+    same numbers as its token-guarded ``/metrics`` (summed over the web workers)."""
+    listen = settings.center.metrics_listen
+    if not listen:
+        yield
+        return
+    metrics: WebMetrics = web().state.metrics
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(serving_in_thread(listen, metrics.scrape_registry()))
+        except OSError as error:
+            # As the Controller and the live servers do: a busy port costs the metrics,
+            # never the portal.
+            typer.echo(f"no metrics: cannot listen on {listen}: {error}", err=True)
+            yield
+            return
+        typer.echo(f"Center metrics on http://{server.host}:{server.port}/metrics", err=True)
+        yield
 
 
 @app.command()

@@ -126,6 +126,9 @@ class CenterSettings(_Section):
     # Bearer token Prometheus sends to scrape GET /metrics on the Center's listener;
     # empty: /metrics answers 404 (docs/metrics.md).
     metrics_token: str = Field(default="", repr=False)
+    # host:port where the process running the web workers serves their summed metrics
+    # (plain HTTP, no token: keep it on loopback or a monitoring network); empty: off.
+    metrics_listen: str = ""
     # Password sign-in throttling (center/throttle.py): failures of one account from one
     # address before any wait, of one address before any wait, the first wait and the cap.
     sign_in_free_failures: int = Field(default=5, ge=1, le=1000)
@@ -144,6 +147,13 @@ class CenterSettings(_Section):
     @classmethod
     def _listen_is_host_port(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen_is_host_port(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
         return value
 
     @property
@@ -339,6 +349,10 @@ class LiveSettings(_Section):
     # and reconnected, only after idle_timeout_seconds.
     ping_seconds: float = Field(default=15, gt=0, le=600)
     idle_timeout_seconds: float = Field(default=45, gt=0, le=3600)
+    # A timed Ping on every link between servers this often, busy or not: each end's
+    # metrics show the round trip to the other (townhall_live_link_rtt_seconds). A peer's
+    # Pings beyond 16 at once and then 2 a second go unanswered, hence at least 0.5.
+    link_rtt_seconds: float = Field(default=5, ge=0.5, le=600)
     # By live server name: host:port of its Prometheus metrics (plain HTTP, no token:
     # keep it on loopback or a monitoring network); a server not named here has none.
     metrics_listen: dict[str, str] = Field(default_factory=dict)

@@ -7,7 +7,9 @@ port is a network input like any other: a request head is read up to
 ``MAX_REQUEST_BYTES`` within ``REQUEST_TIMEOUT`` seconds, at most
 ``MAX_CLIENTS`` scrapes are served at once (more are closed unanswered), a
 request with a body, another method or another path gets its 4xx and the
-connection is closed; no request is ever kept alive. ``token_matches``
+connection is closed; no request is ever kept alive. ``serving_in_thread``
+runs one beside a program that has no event loop of its own to lend (the
+process that supervises the Center's web workers). ``token_matches``
 compares bearer tokens in constant time (the Center's ``/metrics``).
 docs/metrics.md lists the metrics and the settings.
 """
@@ -18,6 +20,8 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import threading
+from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -25,7 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from townhall.config import parse_listen
 
-__all__ = ["MAX_REQUEST_BYTES", "MetricsServer", "token_matches"]
+__all__ = ["MAX_REQUEST_BYTES", "MetricsServer", "serving_in_thread", "token_matches"]
 
 log = logging.getLogger("townhall.metrics")
 
@@ -113,3 +117,42 @@ class MetricsServer:
         if target.split("?", 1)[0] != "/metrics":
             return "404 Not Found", b"only GET /metrics\n", text
         return "200 OK", generate_latest(self._registry), CONTENT_TYPE_PLAIN_0_0_4
+
+
+@contextlib.contextmanager
+def serving_in_thread(listen: str, registry: CollectorRegistry) -> Iterator[MetricsServer]:
+    """A ``MetricsServer`` on ``listen``, on an event loop of its own in a daemon thread,
+    until the block ends. Raises ``OSError`` here if the address cannot be bound."""
+    server = MetricsServer(listen, registry)
+    loop = asyncio.new_event_loop()
+    started: list[BaseException | None] = []
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.start())
+        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+            started.append(error)
+            ready.set()
+            loop.close()
+            return
+        started.append(None)
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(server.close())
+            loop.close()
+
+    thread = threading.Thread(target=run, name=f"metrics {listen}", daemon=True)
+    thread.start()
+    ready.wait()
+    if started[0] is not None:
+        thread.join()
+        raise started[0]
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=REQUEST_TIMEOUT * 2)

@@ -1,8 +1,10 @@
-"""A live server's metrics as a scraper reads them: per event, and gone when the event ends.
+"""A live server's metrics as a scraper reads them: per event, and gone when the event ends;
+each server link's round trip, by peer server, at both ends.
 
 Two real ``LiveServer``s over TLS (a main and a child) carry an event; their
 metrics are served by a real ``MetricsServer`` and read over HTTP, parsed by
-prometheus-client's own parser.
+prometheus-client's own parser. A link child of the test's own making sends
+stray Pongs and a Ping flood over real TLS.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.live.live_support import EVENT_ID, LINK_SECRETS, Center
-from tests.live.server_support import Pki, eventually, joined, running, sealed
-from townhall.live import ServerRole
+from tests.live.server_support import Pki, connect, eventually, joined, running, sealed
+from townhall.live import ServerRole, link_ticket
 from townhall.live.metrics import METRIC_NAMES, LiveCollector
 from townhall.live.server import LiveServer
 from townhall.metrics import MetricsServer
-from townhall.wire import TakeFloor
+from townhall.wire import Ping, Pong, Role, Settings, TakeFloor
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -122,3 +124,93 @@ async def test_participants_links_deliveries_per_event_and_nothing_left_when_it_
             _, after = await scrape(child_door)
             assert value(after, "townhall_live_events", server="child-a") == 0
             assert not [series for (_, series) in after if ("event", event) in series]
+
+
+# -- the round trip of each server link -----------------------------------------------------------
+
+# A long handshake timeout: the link Up's first timer is armed for it, and must be armed
+# again sooner when the link opens (its first timed Ping is due at once).
+LINK_TIMING = Settings(link_rtt_interval=0.5, handshake_timeout=3600)
+
+
+async def test_each_end_of_a_server_link_shows_its_round_trip_to_the_peer_server(
+    pki: Pki, issuer: Center
+) -> None:
+    async with (
+        running(pki, "main", wire_settings=LINK_TIMING) as main,
+        running(pki, "child-a", wire_settings=LINK_TIMING) as child,
+    ):
+        key = issuer.signing_key.public_key()
+        main.assign(issuer.assignment(ServerRole.MAIN, children=("child-a",)), key)
+        child.assign(
+            issuer.assignment(
+                ServerRole.CHILD,
+                parent=f"127.0.0.1:{main.port}",
+                link_secret=LINK_SECRETS["child-a"],
+            ),
+            key,
+        )
+        await eventually(lambda: main.status()[0].children == ("child-a",), "the tree formed")
+
+        # Timed Pings go every half second, busy or not: wait for two samples each way.
+        def timed(server: LiveServer, peer: str) -> int:
+            found = server.link_round_trips().get(peer)
+            return 0 if found is None else found.count
+
+        await eventually(lambda: timed(main, "child-a") >= 2, "two round trips to child-a")
+        await eventually(lambda: timed(child, "main") >= 2, "two round trips to main")
+
+        async with metrics_of(main) as main_door, metrics_of(child) as child_door:
+            names, at_main = await scrape(main_door)
+            _, at_child = await scrape(child_door)
+        assert "townhall_live_link_rtt_seconds" in names
+        for samples, server, peer in ((at_main, "main", "child-a"), (at_child, "child-a", "main")):
+            labels = {"server": server, "peer": peer}
+            count = value(samples, "townhall_live_link_rtt_seconds_count", **labels)
+            assert count >= 2
+            assert value(samples, "townhall_live_link_rtt_seconds_bucket", **labels, le="+Inf") == (
+                count
+            )
+            assert 0 < value(samples, "townhall_live_link_rtt_seconds_sum", **labels) < count * 10
+            peers = {
+                dict(series)["peer"]
+                for (n, series) in samples
+                if n.endswith("_count") and "peer" in dict(series)
+            }
+            assert peers == {peer}  # no series for anyone else
+
+
+async def test_stray_pongs_and_a_ping_flood_on_a_link_leave_it_up_and_the_samples_true(
+    pki: Pki, issuer: Center
+) -> None:
+    async with running(pki, "main", wire_settings=LINK_TIMING) as main:
+        key = issuer.signing_key.public_key()
+        main.assign(issuer.assignment(ServerRole.MAIN, children=("child-a",)), key)
+        # A child of our own making, which answers Pings only when told to.
+        impostor = await connect(
+            main.port,
+            pki.client_ssl(),
+            "child-a",
+            link_ticket("child-a", LINK_SECRETS["child-a"]),
+            role=Role.SERVER_LINK,
+            answer_pings=False,
+        )
+        await impostor.wait_for(lambda: impostor.joined, "the link's AuthOk")
+        await impostor.wait_for(lambda: impostor.pings >= 1, "main's first timed Ping")
+        asked = max(m.nonce for m in impostor.messages if isinstance(m, Ping))
+        impostor.send(Pong(nonce=asked + 1000))  # not what was asked
+        impostor.send(Pong(nonce=2**64 - 1))
+        for nonce in range(1, 201):  # 200 Pings at once
+            impostor.send(Ping(nonce=nonce))
+        await impostor.wait_for(lambda: len(impostor.pongs) >= 16, "the burst answered")
+        # From now on the impostor answers main's timed Pings as a child would.
+        impostor.answer_pings = True
+
+        def timed() -> int:
+            found = main.link_round_trips().get("child-a")
+            return 0 if found is None else found.count
+
+        await eventually(lambda: timed() >= 2, "round trips measured after all that")
+        assert impostor.closed is None and not impostor.eof and impostor.protocol_error is None
+        assert len(impostor.pongs) < 200  # the burst was answered, not the flood
+        assert main.status()[0].participants == 0 and main.counters().connections == 1

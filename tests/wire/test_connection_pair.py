@@ -330,6 +330,90 @@ def test_a_connection_that_never_finishes_its_handshake_times_out() -> None:
     assert pair.client.get_timer() is None
 
 
+# -- round trips --------------------------------------------------------------------
+
+
+LINK_TIMING = Settings(ping_interval=10, idle_timeout=30, link_rtt_interval=2)
+
+
+def answer(pair: Pair, saw: list[object], by: Connection) -> None:
+    """``by`` answers each Ping it saw with its Pong, delivered to the other end now."""
+    for event in saw:
+        assert isinstance(event, Ping)
+        pair.deliver(pair.peer(by), by.send(event.pong()))
+
+
+def test_a_server_link_times_a_ping_on_opening_and_every_interval_however_busy() -> None:
+    pair = Pair(LINK_TIMING)
+    pair.open(role=Role.SERVER_LINK, name="child-1")
+    assert pair.client.get_timer() == pair.server.get_timer() == 0  # at once
+    client_saw, server_saw = pair.step(0)
+    assert client_saw == [Ping(nonce=1)] and server_saw == [Ping(nonce=1)]
+    pair.now += 0.25  # the network's round trip
+    answer(pair, client_saw, pair.client)
+    answer(pair, server_saw, pair.server)
+    assert pair.client.take_round_trips() == pair.server.take_round_trips() == (0.25,)
+    assert pair.client.take_round_trips() == ()  # each sample is taken once
+    # Chat every half second: no keepalive would ever go, the timed Pings still do.
+    for _ in range(8):
+        client_saw, server_saw = pair.step(0.5)
+        answer(pair, client_saw, pair.client)
+        answer(pair, server_saw, pair.server)
+        pair.client_sends(ChatPosted(sender="bob", text="busy"))
+    assert pair.server.take_round_trips() == (0.0, 0.0)  # at 2.25 and 4.25: two more
+    assert pair.server.state is State.OPEN
+
+
+def test_keepalive_pings_are_timed_too_and_a_participant_gets_no_others() -> None:
+    pair = Pair(LINK_TIMING)
+    pair.open()  # a participant: link_rtt_interval does not apply
+    assert pair.server.get_timer() == 10
+    _, server_saw = pair.step(10)
+    assert server_saw == [Ping(nonce=1)]
+    pair.now += 0.5
+    answer(pair, server_saw, pair.server)
+    assert pair.client.take_round_trips() == (0.5,)
+
+
+def test_an_unasked_or_mismatched_pong_is_ignored_and_the_link_stays_open() -> None:
+    pair = Pair(LINK_TIMING)
+    pair.open(role=Role.SERVER_LINK, name="child-1")
+    stray = Pong(nonce=77)
+    assert pair.client_sends(stray) == [stray]  # nothing asked yet
+    client_saw, _ = pair.step(0)
+    assert client_saw == [Ping(nonce=1)]  # the server's timed Ping
+    assert pair.client_sends(Pong(nonce=2)) == [Pong(nonce=2)]  # not the nonce asked
+    assert pair.server.take_round_trips() == ()
+    pair.now += 0.1
+    answer(pair, client_saw, pair.client)
+    assert pair.client_sends(Pong(nonce=1)) == [Pong(nonce=1)]  # the same Pong again
+    assert pair.server.take_round_trips() == (pytest.approx(0.1),)
+    assert pair.server.pongs_unmatched == 3
+    assert pair.server.state is State.OPEN
+
+
+def test_pings_beyond_the_rate_are_dropped_unanswered_and_the_connection_stays_open() -> None:
+    pair = Pair(Settings(ping_burst=4, ping_rate=2.0))
+    pair.open(role=Role.SERVER_LINK, name="child-1")
+    flood = b"".join(pair.client.send(Ping(nonce=n)) for n in range(1, 1001))
+    seen = pair.deliver(pair.server, flood)
+    assert seen == [Ping(nonce=n) for n in range(1, 5)]  # the burst, then nothing
+    assert pair.server.pings_dropped == 996
+    pair.now += 1.0  # two more a second
+    seen = pair.deliver(pair.server, b"".join(pair.client.send(Ping(nonce=n)) for n in (7, 8, 9)))
+    assert seen == [Ping(nonce=7), Ping(nonce=8)]
+    chat = ChatPosted(sender="bob", text="still linked")
+    assert pair.client_sends(chat) == [chat]
+    assert pair.server.state is State.OPEN
+
+
+def test_timed_pings_must_fit_the_ping_rate() -> None:
+    with pytest.raises(ValueError, match="link_rtt_interval"):
+        Settings(link_rtt_interval=0.1, ping_rate=2.0)
+    with pytest.raises(ValueError, match="ping_burst"):
+        Settings(ping_burst=0)
+
+
 # -- closing ------------------------------------------------------------------------
 
 

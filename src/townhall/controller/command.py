@@ -417,6 +417,7 @@ def _live_command(wiring: Wiring) -> Callable[..., None]:
                     "wire_settings": WireSettings(
                         ping_interval=settings.live.ping_seconds,
                         idle_timeout=settings.live.idle_timeout_seconds,
+                        link_rtt_interval=settings.live.link_rtt_seconds,
                     ),
                 },
                 public_certificate=None

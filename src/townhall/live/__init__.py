@@ -25,6 +25,8 @@ Core modules, each importing only those above it (and ``townhall.wire``,
   ``question_for``, what one participant may see of a question.
 - ``chatlog``: ``ChatLog``, the numbered, bounded chat log every server keeps.
 - ``backoff``: ``Backoff``, the reconnect delays.
+- ``linkrtt``: ``LinkRoundTrips``, the round trips of the server's links by
+  peer server, as histograms for the metrics.
 - ``outbox``: ``Outbox``, bounded per-connection send queues that drop media,
   never control or chat, and give one combined write per pass.
 - ``room``: ``EventRoom``, one event on one server, main or child.

@@ -20,6 +20,8 @@ What it does between the two:
   slow, and the room is told it is lost;
 - a listener whose VIDEO the ``Outbox`` began dropping until a keyframe makes
   the room ask the stream's owner for one (``KeyFramesWanted``);
+- the round trips a server link's ``Connection`` timed go out by the peer
+  server's name (``take_round_trips``), for the link RTT metric;
 - a participant whose media the ``Outbox`` dropped is told what it missed
   (``MediaDropped``), at most once per ``NOTICE_INTERVAL``: at the end of a
   pass when one is due, or at a wakeup asked for then. Server links are never
@@ -76,10 +78,12 @@ from townhall.wire import (
 )
 from townhall.wire.messages import MAX_STREAMS
 
-__all__ = ["NOTICE_INTERVAL", "Action", "Dispatcher", "media_dropped"]
+__all__ = ["MAX_ROUND_TRIPS", "NOTICE_INTERVAL", "Action", "Dispatcher", "media_dropped"]
 
 NOTICE_INTERVAL: Final = 1.0
 """Seconds between two rounds of ``MediaDropped``: a participant gets at most one a second."""
+MAX_ROUND_TRIPS: Final = 1024
+"""Link round trips held for ``take_round_trips`` at most; the shell takes them each pass."""
 _U32_MAX: Final = 0xFFFF_FFFF
 
 Action = ConnectUpstream | RequestWakeup | CloseConnection
@@ -100,6 +104,7 @@ class Dispatcher:
         self._actions: list[Action] = []
         self._next_notices = float("-inf")  # when the next round of MediaDropped may go
         self._notice_wakeup: float | None = None  # a wakeup asked for it, not yet fired
+        self._round_trips: list[tuple[str, float]] = []
 
     # -- the shell's calls ------------------------------------------------------------
 
@@ -143,6 +148,21 @@ class Dispatcher:
         if connection is None:
             return
         connection.receive_data(data, now)
+        self._read(conn, connection, now, wall)
+        samples = connection.take_round_trips()
+        if samples:
+            peer = self.room.link_peer(conn)
+            if peer is not None and len(self._round_trips) < MAX_ROUND_TRIPS:
+                self._round_trips.extend((peer, rtt) for rtt in samples)
+
+    def take_round_trips(self) -> list[tuple[str, float]]:
+        """Round trips measured on server links since the last call: (the peer server's
+        name, seconds), from the timed Pings of ``Settings.link_rtt_interval``. At most
+        ``MAX_ROUND_TRIPS`` wait for a shell that does not ask; later ones are lost."""
+        taken, self._round_trips = self._round_trips, []
+        return taken
+
+    def _read(self, conn: ConnId, connection: Connection, now: float, wall: float | None) -> None:
         while self._connections.get(conn) is connection:
             try:
                 event = connection.next_event()

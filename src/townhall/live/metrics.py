@@ -5,8 +5,10 @@ its own, and asks the ``LiveServer`` (``event_metrics``, ``counters``) when
 Prometheus scrapes. So the per-event series are exactly the events the server
 holds at that moment: bounded by them, and gone with an event's room when it
 ends. Labels are the server's name and the event's id, never anything a
-client sent. ``METRIC_NAMES`` lists what it exports (the dashboard's test
-checks against it); docs/metrics.md describes each one.
+client sent; the link round trips (``townhall_live_link_rtt_seconds``) are
+by peer server, across events, and bounded by ``linkrtt.MAX_PEERS``.
+``METRIC_NAMES`` lists what it exports (the dashboard's test checks against
+it); docs/metrics.md describes each one.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Final
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
 
+from townhall.live.linkrtt import RTT_BUCKETS
 from townhall.live.server import LiveServer
 
 __all__ = ["METRIC_NAMES", "LiveCollector"]
@@ -38,6 +42,7 @@ METRIC_NAMES: Final = (
     "townhall_live_queued_bytes",
     "townhall_live_queue_age_seconds",
     "townhall_live_hop_delay_seconds",
+    "townhall_live_link_rtt_seconds",
 )
 
 
@@ -127,6 +132,19 @@ class LiveCollector(Collector):
             hop.add_metric(
                 labels, count_value=queues.media_writes, sum_value=queues.media_wait_seconds
             )
+        rtt = HistogramMetricFamily(
+            "townhall_live_link_rtt_seconds",
+            "Round trip of a timed Ping on a server link (parent or child), by the peer "
+            "server: the network's delay between two servers of the tree",
+            labels=["server", "peer"],
+        )
+        for peer, histogram in sorted(self._server.link_round_trips().items()):
+            bounds = [repr(bound) for bound in RTT_BUCKETS]
+            rtt.add_metric(
+                [name, peer],
+                [*zip(bounds, histogram.buckets, strict=True), ("+Inf", histogram.count)],
+                sum_value=histogram.total,
+            )
         yield from (
             connections,
             held,
@@ -139,4 +157,5 @@ class LiveCollector(Collector):
             queued,
             age,
             hop,
+            rtt,
         )

@@ -276,6 +276,7 @@ class EventRoom:
         # the link Up (a child)
         self._up_state = Upstream.NONE
         self._up_conn: ConnId | None = None
+        self._parent_name = ""  # the name in the parent's Welcome, on the link Up now
         self._failures = 0
         self._retry_at = 0.0
         self._expect: int | None = None  # the log number of the next ChatPosted from Up
@@ -343,6 +344,15 @@ class EventRoom:
     def children(self) -> tuple[str, ...]:
         """The child servers linked here and synced (their Resync answered), by name."""
         return tuple(sorted(peer.name for peer in self._links.values() if peer.synced))
+
+    def link_peer(self, conn: ConnId) -> str | None:
+        """The server at the other end of ``conn`` if it is a server link past its Auth: a
+        child by the name its link ticket proved, the parent by its Welcome's (the
+        parent's certificate was checked); None for anything else."""
+        if self._up_conn is not None and conn == self._up_conn:
+            return self._parent_name if self._up_state in _LINK_OPEN else None
+        peer = self._links.get(conn)
+        return peer.name if peer is not None else None
 
     @property
     def told_down(self) -> bool:
@@ -1085,7 +1095,8 @@ class EventRoom:
             return
         try:
             match message:
-                case Welcome():
+                case Welcome(server=server):
+                    self._parent_name = server
                     secret = assignment.link_secret or ""
                     self._send(up, Auth(ticket=link_ticket(self._settings.server_name, secret)))
                 case AuthOk(event=event):

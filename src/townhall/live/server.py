@@ -43,6 +43,7 @@ from townhall.live.events import (
 )
 from townhall.live.floor import Removed
 from townhall.live.limits import FILE_RESERVE, QuietLog, quiet_accept_errors, raise_file_limit
+from townhall.live.linkrtt import LinkRoundTrips, RoundTripHistogram
 from townhall.live.outbox import Outbox, QueueStats
 from townhall.live.room import EventRoom, RoomSettings, Upstream
 from townhall.live.routing import Arrived, Failed, Opening, room_for_link, room_for_participant
@@ -262,6 +263,9 @@ class _Conn(asyncio.BufferedProtocol):
             except Exception:
                 self._server._broken(self, "reading")
                 return
+            if self.upstream:
+                # Opening the link moves its timer earlier (its first timed Ping is due).
+                self._server._rearm_if_sooner(self)
             self._server._wake(room)
         elif self.opening is not None:
             self._server._opening_data(self, data)
@@ -376,6 +380,7 @@ class LiveServer:
         self._pending_by_address: dict[str, dict[_Conn, None]] = {}
         self._flood_log: QuietLog | None = None
         self._gone = [0, 0, 0]  # queued, dropped frames and bytes of closed connections
+        self._link_rtt = LinkRoundTrips()
         self._refused_gone = 0  # media refused by rooms since ended
 
     # -- the Controller link's calls ------------------------------------------------------
@@ -478,6 +483,11 @@ class LiveServer:
             )
             for room in self._rooms.values()
         ]
+
+    def link_round_trips(self) -> dict[str, RoundTripHistogram]:
+        """The round trips of this server's links (parent and children, every event), by
+        the peer server's name (``townhall.live.metrics``)."""
+        return self._link_rtt.histograms()
 
     def load(self) -> tuple[int, int]:
         """(participants connected here in all events, capacity; 0: no set limit)."""
@@ -593,6 +603,8 @@ class LiveServer:
                     room.dispatcher.end_pass(now, time.time())
                     self._carry_out(room)
                     dispatcher = room.dispatcher
+                    for peer, seconds in dispatcher.take_round_trips():
+                        self._link_rtt.observe(peer, seconds)
                     for conn in cast("list[_Conn]", dispatcher.ready()):
                         if not conn.paused and not conn.closing:
                             conn.send(dispatcher.drain(conn, now))
@@ -667,7 +679,9 @@ class LiveServer:
         """Call the connection's keepalive and timeout timer when it is next due.
 
         A connection's timer only ever moves later (bytes heard, a Ping sent),
-        so it is armed once and, when it fires, handled and armed again.
+        so it is armed once and, when it fires, handled and armed again; the one
+        exception, the link Up entering OPEN (its first timed Ping is due at once),
+        is armed again by ``_rearm_if_sooner``.
         """
         room = conn.room
         if room is None or conn.lost or self._loop is None:
@@ -677,6 +691,16 @@ class LiveServer:
             return
         delay = max(0.0, at - self.now()) + _TIMER_SLACK
         conn.timer = self._loop.call_later(delay, self._conn_timer, conn)
+
+    def _rearm_if_sooner(self, conn: _Conn) -> None:
+        room, timer = conn.room, conn.timer
+        if room is None or timer is None or self._loop is None:
+            return
+        at = room.dispatcher.timer(conn)
+        if at is not None and at + _TIMER_SLACK < timer.when():
+            timer.cancel()
+            conn.timer = None
+            self._arm(conn)
 
     def _conn_timer(self, conn: _Conn) -> None:
         conn.timer = None

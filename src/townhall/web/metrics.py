@@ -11,7 +11,9 @@ prometheus-client's multiprocess mode at a folder of the data folder
 memory-mapped files, and a scrape, whichever process answers it, adds them
 all up; the collectors read the database, which every process shares.
 ``/metrics`` answers only a bearer token equal to ``center.metrics_token``
-(compared in constant time); without that setting it is 404. docs/metrics.md.
+(compared in constant time); without that setting it is 404. The same sums
+can also be served, without a token, on ``center.metrics_listen`` by the
+process that runs the workers (``scrape_registry``; webprocess.py). docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class WebMetrics:
         )
         self._counters: dict[str, Counter] = {}
         self._collectors: list[Collector] = []
+        self._summed: CollectorRegistry | None = None
 
     def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
         """The counter ``name`` of this application, made at its first use."""
@@ -73,17 +76,25 @@ class WebMetrics:
 
     def add_collector(self, collector: Collector) -> None:
         self._collectors.append(collector)
+        self._summed = None
         if self.multiprocess_dir is None:
             self.registry.register(collector)
 
-    def exposition(self) -> bytes:
+    def scrape_registry(self) -> CollectorRegistry:
+        """What a scrape reads: this process's registry, or with several processes one
+        that adds up every process's files (read at each scrape) and the collectors."""
         if self.multiprocess_dir is None:
-            return generate_latest(self.registry)
-        registry = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
-        for collector in self._collectors:
-            registry.register(collector)
-        return generate_latest(registry)
+            return self.registry
+        if self._summed is None:
+            registry = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            for collector in self._collectors:
+                registry.register(collector)
+            self._summed = registry
+        return self._summed
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.scrape_registry())
 
 
 def metrics_of(request: Request) -> WebMetrics:

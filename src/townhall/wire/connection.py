@@ -11,12 +11,21 @@ what each may carry are the tables in states.py; docs/protocol.md draws them.
 Keepalive: a side that has heard nothing for ``ping_interval`` sends a Ping,
 and one that has heard nothing for ``idle_timeout`` says Bye and closes. The
 peer's application must answer each Ping with a Pong (``Ping.pong``), since
-only it knows the load a server reports there.
+only it knows the load a server reports there. Round trips: every Ping this
+core sends is timed, and the Pong carrying its nonce gives one sample
+(``take_round_trips``); on a server link (``Role.SERVER_LINK``) a Ping also
+goes every ``link_rtt_interval`` seconds, busy or not, so a link's round trip
+is measured while media flows. A Pong for any other nonce is ignored
+(``pongs_unmatched``). Pings from the peer are answered at most
+``ping_burst`` at once, then ``ping_rate`` a second: the excess is dropped
+unanswered (``pings_dropped``), so a peer cannot make this side write a Pong
+for every ten bytes it sends.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,6 +47,7 @@ from townhall.wire.messages import (
     Hello,
     Message,
     Ping,
+    Pong,
     Role,
     Welcome,
     decode_message,
@@ -47,6 +57,9 @@ from townhall.wire.messages import (
 from townhall.wire.states import OPEN_TRAFFIC, TRANSITIONS, Kind, Side, State
 
 __all__ = ["NEED_DATA", "Connection", "ConnectionClosed", "Event", "NeedData", "Settings"]
+
+# Round trips held until ``take_round_trips``: a shell that never asks loses the oldest.
+MAX_ROUND_TRIPS: Final = 16
 
 # Drop the consumed front of the receive buffer once it is this large, rather
 # than after every frame, so many small frames in one read cost linear time.
@@ -88,10 +101,23 @@ class Settings:
     # Unparsed bytes held at most; one largest frame must fit, and the shell
     # drains next_event() before it feeds more.
     max_buffer: int = 1024 * 1024
+    # A timed Ping on an OPEN server link this often, however busy (None: only the
+    # keepalive's, which go only over a quiet link). The first goes on entering OPEN.
+    link_rtt_interval: float | None = None
+    # Pings from the peer answered: up to ping_burst at once, refilled at ping_rate a
+    # second; the rest are dropped unanswered. A Ping a peer sends on a link every
+    # link_rtt_interval must fit, so 1 / link_rtt_interval <= ping_rate.
+    ping_burst: int = 16
+    ping_rate: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 < self.ping_interval < self.idle_timeout:
             raise ValueError("need 0 < ping_interval < idle_timeout")
+        if self.ping_burst < 1 or not self.ping_rate > 0:
+            raise ValueError("ping_burst must be at least 1 and ping_rate positive")
+        interval = self.link_rtt_interval
+        if interval is not None and not interval * self.ping_rate >= 1:
+            raise ValueError("link_rtt_interval must be at least 1 / ping_rate seconds")
         if self.handshake_timeout <= 0:
             raise ValueError("handshake_timeout must be positive")
         if self.max_buffer < HEADER_SIZE + max(MAX_PAYLOAD.values()):
@@ -134,6 +160,14 @@ class Connection:
         self._last_heard = now
         self._last_ping = now
         self._ping_nonce = 0
+        self._clock = now  # the latest ``now`` given: when a frame being parsed arrived
+        self._timed: tuple[int, float] | None = None  # the Ping awaiting its Pong, sent when
+        self._next_probe: float | None = None  # the next timed Ping of a server link
+        self._round_trips: deque[float] = deque(maxlen=MAX_ROUND_TRIPS)
+        self._ping_tokens = float(self._settings.ping_burst)
+        self._ping_stamp = now
+        self.pings_dropped = 0
+        self.pongs_unmatched = 0
         self._error: RemoteProtocolError | None = None
         self._closed: ConnectionClosed | None = None
         # What each side may send in OPEN without changing state, from the
@@ -181,6 +215,7 @@ class Connection:
             raise LocalProtocolError("receive buffer full: drain next_event() before feeding more")
         self._buffer += data
         self._last_heard = max(self._last_heard, now)
+        self._clock = max(self._clock, now)
 
     def next_event(self) -> Event | NeedData:
         """The next event, NEED_DATA, or RemoteProtocolError if the peer broke the rules.
@@ -193,7 +228,13 @@ class Connection:
         if self._error is not None:
             raise self._error
         try:
-            return self._parse()
+            while True:
+                event = self._parse()
+                if isinstance(event, Ping) and not self._answerable():
+                    continue  # over the rate: dropped unanswered
+                if isinstance(event, Pong):
+                    self._time_pong(event)
+                return event
         except RemoteProtocolError as exc:
             self._state = State.ERROR
             self._error = exc
@@ -234,6 +275,37 @@ class Connection:
             self._side.peer, event, self._next_state(self._side.peer, kind, RemoteProtocolError)
         )
         return event
+
+    def _answerable(self) -> bool:
+        """Whether a Ping from the peer, arrived now, is within its rate (and use it up)."""
+        settings = self._settings
+        elapsed = max(0.0, self._clock - self._ping_stamp)
+        self._ping_tokens = min(
+            float(settings.ping_burst), self._ping_tokens + elapsed * settings.ping_rate
+        )
+        self._ping_stamp = self._clock
+        if self._ping_tokens < 1:
+            self.pings_dropped += 1
+            return False
+        self._ping_tokens -= 1
+        return True
+
+    def _time_pong(self, pong: Pong) -> None:
+        timed = self._timed
+        if timed is None or pong.nonce != timed[0]:
+            self.pongs_unmatched += 1
+            return
+        self._timed = None
+        self._round_trips.append(max(0.0, self._clock - timed[1]))
+
+    def take_round_trips(self) -> tuple[float, ...]:
+        """Round-trip times (seconds) measured since the last call, oldest first: from each
+        timed Ping to the Pong with its nonce, at the ``now`` its bytes were fed with."""
+        if not self._round_trips:
+            return ()  # the common case, after every read: nothing to copy
+        samples = tuple(self._round_trips)
+        self._round_trips.clear()
+        return samples
 
     def _need_data(self) -> Event | NeedData:
         if not self._eof:
@@ -325,6 +397,8 @@ class Connection:
         if following is State.OPEN and self._role is not None:
             self._open_sends = _open_kinds(self._role, self._side)
             self._open_receives = _open_kinds(self._role, self._side.peer)
+            if self._role is Role.SERVER_LINK and self._settings.link_rtt_interval is not None:
+                self._next_probe = self._clock  # at once: a link's first sample comes early
         if isinstance(event, Hello):
             self._role = event.role
             self._offered_version = event.version
@@ -356,16 +430,18 @@ class Connection:
         settings = self._settings
         if self._state is not State.OPEN:
             return self._started + settings.handshake_timeout
-        return min(
+        due = min(
             max(self._last_heard, self._last_ping) + settings.ping_interval,
             self._last_heard + settings.idle_timeout,
         )
+        return due if self._next_probe is None else min(due, self._next_probe)
 
     def handle_timer(self, now: float) -> bytes:
         """Act on the timer at ``now``: the bytes to send (a Ping or a Bye), or b""."""
         if self._state is State.CLOSED or self._state is State.ERROR:
             return b""
         settings = self._settings
+        self._clock = max(self._clock, now)
         if self._state is not State.OPEN:
             if now < self._started + settings.handshake_timeout:
                 return b""
@@ -382,8 +458,17 @@ class Connection:
                     message=f"nothing heard for {now - self._last_heard:g} s",
                 )
             )
+        probe = self._next_probe
+        if probe is not None and now >= probe and settings.link_rtt_interval is not None:
+            self._next_probe = now + settings.link_rtt_interval
+            return self._timed_ping(now)
         if now >= max(self._last_heard, self._last_ping) + settings.ping_interval:
-            self._last_ping = now
-            self._ping_nonce += 1
-            return self.send(Ping(nonce=self._ping_nonce))
+            return self._timed_ping(now)
         return b""
+
+    def _timed_ping(self, now: float) -> bytes:
+        """A Ping whose Pong times the round trip; it replaces one still unanswered."""
+        self._last_ping = now
+        self._ping_nonce += 1
+        self._timed = (self._ping_nonce, now)
+        return self.send(Ping(nonce=self._ping_nonce))
