@@ -53,8 +53,8 @@ WIRE_MODULES = frozenset(
 )
 LIVE_CORE_MODULES = frozenset(
     {
-        "__init__", "admission", "backoff", "chatlog", "dispatch", "events", "floor", "linkrtt",
-        "outbox", "polls", "questions", "room", "routing", "websocket",
+        "__init__", "admission", "backoff", "chatlog", "dispatch", "events", "floor", "lateness",
+        "linkrtt", "outbox", "polls", "questions", "room", "routing", "websocket",
     }
 )
 

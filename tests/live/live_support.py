@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -158,6 +159,9 @@ class Client:
         self.messages: list[Message] = []
         self._chat_seq = itertools.count(1)
         self._media_seq = itertools.count(0)
+        # Capture times of media sent: the network's clock once joined (``Network.join``),
+        # so frames sent as time goes by are on time for the servers' lateness rule.
+        self.clock: Callable[[], float] = lambda: now
         self.send(Hello(role=role, version=1, client="tests/1"))
 
     def __repr__(self) -> str:
@@ -191,7 +195,7 @@ class Client:
                 codec.channel,
                 stream_id=stream_id,
                 seq=next(self._media_seq),
-                timestamp_us=1,
+                timestamp_us=int(self.clock() * 1_000_000),
                 payload=b"\x01" * size,
                 keyframe=keyframe,
             )
@@ -307,6 +311,7 @@ class Network:
 
     def join(self, server: Server, client: Client) -> Client:
         conn = f"{server.name}<{client.label}#{next(self._ids)}"
+        client.clock = lambda: self.now
         server.dispatcher.accept(conn, self.now)
         self.pipes.append(Pipe(server, conn, client=client))
         self.pump()

@@ -109,7 +109,7 @@ async def test_participants_links_deliveries_per_event_and_nothing_left_when_it_
             # bo got ana's 20 frames through the child's queue for him.
             assert value(at_child, "townhall_live_deliveries_total", **on_child) >= 20
             assert value(at_child, "townhall_live_sent_bytes_total", **on_child) >= 20 * 100
-            for reason in ("queue_full", "late", "not_allowed"):
+            for reason in ("queue_full", "late", "arrived_late", "not_allowed"):
                 dropped = value(
                     at_child, "townhall_live_dropped_frames_total", **on_child, reason=reason
                 )

@@ -91,7 +91,8 @@ class LiveCollector(Collector):
         dropped = CounterMetricFamily(
             "townhall_live_dropped_frames",
             "Media frames dropped, by reason: queue_full (listener behind), late (older "
-            "than live.max_media_age_ms), not_allowed (the sender may not speak)",
+            "than live.max_media_age_ms), arrived_late (audio read that long after its "
+            "stream's best case: dropped for everyone), not_allowed (the sender may not speak)",
             labels=[*event_labels, "reason"],
         )
         dropped_bytes = CounterMetricFamily(
@@ -126,6 +127,7 @@ class LiveCollector(Collector):
             dropped.add_metric([*labels, "queue_full"], queues.dropped_frames - late)
             dropped.add_metric([*labels, "late"], late)
             dropped.add_metric([*labels, "not_allowed"], event.media_refused)
+            dropped.add_metric([*labels, "arrived_late"], event.media_late)
             dropped_bytes.add_metric(labels, queues.dropped_bytes)
             queued.add_metric(labels, queues.queued_bytes)
             age.add_metric(labels, event.oldest_media_age)

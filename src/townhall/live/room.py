@@ -72,6 +72,7 @@ from townhall.live.events import (
     UpstreamLost,
 )
 from townhall.live.floor import Down, Floor, Removed, Seat, roster_chunks
+from townhall.live.lateness import Lateness
 from townhall.live.polls import POLL_COMMANDS, Polls, poll_for
 from townhall.live.questions import QUESTION_COMMANDS, Questions, question_for
 from townhall.ticket import Role as TicketRole
@@ -84,6 +85,7 @@ from townhall.wire import (
     Banned,
     Bye,
     ByeReason,
+    Channel,
     ChatMark,
     ChatPosted,
     Codec,
@@ -165,6 +167,9 @@ class RoomSettings:
     # seconds, however many viewers (and servers dropping frames) ask: one key
     # frame answers them all, and a key frame costs the owner's uplink ten deltas.
     keyframe_interval: float = 0.3
+    # Audio read more than this after its stream's best case is dropped at the door
+    # instead of relayed late (live/lateness.py; ``[live] max_media_age_ms``).
+    max_media_age: float = 0.3
 
     def __post_init__(self) -> None:
         if not is_server_name(self.server_name):
@@ -283,6 +288,8 @@ class EventRoom:
         self._outgoing: deque[ChatPosted] = deque()  # sent Up, not yet echoed Down
         self._told_down = False  # participants here were told the link Up is down
         self._media_refused = 0
+        self._media_late = 0
+        self._lateness = Lateness()
         self._keyframe_asked: dict[int, float] = {}  # stream id -> when last passed on
         self._now = 0.0
         self._wall = 0.0
@@ -378,6 +385,11 @@ class EventRoom:
     def media_refused(self) -> int:
         """Media frames dropped here because their sender could not speak."""
         return self._media_refused
+
+    @property
+    def media_late(self) -> int:
+        """Audio frames dropped here because they arrived too late to be worth relaying."""
+        return self._media_late
 
     def load(self) -> Load:
         return Load(participants=len(self._locals), capacity=self._settings.capacity)
@@ -735,7 +747,8 @@ class EventRoom:
     def _on_media(self, conn: ConnId, frame: MediaFrame) -> None:
         up = self._up_conn if self._up_state in _LINK_OPEN else None
         if up is not None and conn == up:
-            self._relay(self._everyone_below(), frame)
+            if not self._arrived_late(frame):
+                self._relay(self._everyone_below(), frame)
             return
         peer = self._peers.get(conn)
         if peer is None or not peer.open:
@@ -755,7 +768,20 @@ class EventRoom:
             targets = self._audience() + tuple(c for c in self._synced_links() if c != conn)
         else:
             return
-        self._relay(targets if up is None else (*targets, up), frame)
+        if not self._arrived_late(frame):
+            self._relay(targets if up is None else (*targets, up), frame)
+
+    def _arrived_late(self, frame: MediaFrame) -> bool:
+        """Audio too far behind its stream's best case is dropped here, for everyone and
+        counted: relayed, it would only make each listener late. Video is never dropped
+        here (a lost frame spoils the pictures after it until a key frame)."""
+        if frame.channel is not Channel.AUDIO:
+            return False
+        late = self._lateness.late_by(frame.stream_id, frame.timestamp_us, self._now)
+        if late <= self._settings.max_media_age:
+            return False
+        self._media_late += 1
+        return True
 
     def _relay(self, targets: tuple[ConnId, ...], frame: MediaFrame) -> None:
         if targets:
@@ -880,6 +906,7 @@ class EventRoom:
                     self._send_many(self._everyone_below(), item)
                 case StreamClosed(stream_id=stream_id):
                     self._streams.pop(stream_id, None)
+                    self._lateness.forget(stream_id)
                     self._keyframe_asked.pop(stream_id, None)
                     self._send_many(self._everyone_below(), item)
                 case PollUpdated(poll=poll):

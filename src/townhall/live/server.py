@@ -107,6 +107,7 @@ class EventMetrics:
     links_up: int  # child servers synced here, plus the link Up when it is up
     queues: QueueStats  # every connection's queue counts added up, closed ones included
     media_refused: int  # media dropped because its sender could not speak
+    media_late: int  # audio dropped on arrival, too late to relay
     oldest_media_age: float  # seconds the oldest frame still queued here has waited
 
 
@@ -479,6 +480,7 @@ class LiveServer:
                 links_up=len(room.room.children) + (room.room.upstream is Upstream.UP),
                 queues=room.dispatcher.outbox.totals(),
                 media_refused=room.room.media_refused,
+                media_late=room.room.media_late,
                 oldest_media_age=room.dispatcher.outbox.oldest_media_age(now),
             )
             for room in self._rooms.values()
