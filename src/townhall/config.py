@@ -338,7 +338,7 @@ class LiveSettings(_Section):
     max_pending_per_address: int = Field(default=256, ge=1, le=100_000)
     # Media queued for a listener longer than this is dropped for that listener (counted),
     # not sent late: a listener behind hears the present (live/outbox.py); and audio read
-    # this long after its stream's best case is dropped on arrival, for everyone
+    # half of this after its stream's best case is dropped on arrival, for everyone
     # (live/lateness.py). Never chat or control.
     max_media_age_ms: int = Field(default=300, ge=20, le=60_000)
     # A participant connection's kernel send buffer and transport write buffer: what is

@@ -132,6 +132,9 @@ from townhall.wire import (
 from townhall.wire.messages import BANNED_CHUNK, FORWARDED_COMMANDS
 from townhall.wire.names import NOT_IN_LABELS, SERVER_NAME_RULE, Upstream, is_server_name
 
+# Of ``max_media_age``, what audio may have lost before it is read here (the rest: the relay).
+_ARRIVAL_SHARE: Final = 0.5
+
 __all__ = ["UPSTREAM_TRANSITIONS", "EventRoom", "RoomSettings", "Upstream", "UpstreamInput"]
 
 _NOT_TITLE: Final = re.compile(f"[{NOT_IN_LABELS}]")
@@ -167,8 +170,10 @@ class RoomSettings:
     # seconds, however many viewers (and servers dropping frames) ask: one key
     # frame answers them all, and a key frame costs the owner's uplink ten deltas.
     keyframe_interval: float = 0.3
-    # Audio read more than this after its stream's best case is dropped at the door
-    # instead of relayed late (live/lateness.py; ``[live] max_media_age_ms``).
+    # The age media may reach on this server (``[live] max_media_age_ms``). Audio read
+    # more than half of it after its stream's best case is dropped at the door instead
+    # of relayed late (live/lateness.py): the other half is the relay's, for the pass
+    # that fans it out and the write (a starved server's pass is long).
     max_media_age: float = 0.3
 
     def __post_init__(self) -> None:
@@ -778,7 +783,7 @@ class EventRoom:
         if frame.channel is not Channel.AUDIO:
             return False
         late = self._lateness.late_by(frame.stream_id, frame.timestamp_us, self._now)
-        if late <= self._settings.max_media_age:
+        if late <= self._settings.max_media_age * _ARRIVAL_SHARE:
             return False
         self._media_late += 1
         return True
