@@ -9,9 +9,9 @@ capture time in the sender's clock (``MediaFrame.timestamp_us``); the
 difference between the time we read it and that capture time is the
 stream's transit plus an unknown clock offset, and its smallest value over
 the last ``window`` seconds is the stream's best case. A frame read more
-than the room's limit (half of ``max_media_age``) after its best case is late. The best case is a minimum of
-the last two windows, so that a drift between the clocks moves it along
-instead of adding up. Sans-IO: the caller gives the time.
+than the room's limit (half of ``max_media_age``) after its best case is
+late. The best case is a minimum of the last two windows, so that a drift
+between the clocks moves it along instead of adding up. Sans-IO: the caller gives the time.
 """
 
 from __future__ import annotations
