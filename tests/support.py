@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +114,29 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def child_process(
+    command: list[str], log: Path, **options: object
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` as a process group of its own, its output in ``log``; on exit SIGINT to
+    the group, then SIGKILL after 30 s."""
+    with open(log, "wb") as out:
+        child = subprocess.Popen(  # noqa: S603
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **options,  # type: ignore[call-overload]
+        )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGINT)
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()

@@ -16,18 +16,16 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support import child_process as process
 from tests.support import free_port
 from townhall.controller.metrics import METRIC_NAMES as CONTROLLER_METRICS
 from townhall.live.metrics import METRIC_NAMES as LIVE_METRICS
@@ -55,28 +53,6 @@ def free_run(count: int) -> int:
 def _busy(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-@contextmanager
-def process(command: list[str], log: Path, **options: object) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "wb") as out:
-        child = subprocess.Popen(  # noqa: S603
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **options,  # type: ignore[call-overload]
-        )
-    try:
-        yield child
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGINT)
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
 
 
 def scrape_config(center: str, token_file: Path, metrics: dict[str, str]) -> str:
@@ -120,6 +96,10 @@ def wait_for_value(
             result = query(prometheus, promql)
         except httpx.TransportError:
             result = []  # Prometheus still starting
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code != 503:
+                raise
+            result = []  # listening, but its database not ready yet (it says 503 until then)
         if len(result) == 1 and float(result[0]["value"][1]) == wanted:  # type: ignore[index]
             return
         time.sleep(0.5)

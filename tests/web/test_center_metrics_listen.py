@@ -10,16 +10,16 @@ own, so the kernel spreads them over both processes. Waits are bounded polls.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 import httpx
+
+from tests.support import child_process
 
 GUARD = 180.0  # seconds before a wait is declared hung (a loaded machine starts slowly)
 TOKEN = "a-long-scrape-token-for-the-tests"  # noqa: S105
@@ -36,23 +36,11 @@ def free_ports(count: int) -> list[int]:
         return ports
 
 
-@contextmanager
-def center_process(data: Path, log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def center_process(
+    data: Path, log: Path, env: dict[str, str]
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "townhall.cli", "center", "--data", str(data)]
-    with open(log, "wb") as out:
-        child = subprocess.Popen(  # noqa: S603
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
-        )
-    try:
-        yield child
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGINT)
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+    return child_process(command, log, env=env)
 
 
 def answered(url: str, child: subprocess.Popen[bytes], log: Path) -> httpx.Response:
