@@ -101,6 +101,7 @@ class RecorderService:
     uploading: tuple[int, asyncio.Task[list[UploadedPart]]] | None = None
     upload_failures: int = 0
     upload_not_before: float = 0.0  # the loop's clock
+    upload_failed: int | None = None  # the event whose upload failed last: tried after the rest
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and record until ``stop``; then stop every recorder and wait for its file."""
@@ -202,7 +203,9 @@ class RecorderService:
             error = None if task.cancelled() else task.exception()
             if error is None:
                 self.upload_failures = 0
+                self.upload_failed = None
             else:
+                self.upload_failed = event_id
                 delay = self.settings.restart.delay(self.upload_failures, random.random())  # noqa: S311
                 self.upload_failures += 1
                 self.upload_not_before = now + delay
@@ -215,9 +218,12 @@ class RecorderService:
         if now < self.upload_not_before:
             return
         waiting = sorted(
-            int(path.name)
-            for path in _event_folders(self.data)
-            if int(path.name) not in self.running and local_parts(path)
+            (
+                int(path.name)
+                for path in _event_folders(self.data)
+                if int(path.name) not in self.running and local_parts(path)
+            ),
+            key=lambda event_id: (event_id == self.upload_failed, event_id),
         )
         if waiting:
             event_id = waiting[0]
