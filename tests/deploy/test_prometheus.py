@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -26,7 +27,6 @@ import httpx
 import pytest
 
 from tests.support import child_process as process
-from tests.support import free_port
 from townhall.controller.metrics import METRIC_NAMES as CONTROLLER_METRICS
 from townhall.live.metrics import METRIC_NAMES as LIVE_METRICS
 
@@ -43,16 +43,29 @@ def townhall(*args: str) -> list[str]:
 
 
 def free_run(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports."""
+    """The first of ``count`` consecutive loopback ports that can be bound now.
+
+    Picked below the kernel's ephemeral range: a port in that range can be taken
+    at any moment by an outgoing connection or a bind to port 0 (CI once saw a
+    live server's metrics port held that way between the pick and the bind), and
+    ports below it are handed out only to those who ask for them by number.
+    """
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    picker = random.Random()
     while True:
-        first = free_port()
-        if first + count < 65536 and not any(_busy(first + n) for n in range(1, count)):
+        first = picker.randrange(ephemeral_low // 3, ephemeral_low - count)
+        if all(_bindable(first + n) for n in range(count)):
             return first
 
 
-def _busy(port: int) -> bool:
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def scrape_config(center: str, token_file: Path, metrics: dict[str, str]) -> str:
@@ -115,9 +128,8 @@ def test_prometheus_scrapes_townhall_up_and_counts_a_live_events_participant(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    # Every port from one run: ports picked one at a time are free only until the next
-    # pick, and two picks can overlap (CI once saw a live server and a metrics port
-    # on the same number, so one scrape target never came up).
+    # Every port from one run below the ephemeral range: ports picked one at a time can
+    # overlap, and ephemeral ones can be taken before ``townhall up`` binds them.
     first = free_run(10)
     center = f"127.0.0.1:{first}"
     env = {
