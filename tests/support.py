@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -114,6 +115,32 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def free_run(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports that can be bound now.
+
+    Picked below the kernel's ephemeral range: a port in that range can be taken
+    at any moment by an outgoing connection or a bind to port 0 (CI once saw a
+    live server's metrics port held that way between the pick and the bind), and
+    ports below it are handed out only to those who ask for them by number.
+    """
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    picker = random.Random()
+    while True:
+        first = picker.randrange(ephemeral_low // 3, ephemeral_low - count)
+        if all(_bindable(first + n) for n in range(count)):
+            return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @contextmanager

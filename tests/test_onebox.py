@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.e2e_support import free_port
+from tests.support import free_run
 
 
 def townhall(*args: str) -> list[str]:
@@ -26,14 +26,13 @@ def townhall(*args: str) -> list[str]:
 
 def test_up_runs_everything_and_a_newcomer_joins_the_demo_event(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    first = free_run(5)  # the Center, the Controller and three live servers
     env = {
         **os.environ,
-        "TOWNHALL_CENTER__LISTEN": f"127.0.0.1:{free_port()}",
-        "TOWNHALL_CONTROLLER__LISTEN": f"127.0.0.1:{free_port()}",
+        "TOWNHALL_CENTER__LISTEN": f"127.0.0.1:{first}",
+        "TOWNHALL_CONTROLLER__LISTEN": f"127.0.0.1:{first + 1}",
     }
-    live_port = free_port()
-    while any(_busy(live_port + offset) for offset in (1, 2)):
-        live_port = free_port()
+    live_port = first + 2
     up = subprocess.Popen(  # noqa: S603
         townhall("up", "--data", str(data), "--live-port", str(live_port)),
         env=env,

@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ import httpx
 import pytest
 
 from tests.support import child_process as process
+from tests.support import free_run
 from townhall.controller.metrics import METRIC_NAMES as CONTROLLER_METRICS
 from townhall.live.metrics import METRIC_NAMES as LIVE_METRICS
 
@@ -40,32 +39,6 @@ pytestmark = pytest.mark.skipif(
 
 def townhall(*args: str) -> list[str]:
     return [sys.executable, "-m", "townhall.cli", *args]
-
-
-def free_run(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports that can be bound now.
-
-    Picked below the kernel's ephemeral range: a port in that range can be taken
-    at any moment by an outgoing connection or a bind to port 0 (CI once saw a
-    live server's metrics port held that way between the pick and the bind), and
-    ports below it are handed out only to those who ask for them by number.
-    """
-    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    picker = random.Random()
-    while True:
-        first = picker.randrange(ephemeral_low // 3, ephemeral_low - count)
-        if all(_bindable(first + n) for n in range(count)):
-            return first
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def scrape_config(center: str, token_file: Path, metrics: dict[str, str]) -> str:
