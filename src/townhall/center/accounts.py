@@ -165,12 +165,19 @@ def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str
     return token, value
 
 
+# Every API request and every page asks one of these two (each loads its user in the same
+# statement: the relationships are joined), built once with the digest bound: building a
+# select cost more than running it (bench/README.md).
+_LIVE_TOKEN = select(ApiToken).where(
+    ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None)
+)
+_WEB_SESSION = select(WebSession).where(WebSession.token_hash == bindparam("digest"))
+
+
 def user_for_token(session: Session, value: str) -> User | None:
     if not value.startswith(TOKEN_PREFIX) or len(value) > 100:
         return None
-    token = session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == digest(value), ApiToken.revoked_at.is_(None))
-    )
+    token = session.scalar(_LIVE_TOKEN, {"digest": digest(value)})
     if token is None or not token.user.active:
         return None
     now = now_utc()
@@ -213,7 +220,7 @@ def open_session(session: Session, user: User, minutes: int) -> tuple[WebSession
 def find_session(session: Session, value: str, now: datetime | None = None) -> WebSession | None:
     if not value or len(value) > 100:
         return None
-    web_session = session.scalar(select(WebSession).where(WebSession.token_hash == digest(value)))
+    web_session = session.scalar(_WEB_SESSION, {"digest": digest(value)})
     if web_session is None or web_session.expires_at < (now or now_utc()):
         return None
     if not web_session.user.active:
