@@ -122,6 +122,9 @@ class CenterSettings(_Section):
     # Processes serving the web routes: one per core (up to 8), since one process is bound
     # to one core by the GIL (bench/center.py: 2 on 2 cores serve 2-2.4x one's requests).
     workers: int = Field(default_factory=lambda: default_workers(os.cpu_count()), ge=1, le=64)
+    # Threads per web process running the sync routes and dependencies (anyio's default
+    # is 40): more threads than cores only take turns at the GIL (bench/README.md).
+    threads: int = Field(default=4, ge=1, le=200)
     dialin_numbers: tuple[str, ...] = ("+1 555 0100",)
     # Bearer token Prometheus sends to scrape GET /metrics on the Center's listener;
     # empty: /metrics answers 404 (docs/metrics.md).

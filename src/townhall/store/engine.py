@@ -2,9 +2,10 @@
 
 SQLite gets WAL, foreign keys and a busy timeout so that the web workers and
 the mail worker can share the file; a new SQLite file is made 0600 (its
-owner's alone). Pools hold as many connections as the web process has worker
-threads (40, Starlette's default), so that a busy Center reuses connections
-instead of opening one per request.
+owner's alone). Pools hold 40 connections: a request's session keeps its
+connection from its first statement to its end, also while it waits for one
+of the web process's few threads (``center.threads``), so more requests than
+threads hold one; a busy Center reuses them instead of opening one per request.
 """
 
 from __future__ import annotations

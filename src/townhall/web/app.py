@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -142,6 +143,9 @@ def create_app(
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes and dependencies run on anyio's thread pool, whose size is per event
+        # loop; its default of 40 lets 40 threads take turns at the GIL (center.threads).
+        to_thread.current_default_thread_limiter().total_tokens = shell.settings.center.threads
         stop = asyncio.Event()
         tasks = [asyncio.create_task(work(stop)) for c in components for work in c.workers]
         try:
