@@ -16,10 +16,11 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -55,6 +56,7 @@ from townhall.recording.service import RecorderService, ServiceSettings
 from townhall.store import make_engine, make_session_factory
 from townhall.store.conventions import now_utc
 from townhall.web.metrics import MULTIPROCESS_VARIABLE, WebMetrics
+from townhall.webport import PortShare
 from townhall.webprocess import create_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Townhall: live online events.")
@@ -357,8 +359,9 @@ def _serve_center(settings: Settings, config: Path | None) -> None:
 
 def _run_workers(settings: Settings, options: dict[str, object]) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    uvicorn.run(
+    config = uvicorn.Config(
         "townhall.webprocess:app_from_environment",
         factory=True,
         workers=settings.center.workers,
@@ -368,6 +371,20 @@ def _run_workers(settings: Settings, options: dict[str, object]) -> None:
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         **options,  # type: ignore[arg-type]
     )
+    # uvicorn.run would give every worker one shared socket; each gets its own (webport).
+    try:
+        port = PortShare(config.host, config.port)
+    except OSError as error:
+        typer.echo(f"cannot listen on {config.host}:{config.port}: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"Center listening on http://{config.host}:{config.port}", err=True)
+    try:
+        # The supervisor pickles the list into each worker, where PortShare becomes a socket.
+        Multiprocess(config, sockets=[cast(socket.socket, port)]).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        port.close()
 
 
 @contextlib.contextmanager
