@@ -96,3 +96,12 @@ def test_center_workers_default_to_one_per_core_up_to_eight() -> None:
     assert [default_workers(n) for n in (None, 1, 2, 8, 64)] == [1, 1, 2, 8, 8]
     assert Settings().center.workers == default_workers(os.cpu_count())
     assert Settings(center={"workers": 1}).center.workers == 1
+
+
+def test_web_threads_follow_the_database_unless_set() -> None:
+    assert Settings(data=Path("/tmp/x")).web_threads == 4
+    postgres = {"database_url": "postgresql+psycopg://townhall@db/townhall"}
+    assert Settings(center=postgres).web_threads == 16
+    assert Settings(center={**postgres, "threads": 3}).web_threads == 3
+    with pytest.raises(ValueError, match="threads"):
+        Settings(center={"threads": 0})

@@ -123,8 +123,8 @@ class CenterSettings(_Section):
     # to one core by the GIL (bench/center.py: 2 on 2 cores serve 2-2.4x one's requests).
     workers: int = Field(default_factory=lambda: default_workers(os.cpu_count()), ge=1, le=64)
     # Threads per web process running the sync routes and dependencies (anyio's default
-    # is 40): more threads than cores only take turns at the GIL (bench/README.md).
-    threads: int = Field(default=4, ge=1, le=200)
+    # is 40); unset: by database (web_threads).
+    threads: int | None = Field(default=None, ge=1, le=200)
     dialin_numbers: tuple[str, ...] = ("+1 555 0100",)
     # Bearer token Prometheus sends to scrape GET /metrics on the Center's listener;
     # empty: /metrics answers 404 (docs/metrics.md).
@@ -407,6 +407,15 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.center.database_url or f"sqlite:///{self.data.resolve() / 'townhall.db'}"
+
+    @property
+    def web_threads(self) -> int:
+        """``center.threads``, or when unset: 4 on SQLite, whose work is CPU in this process
+        where more threads only take turns at the GIL; 16 on a database server, whose round
+        trips leave the GIL free for other requests (bench/README.md, both measured)."""
+        if self.center.threads is not None:
+            return self.center.threads
+        return 4 if self.database_url.startswith("sqlite") else 16
 
     @property
     def outbox_dir(self) -> Path:

@@ -145,7 +145,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Sync routes and dependencies run on anyio's thread pool, whose size is per event
         # loop; its default of 40 lets 40 threads take turns at the GIL (center.threads).
-        to_thread.current_default_thread_limiter().total_tokens = shell.settings.center.threads
+        to_thread.current_default_thread_limiter().total_tokens = shell.settings.web_threads
         stop = asyncio.Event()
         tasks = [asyncio.create_task(work(stop)) for c in components for work in c.workers]
         try:
