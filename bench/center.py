@@ -41,8 +41,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-TARGET_RPS = 500
-TARGET_P99_MS = 100.0
+# Issue 14: the catalog API, the event API and the portal's catalog and event pages.
+TARGET_RPS = 1000
+TARGET_P99_MS = 50.0
+TARGET_ROUTES = (
+    "GET /api/v1/events?limit=50",
+    "GET /api/v1/events/{id}",
+    "GET /events",
+    "GET /events/{id}",
+)
 SESSION_COOKIE = "townhall_session"
 BENCH_USER = "bench"
 
@@ -89,6 +96,18 @@ def drop_postgres(url: str, name: str) -> None:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+def server_description(database_url: str) -> str:
+    """The Center's web processes and threads as its settings will choose them (the
+    environment's TOWNHALL_CENTER__WORKERS and __THREADS included)."""
+    from townhall.config import Settings
+
+    settings = Settings(center={"database_url": database_url})
+    return (
+        f"townhall center (uvicorn, {settings.center.workers} processes x "
+        f"{settings.web_threads} threads)"
+    )
 
 
 @dataclass
@@ -828,7 +847,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 "seconds_per_route": args.seconds,
                 "warmup_seconds": args.warmup,
                 "generator": args.client,
-                "server": "townhall center (uvicorn, 1 process)",
+                "server": server_description(database_url),
                 "server_threads_at_end": server.threads(),
             },
             "target": {"requests_per_second": TARGET_RPS, "p99_ms": TARGET_P99_MS},
@@ -921,12 +940,13 @@ def print_table(report: dict[str, object]) -> None:
             print(f"  errors on {r['route']}: {r['error_kinds']}")
     for note in report["notes"]:  # type: ignore[attr-defined]
         print(f"  note: {note}")
-    catalog = report["routes"][0]  # type: ignore[index]
-    ok = catalog["requests_per_second"] >= TARGET_RPS and catalog["p99_ms"] < TARGET_P99_MS
-    print(
-        f"target (catalog API >= {TARGET_RPS} req/s, p99 < {TARGET_P99_MS:.0f} ms): "
-        f"{'met' if ok else 'MISSED'}"
-    )
+    for r in report["routes"]:  # type: ignore[attr-defined]
+        if r["route"] in TARGET_ROUTES:
+            ok = r["requests_per_second"] >= TARGET_RPS and r["p99_ms"] < TARGET_P99_MS
+            print(
+                f"target ({r['route']} >= {TARGET_RPS} req/s, p99 < {TARGET_P99_MS:.0f} ms): "
+                f"{'met' if ok else 'MISSED'}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
