@@ -104,10 +104,10 @@ def server_description(database_url: str) -> str:
     from townhall.config import Settings
 
     settings = Settings(center={"database_url": database_url})
-    return (
-        f"townhall center (uvicorn, {settings.center.workers} processes x "
-        f"{settings.web_threads} threads)"
-    )
+    # Code from before center.threads (run with PYTHONPATH at an export of it, to compare)
+    # ran anyio's default of 40.
+    threads = getattr(settings, "web_threads", 40)
+    return f"townhall center (uvicorn, {settings.center.workers} processes x {threads} threads)"
 
 
 @dataclass
