@@ -13,7 +13,10 @@ list uvicorn's supervisor passes to each process: the supervisor spawns them
 and pickles the list, and each process unpickles a fresh socket of its own.
 The supervisor itself holds the port bound (not listening, so it is given no
 connections) to fail at once when the port is taken and to keep it while
-processes are replaced.
+processes are replaced. The price: a process that dies takes the connections
+still waiting in its own socket's queue with it (they are reset and the
+client retries), where with one shared socket another process would have
+accepted them.
 """
 
 from __future__ import annotations
