@@ -24,30 +24,22 @@ from __future__ import annotations
 import socket
 
 
-def _bound(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def _bound(host: str, port: int, *, share: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if share:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(False)
     return sock
-
-
-def _probe(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
 
 
 def own_socket(host: str, port: int) -> socket.socket:
     """The calling process's socket on the shared port (uvicorn makes it listen)."""
-    return _bound(host, port)
+    return _bound(host, port, share=True)
 
 
 class PortShare:
@@ -59,8 +51,8 @@ class PortShare:
         self.port = port
         # First without SO_REUSEPORT: a port another program listens on, or another
         # Center run on the same port by mistake, is refused here instead of shared.
-        _probe(host, port)
-        self._reservation = _bound(host, port)
+        _bound(host, port, share=False).close()
+        self._reservation = own_socket(host, port)
 
     def __reduce__(self) -> tuple[object, tuple[str, int]]:
         return own_socket, (self.host, self.port)
