@@ -107,6 +107,10 @@ def test_a_poll_and_a_question_go_through_the_pages_and_the_python_participant(
             lambda: [q["votes"] for q in room_state(olga)["questions"]] == [1], "upvote", 10, olga
         )
         assert room_state(olga)["questions"][0]["asker"] == "mike"
+        # Mike's page hears the upvote later than Olga's: it comes down the link to child-a.
+        wait_until(
+            lambda: [q["votes"] for q in room_state(mike)["questions"]] == [1], "upvote", 10, mike
+        )
         assert room_state(mike)["questions"][0]["asker"] is None  # as any participant sees it
         item = olga.locator('#question-list li[data-question="1"]')
         item.locator('input[aria-label="Written answer"]').fill("Yes, the soup.")
