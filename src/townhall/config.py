@@ -344,6 +344,11 @@ class LiveSettings(_Section):
     # half of this after its stream's best case is dropped on arrival, for everyone
     # (live/lateness.py). Never chat or control.
     max_media_age_ms: int = Field(default=300, ge=20, le=60_000)
+    # An event of more members than this shows its participants the stage (moderators,
+    # raised hands, the floor, stream owners), themselves and a count, not everyone: each
+    # arrival sent to every participant would cost a town hall the square of its size.
+    # Moderators always see everyone (live/stage.py).
+    roster_limit: int = Field(default=250, ge=1, le=100_000)
     # A participant connection's kernel send buffer and transport write buffer: what is
     # past the Outbox is sent however late it is, so keep it short (0: the system's).
     participant_send_buffer_bytes: int = Field(default=32 * 1024, ge=0, le=16 * 1024 * 1024)

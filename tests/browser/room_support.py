@@ -32,7 +32,8 @@ TREE = (("main", "internal", None), ("child-a", "internal", "main"))
 PASSWORD = "correct horse"
 
 
-def prepare_two_servers(center: Center, data: Path) -> LiveSystem:
+def prepare_two_servers(center: Center, data: Path, live: str = "") -> LiveSystem:
+    """``live``: lines of the ``[live]`` section of the servers' townhall.toml."""
     ports = {name: free_port() for name, _, _ in TREE}
     ports["controller"] = free_port()
     (data / "townhall.toml").write_text(
@@ -44,6 +45,7 @@ def prepare_two_servers(center: Center, data: Path) -> LiveSystem:
         "tick_seconds = 0.3\n"
         "report_seconds = 0.5\n"
         "keepalive_seconds = 2\n"
+        + (f"[live]\n{live}" if live else "")
     )
     with center.client("ada") as admin:
         for name, zone, _ in TREE:

@@ -93,6 +93,8 @@ MESSAGES = {
             "answer": "Yes",
         },
     },
+    "roster_view": {"type": "RosterView", "full": False, "members": 10_000},
+    "attendance_changed": {"type": "AttendanceChanged", "members": 10_001},
     "roster_update": {
         "type": "RosterUpdate",
         "changed": [

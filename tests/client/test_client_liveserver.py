@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tests.client.client_support import FAST, Issuer, Watcher, dominant_frequency, wait_for
 from tests.live.server_support import Pki, running
 from townhall.client import (
+    AttendanceCounted,
     ChatReceived,
     ConnectionLost,
     FloorChanged,
@@ -20,6 +22,7 @@ from townhall.client import (
     Participant,
 )
 from townhall.client.audio import Recorder, encode_opus, send_packets, to_mono_48k
+from townhall.client.events import event_json
 from townhall.live import ServerRole
 from townhall.live.server import LiveServer
 from townhall.ticket import Role as TicketRole
@@ -28,9 +31,11 @@ from townhall.wire import ByeReason, Codec
 
 
 @contextlib.asynccontextmanager
-async def tree(issuer: Issuer, tmp_path: Path) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
+async def tree(
+    issuer: Issuer, tmp_path: Path, **options: Any
+) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
     pki = Pki(tmp_path)  # the issuer's CA: tmp_path / "pki"
-    async with running(pki, "main") as main, running(pki, "dmz") as dmz:
+    async with running(pki, "main", **options) as main, running(pki, "dmz", **options) as dmz:
         key = issuer.signing_key.public_key()
         main.assign(issuer.assignment(ServerRole.MAIN, children=["dmz"]), key)
         dmz.assign(issuer.assignment(ServerRole.CHILD, parent=f"127.0.0.1:{main.port}"), key)
@@ -124,4 +129,39 @@ async def test_a_viewer_asks_for_a_key_frame_and_the_owner_is_told_under_its_own
         await watching.wait(lambda e: isinstance(e, KeyFrameRequested))
         assert watching.of(KeyFrameRequested) == [KeyFrameRequested(stream_id)]
         for session in (owner, viewer):
+            await session.leave()
+
+
+async def test_in_a_large_event_a_participant_lists_the_stage_and_counts_everyone(
+    issuer: Issuer, tmp_path: Path
+) -> None:
+    ana = issuer.credential("ana", TicketRole.MODERATOR)
+    bo, cy, di = issuer.credential("bo"), issuer.credential("cy"), issuer.credential("di")
+    async with tree(issuer, tmp_path, room_defaults={"roster_limit": 2}) as (main, dmz):
+        servers = _entries(main, dmz)
+        moderator = Participant(issuer.ticket(ana, servers), settings=FAST)
+        bo_session = Participant(issuer.ticket(bo, servers), zone=Zone.DMZ, settings=FAST)
+        cy_session = Participant(issuer.ticket(cy, servers), settings=FAST)
+        watching_bo = Watcher(bo_session)
+        for session in (moderator, bo_session, cy_session):
+            await session.join()
+        await wait_for(lambda: not bo_session.everyone_listed and bo_session.attendance == 3)
+        await wait_for(lambda: set(moderator.roster) == {"ana", "bo", "cy"})
+        assert set(bo_session.roster) == {"ana", "bo"}  # the stage (the moderator) and itself
+        assert moderator.everyone_listed
+
+        late = Participant(issuer.ticket(di, servers), settings=FAST)
+        await late.join()
+        await watching_bo.wait(lambda e: isinstance(e, AttendanceCounted) and e.members == 4)
+        assert event_json(watching_bo.of(AttendanceCounted)[-1]) == {
+            "type": "attendance",
+            "members": 4,
+            "roster": "stage",
+        }
+        assert "di" not in bo_session.roster and "di" in moderator.roster
+
+        cy_session.raise_hand()  # a raised hand goes on stage for everyone to see
+        await wait_for(lambda: "cy" in bo_session.roster and bo_session.roster["cy"].hand_raised)
+        await watching_bo.stop()
+        for session in (moderator, bo_session, cy_session, late):
             await session.leave()

@@ -42,6 +42,8 @@ from townhall.ticket import (
 )
 from townhall.wire import (
     NEED_DATA,
+    PROTOCOL_VERSION,
+    AttendanceChanged,
     Auth,
     AuthFailed,
     AuthOk,
@@ -66,6 +68,7 @@ from townhall.wire import (
     QuestionUpdated,
     Role,
     RosterUpdate,
+    RosterView,
     SendChat,
     Side,
     State,
@@ -140,7 +143,14 @@ class Center:
 class Client:
     """A participant: a client Connection and what it has seen."""
 
-    def __init__(self, label: str, ticket: bytes, now: float, role: Role = Role.PARTICIPANT):
+    def __init__(
+        self,
+        label: str,
+        ticket: bytes,
+        now: float,
+        role: Role = Role.PARTICIPANT,
+        version: int = PROTOCOL_VERSION,
+    ):
         self.label = label
         self.ticket = ticket
         self.conn = Connection(Side.CLIENT, now=now)
@@ -150,6 +160,8 @@ class Client:
         self.closed: ConnectionClosed | None = None
         self.chats: list[ChatPosted] = []
         self.roster: dict[str, Member] = {}
+        self.full_roster = True  # the last RosterView's word: everyone, or the stage
+        self.members: int | None = None  # the count a RosterView or AttendanceChanged gave
         self.snapshot: StateSnapshot | None = None
         self.streams: dict[int, StreamInfo] = {}
         self.media: list[MediaFrame] = []
@@ -162,7 +174,7 @@ class Client:
         # Capture times of media sent: the network's clock once joined (``Network.join``),
         # so frames sent as time goes by are on time for the servers' lateness rule.
         self.clock: Callable[[], float] = lambda: now
-        self.send(Hello(role=role, version=1, client="tests/1"))
+        self.send(Hello(role=role, version=version, client="tests/1"))
 
     def __repr__(self) -> str:
         return f"Client({self.label})"
@@ -234,6 +246,11 @@ class Client:
                         self.roster.pop(name, None)
                     for member in event.changed:
                         self.roster[member.name] = member
+                case RosterView(full=full, members=members):
+                    self.roster.clear()
+                    self.full_roster, self.members = full, members
+                case AttendanceChanged(members=members):
+                    self.members = members
                 case StateSnapshot():
                     self.snapshot = event
                     self.streams = {info.stream_id: info for info in event.streams}

@@ -15,6 +15,7 @@ import pytest
 from tests.wire.wire_support import decode_frame
 from townhall.wire import (
     AskQuestion,
+    AttendanceChanged,
     AuthFailure,
     AuthOk,
     Bye,
@@ -42,6 +43,7 @@ from townhall.wire import (
     RequestKeyFrame,
     Role,
     RosterUpdate,
+    RosterView,
     SendChat,
     SpeakingMode,
     StateSnapshot,
@@ -75,6 +77,8 @@ FRAMES: dict[str, Message | MediaFrame] = {
             ),
         ),
     ),
+    "roster_view": RosterView(full=False, members=10_000),
+    "attendance_changed": AttendanceChanged(members=10_001),
     "roster_update": RosterUpdate(
         changed=(
             Member(name="Ana María", moderator=True, floor=True, display_name="Ana"),

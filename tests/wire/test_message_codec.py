@@ -9,6 +9,7 @@ from tests.wire.test_link_message_codec import DOWN, UP
 from tests.wire.test_poll_message_codec import POLLS
 from townhall.wire import (
     MAX_PAYLOAD,
+    AttendanceChanged,
     Auth,
     AuthFailed,
     AuthFailure,
@@ -41,6 +42,7 @@ from townhall.wire import (
     RequestKeyFrame,
     Role,
     RosterUpdate,
+    RosterView,
     SendChat,
     SetRecording,
     SetSpeakingMode,
@@ -125,6 +127,9 @@ SAMPLES: list[Message] = [
     ),
     UpstreamChanged(reachable=False),
     UpstreamChanged(reachable=True),
+    RosterView(full=False, members=10_000),
+    RosterView(full=True, members=0),
+    AttendanceChanged(members=2**32 - 1),
     SendChat(text="hi 👋\nsecond line", seq=1),
     SendChat(text="just to you", to="bob", seq=2**32 - 1),
     ChatPosted(sender="alice", text="hi 👋", seq=1),
@@ -256,6 +261,8 @@ def test_the_largest_u64_is_a_valid_nonce() -> None:
         SendChat(text="lone \ud800 surrogate"),
         RosterUpdate(changed=(Member(name="a"),), left=("a",)),
         UpstreamChanged(reachable="yes"),  # type: ignore[arg-type]
+        RosterView(full=False, members=-1),
+        AttendanceChanged(members=2**32),
         MediaDropped(audio_frames=2**32, video_frames=0),
         MediaDropped(audio_frames=0, video_frames=0),
         MediaDropped(

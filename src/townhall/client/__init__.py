@@ -21,6 +21,7 @@ Modules, each importing only those above it (and ``townhall.wire``,
 """
 
 from townhall.client.events import (
+    AttendanceCounted,
     ChatReceived,
     ClientEvent,
     ConnectionLost,
@@ -76,6 +77,7 @@ __all__ = [
     "Rejoining",
     "RequestRefused",
     "RosterChanged",
+    "AttendanceCounted",
     "StateChanged",
     "StreamEnded",
     "StreamRefused",

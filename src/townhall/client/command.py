@@ -31,6 +31,7 @@ import typer
 from townhall.client.audio import Recorder, send_packets, wav_to_opus
 from townhall.client.center import CenterClient
 from townhall.client.events import (
+    AttendanceCounted,
     ChatReceived,
     ClientEvent,
     ConnectionLost,
@@ -157,6 +158,9 @@ def _human(event: ClientEvent) -> str | None:
             parts = [f"+{_shown(m.display_name, m.name)}" for m in event.changed]
             parts += [f"-{name}" for name in event.left]
             return "roster " + " ".join(parts) if parts else None
+        case AttendanceCounted():
+            listed = "everyone" if event.everyone_listed else "the stage and you"
+            return f"{event.members} present; the roster lists {listed}"
         case FloorChanged():
             return f"floor: {event.holder or 'nobody'}"
         case HandsChanged():

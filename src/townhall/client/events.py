@@ -27,6 +27,7 @@ from townhall.wire import (
 )
 
 __all__ = [
+    "AttendanceCounted",
     "ChatReceived",
     "ClientEvent",
     "ConnectionLost",
@@ -79,6 +80,16 @@ class StateChanged:
 class RosterChanged:
     changed: tuple[Member, ...]
     left: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceCounted:
+    """How many members the event has; ``everyone_listed`` False: the roster holds only the
+    stage (moderators, raised hands, the floor, stream owners) and us, as in a large event
+    (``RosterView``, ``AttendanceChanged``)."""
+
+    members: int
+    everyone_listed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +232,7 @@ ClientEvent = (
     Joined
     | StateChanged
     | RosterChanged
+    | AttendanceCounted
     | FloorChanged
     | HandsChanged
     | ChatReceived
@@ -283,6 +295,9 @@ def event_json(event: ClientEvent) -> dict[str, Any]:
                 "changed": [member_json(member) for member in event.changed],
                 "left": list(event.left),
             }
+        case AttendanceCounted():
+            listed = "everyone" if event.everyone_listed else "stage"
+            return {"type": "attendance", "members": event.members, "roster": listed}
         case FloorChanged():
             return {"type": "floor", "holder": event.holder}
         case HandsChanged():

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from townhall.client.events import (
+    AttendanceCounted,
     ChatReceived,
     ClientEvent,
     ConnectionLost,
@@ -64,6 +65,7 @@ from townhall.live.backoff import Backoff
 from townhall.ticket import TicketContents
 from townhall.wire import (
     AskQuestion,
+    AttendanceChanged,
     AuthFailure,
     AuthOk,
     ByeReason,
@@ -97,6 +99,7 @@ from townhall.wire import (
     Remove,
     RequestKeyFrame,
     RosterUpdate,
+    RosterView,
     SendChat,
     SetRecording,
     SetSpeakingMode,
@@ -253,6 +256,8 @@ class Participant:
         self.title: str | None = None
         self.mode: SpeakingMode | None = None
         self.attendance = 0
+        # False in a large event: the roster holds the stage and us (RosterView)
+        self.everyone_listed = True
         # False while our server has told us it cannot reach the main server.
         self.main_reachable = True
         self.recording = RecordingState.OFF  # whether the event is being recorded
@@ -557,7 +562,8 @@ class Participant:
         self._link = link
         self.server = probe.server.name
         self.name, self.event, self.moderator = ok.name, ok.event, ok.moderator
-        self._roster.clear()  # the new server sends the whole roster
+        self._roster.clear()  # the new server sends the whole roster (or the stage)
+        self.everyone_listed = True  # until it says otherwise
         self.main_reachable = True  # the new server says so if it cannot reach the main
         self.recording = RecordingState.OFF  # the new server says so if it is recorded
         self._streams.clear()
@@ -636,6 +642,14 @@ class Participant:
                     self._roster[member.name] = member
                 self._emit(RosterChanged(changed, left))
                 self._derive()
+            case RosterView(full=full, members=members):
+                self._roster.clear()
+                self.everyone_listed, self.attendance = full, members
+                self._emit(AttendanceCounted(members, full))
+                self._derive()
+            case AttendanceChanged(members=members):
+                self.attendance = members
+                self._emit(AttendanceCounted(members, self.everyone_listed))
             case StateSnapshot():
                 self.title, self.mode, self.attendance = event.title, event.mode, event.attendance
                 self._streams = {info.stream_id: info for info in event.streams}

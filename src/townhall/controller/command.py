@@ -413,7 +413,10 @@ def _live_command(wiring: Wiring) -> Callable[..., None]:
                     "max_connections": settings.live.max_connections,
                     "max_pending_per_address": settings.live.max_pending_per_address,
                     "outbox_limits": {"max_media_age": settings.live.max_media_age_ms / 1000},
-                    "room_defaults": {"max_media_age": settings.live.max_media_age_ms / 1000},
+                    "room_defaults": {
+                        "max_media_age": settings.live.max_media_age_ms / 1000,
+                        "roster_limit": settings.live.roster_limit,
+                    },
                     "participant_send_buffer": settings.live.participant_send_buffer_bytes,
                     "wire_settings": WireSettings(
                         ping_interval=settings.live.ping_seconds,

@@ -75,9 +75,11 @@ from townhall.live.floor import Down, Floor, Removed, Seat, roster_chunks
 from townhall.live.lateness import Lateness
 from townhall.live.polls import POLL_COMMANDS, Polls, poll_for
 from townhall.live.questions import QUESTION_COMMANDS, Questions, question_for
+from townhall.live.stage import Stage
 from townhall.ticket import Role as TicketRole
 from townhall.wire import (
     PROTOCOL_VERSION,
+    AttendanceChanged,
     Auth,
     AuthFailed,
     AuthFailure,
@@ -118,6 +120,7 @@ from townhall.wire import (
     RosterDone,
     RosterReset,
     RosterUpdate,
+    RosterView,
     SendChat,
     SpeakingMode,
     StateSnapshot,
@@ -175,12 +178,17 @@ class RoomSettings:
     # of relayed late (live/lateness.py): the other half is the relay's, for the pass
     # that fans it out and the write (a starved server's pass is long).
     max_media_age: float = 0.3
+    # Past this many members, participants see the stage and a count, not everyone
+    # (``[live] roster_limit``, live/stage.py); moderators always see everyone.
+    roster_limit: int = 250
 
     def __post_init__(self) -> None:
         if not is_server_name(self.server_name):
             raise ValueError(f"a server name is {SERVER_NAME_RULE}")
         if self.capacity < 0 or self.chat_log_size < 1 or self.history_on_join < 0:
             raise ValueError("capacity, chat_log_size and history_on_join out of range")
+        if self.roster_limit < 1:
+            raise ValueError("roster_limit must be at least 1")
         if self.request_rate <= 0 or self.request_burst < 1 or self.max_outgoing_chat < 1:
             raise ValueError("request_rate, request_burst and max_outgoing_chat must be positive")
         if not 0 <= self.chat_seq_base < 2**63:
@@ -223,6 +231,7 @@ class _Peer:
 
     conn: ConnId
     role: Role
+    version: int = PROTOCOL_VERSION  # the highest its Hello offered
     open: bool = False
     name: str = ""  # the member's name, or the child server's
     display_name: str = ""  # what people see of the member ("": its name)
@@ -270,6 +279,10 @@ class EventRoom:
         # the mirror of the event state, as it came Down
         self._roster: dict[str, Member] = {}
         self._roster_before: dict[str, Member] | None = None  # during a RosterReset
+        self._stage = Stage(settings.roster_limit)
+        self._count_due: float | None = None  # a wakeup asked for to send the count
+        # (the audience it was cut from, its moderators, the others): see _roster_viewers
+        self._viewers_cache: tuple[tuple[ConnId, ...], ...] | None = None
         self._mode = SpeakingMode.MODERATED
         self._recording = RecordingState.OFF
         self._streams: dict[int, StreamInfo] = {}
@@ -422,7 +435,7 @@ class EventRoom:
                 self._on_message(conn, message)
             case Greeted(conn=conn, hello=hello):
                 if conn not in self._peers:
-                    self._peers[conn] = _Peer(conn, hello.role)
+                    self._peers[conn] = _Peer(conn, hello.role, hello.version)
             case ConnectionLost(conn=conn):
                 self._on_lost(conn)
             case AssignmentReceived():
@@ -491,7 +504,7 @@ class EventRoom:
         peer = self._peers.get(conn)
         if peer is None:
             if isinstance(message, Hello):
-                self._peers[conn] = _Peer(conn, message.role)
+                self._peers[conn] = _Peer(conn, message.role, message.version)
                 version = min(message.version, PROTOCOL_VERSION)
                 self._send(conn, Welcome(version=version, server=self._settings.server_name))
             return  # a connection the room closed: what it still says does not count
@@ -722,8 +735,11 @@ class EventRoom:
 
     def _send_state(self, conn: ConnId, *, link: bool = False) -> None:
         self._send(conn, self._snapshot())
-        for update in roster_chunks(self._roster.values()):
-            self._send(conn, update)
+        if not link and self._stage.narrow and not self._sees_everyone(conn):
+            self._send_roster((conn,))
+        else:
+            for update in roster_chunks(self._roster.values()):
+                self._send(conn, update)
         # A child always learns the state (it may hold an old one); a participant
         # hears of recording only when there is some.
         if link or self._recording is not RecordingState.OFF:
@@ -888,18 +904,23 @@ class EventRoom:
         for item in items:
             match item:
                 case RosterUpdate():
-                    roster = self._roster
+                    roster, stage = self._roster, self._stage
                     for name in item.left:
                         roster.pop(name, None)
+                    stage.remove(item.left)
+                    owners = stage.owners(self._streams.values())
                     for member in item.changed:
                         roster[member.name] = member
+                        stage.place(member, owners)
                     # Links get it now, in order with RosterReset and RosterDone;
                     # participants once per pass (PassEnded), merged by name.
                     self._send_many(self._synced_links(), item)
                     self._hold_roster(item.changed, item.left)
                 case StateSnapshot():
                     self._mode, self._title = item.mode, item.title
+                    owned_before = Stage.owners(self._streams.values())
                     self._streams = {info.stream_id: info for info in item.streams}
+                    self._restage(owned_before | Stage.owners(item.streams))
                     for stream_id in [s for s in self._keyframe_asked if s not in self._streams]:
                         del self._keyframe_asked[stream_id]
                     self._send_many(self._everyone_below(), item)
@@ -909,8 +930,11 @@ class EventRoom:
                 case StreamOpened(stream=info):
                     self._streams[info.stream_id] = info
                     self._send_many(self._everyone_below(), item)
+                    self._restage((info.owner,))
                 case StreamClosed(stream_id=stream_id):
-                    self._streams.pop(stream_id, None)
+                    closed = self._streams.pop(stream_id, None)
+                    if closed is not None:
+                        self._restage((closed.owner,))
                     self._lateness.forget(stream_id)
                     self._keyframe_asked.pop(stream_id, None)
                     self._send_many(self._everyone_below(), item)
@@ -936,10 +960,12 @@ class EventRoom:
                     self._on_ended()  # a moderator's EndEvent (floor.py): everyone goes
                 case RosterReset():
                     self._roster_before, self._roster = self._roster, {}
+                    self._stage.clear()
                     self._down_links(item)
                 case RosterDone():
                     before, self._roster_before = self._roster_before or {}, None
                     gone = [name for name in before if name not in self._roster]
+                    self._stage.remove(gone)
                     self._hold_roster((), gone)
                     self._down_links(item)
                 case _:
@@ -954,17 +980,101 @@ class EventRoom:
         for member in changed:
             pending[member.name] = member
 
-    def _flush_roster(self) -> None:
-        """Send participants the roster changes held this pass, the latest per member."""
-        pending = self._roster_pending
-        if not pending:
-            return
-        changed = [member for member in pending.values() if member is not None]
-        left = [name for name, member in pending.items() if member is None]
-        pending.clear()
+    def _restage(self, owners: Iterable[str]) -> None:
+        """Streams opened or closed: their owners go on stage or off it."""
+        stage = self._stage
+        now_owning = stage.owners(self._streams.values())
+        for name in owners:
+            member = self._roster.get(name)
+            if member is not None:
+                stage.place(member, now_owning)
+                if stage.narrow:
+                    self._hold_roster((member,), ())
+
+    def _roster_viewers(self) -> tuple[tuple[ConnId, ...], tuple[ConnId, ...]]:
+        """The participants here sent every roster change, and those shown the stage."""
         audience = self._audience()
-        for update in roster_chunks(changed, left):
-            self._send_many(audience, update)
+        if not self._stage.narrow:
+            return audience, ()
+        cached = self._viewers_cache
+        if cached is None or cached[0] is not audience:
+            everyone = tuple(c for c in audience if self._sees_everyone(c))
+            stage = tuple(c for c in audience if not self._sees_everyone(c))
+            cached = self._viewers_cache = (audience, everyone, stage)
+        return cached[1], cached[2]
+
+    def _flush_roster(self) -> None:
+        """Send participants the roster changes held this pass, the latest per member: to
+        those who see everyone all of them, to those shown the stage what moved on it."""
+        switched = self._settle_view()
+        pending = self._roster_pending
+        if pending:
+            changed = [member for member in pending.values() if member is not None]
+            left = [name for name, member in pending.items() if member is None]
+            everyone, staged = self._roster_viewers()
+            for update in roster_chunks(changed, left):
+                self._send_many(everyone, update)
+            if staged and not switched:  # a switch sent them the stage as it is now
+                self._flush_stage(pending, staged)
+            pending.clear()
+        self._send_count()
+
+    def _flush_stage(
+        self, pending: Mapping[str, Member | None], viewers: tuple[ConnId, ...]
+    ) -> None:
+        on, off = self._stage.changes(pending, self._roster)
+        for update in roster_chunks(on, off):
+            self._send_many(viewers, update)
+        for name, member in pending.items():  # a participant always sees itself
+            conn = self._locals.get(name)
+            if member is not None and name not in self._stage and conn is not None:
+                if not self._sees_everyone(conn):
+                    self._send(conn, RosterUpdate(changed=(member,)))
+
+    def _settle_view(self) -> bool:
+        """Switch participants between everyone and the stage when the event crossed the
+        roster limit; True when it did (they were sent the roster anew)."""
+        members = len(self._roster)
+        if not self._stage.settle(members):
+            return False
+        self._viewers_cache = None
+        participants = tuple(c for c in self._audience() if not self._sees_everyone(c))
+        self._send_roster(participants)
+        self._stage.told(members, self._now)
+        return True
+
+    def _send_roster(self, conns: tuple[ConnId, ...]) -> None:
+        """The roster from scratch to participants: a RosterView, then everyone or the stage
+        and each one itself."""
+        if not conns:
+            return
+        narrow = self._stage.narrow
+        self._send_many(conns, RosterView(full=not narrow, members=len(self._roster)))
+        members = self._stage.lineup(self._roster) if narrow else self._roster.values()
+        for update in roster_chunks(members):
+            self._send_many(conns, update)
+        if narrow:
+            for conn in conns:
+                name = self._peers[conn].name
+                member = self._roster.get(name)
+                if member is not None and name not in self._stage:
+                    self._send(conn, RosterUpdate(changed=(member,)))
+
+    def _send_count(self) -> None:
+        """The number of members, to those shown the stage: when it moved, at most about
+        once a second (a wakeup sends one held back)."""
+        members = len(self._roster)
+        due = self._stage.count_due(members, self._now)
+        if due is None:
+            return
+        if due > self._now:
+            if self._count_due is None:
+                self._count_due = due
+                self._out.append(RequestWakeup(due))
+            return
+        _, staged = self._roster_viewers()
+        self._send_many(staged, AttendanceChanged(members=members))
+        self._stage.told(members, self._now)
 
     def _flush_polls(self) -> None:
         """Send the polls and questions that moved this pass, each once: whole along the links,
@@ -991,6 +1101,12 @@ class EventRoom:
     def _is_moderator(self, conn: ConnId) -> bool:
         peer = self._peers.get(conn)
         return peer is not None and peer.ticket_role is TicketRole.MODERATOR
+
+    def _sees_everyone(self, conn: ConnId) -> bool:
+        """Sent every roster change even in a large event: a moderator, or a participant
+        of protocol version 1, which knows no RosterView."""
+        peer = self._peers.get(conn)
+        return peer is None or peer.ticket_role is TicketRole.MODERATOR or peer.version < 2
 
     def _send_polls(self, conn: ConnId, *, whole: bool) -> None:
         """Every poll and question, to a joining participant (``whole``: a moderator) or link."""
@@ -1206,6 +1322,8 @@ class EventRoom:
         self._out.append(RequestWakeup(self._retry_at))
 
     def _on_timer(self) -> None:
+        if self._count_due is not None and self._now >= self._count_due:
+            self._count_due = None  # the pass's end sends the count (_send_count)
         if self._up_state is not Upstream.WAITING or self._assignment is None:
             return
         if self._now < self._retry_at:

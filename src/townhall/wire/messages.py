@@ -50,6 +50,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "ROSTER_CHUNK",
     "AskQuestion",
+    "AttendanceChanged",
     "Auth",
     "AuthFailed",
     "AuthFailure",
@@ -98,6 +99,7 @@ __all__ = [
     "RosterDone",
     "RosterReset",
     "RosterUpdate",
+    "RosterView",
     "Resync",
     "SendChat",
     "SetRecording",
@@ -123,7 +125,7 @@ __all__ = [
     "message_class",
 ]
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2  # 2: RosterView, AttendanceChanged
 ALPN: Final = "townhall/1"  # what a TLS client and server agree on for this protocol
 CHAT_TEXT_MAX_BYTES: Final = 4096
 
@@ -136,9 +138,7 @@ _NOT_LABEL = re.compile(f"[{_LABEL_CHARS}]")
 Name = Annotated[str, Meta(min_length=1, max_length=64, pattern=rf"\A[^{_LABEL_CHARS}]+\Z")]
 DISPLAY_NAME_MAX: Final = 200  # characters, as a ticket's display name (townhall.ticket)
 # What people see of a member; the Name stays its identity. "" (older peers): show the Name.
-DisplayName = Annotated[
-    str, Meta(max_length=DISPLAY_NAME_MAX, pattern=rf"\A[^{_LABEL_CHARS}]*\Z")
-]
+DisplayName = Annotated[str, Meta(max_length=DISPLAY_NAME_MAX, pattern=rf"\A[^{_LABEL_CHARS}]*\Z")]
 Identifier = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\A[A-Za-z0-9._:-]+\Z")]
 Title = Annotated[str, Meta(max_length=256, pattern=rf"\A[^{_LABEL_CHARS}]*\Z")]
 Reason = Annotated[str, Meta(max_length=1024, pattern=rf"\A[^{_LABEL_CHARS}]*\Z")]
@@ -552,6 +552,28 @@ class RosterUpdate(Message, frozen=True):
             raise ValueError("a name appears twice in one roster update")
 
 
+class RosterView(Message, frozen=True):
+    """Server: forget the roster you hold; the RosterUpdates from here on list ``full``:
+    every member, else the stage (moderators, raised hands, the floor, stream owners) and you.
+
+    A server shows a participant only the stage when the event has more members
+    than its roster limit (``[live] roster_limit``): a town hall of thousands
+    would otherwise send every arrival to everyone. Sent at join when the stage
+    is shown, and to every participant when the event grows past the limit or
+    shrinks well below it. Moderators always get every member.
+    """
+
+    full: bool
+    members: U32  # in the event now
+
+
+class AttendanceChanged(Message, frozen=True):
+    """Server: the event now has ``members`` members; to participants shown the stage only
+    (RosterView), at most about once a second."""
+
+    members: U32
+
+
 class UpstreamChanged(Message, frozen=True):
     """Server: whether this server reaches the main server now (its link Up is open).
 
@@ -856,6 +878,8 @@ MESSAGE_TYPES: Final[Mapping[tuple[Channel, int], type[Message]]] = MappingProxy
         (Channel.CONTROL, 32): StateSnapshot,
         (Channel.CONTROL, 33): RosterUpdate,
         (Channel.CONTROL, 34): UpstreamChanged,
+        (Channel.CONTROL, 35): RosterView,
+        (Channel.CONTROL, 36): AttendanceChanged,
         (Channel.CONTROL, 40): MemberJoined,
         (Channel.CONTROL, 41): MemberLeft,
         (Channel.CONTROL, 42): LinkRequest,

@@ -22,6 +22,7 @@ from typing import Final
 from townhall.wire.frames import Channel
 from townhall.wire.messages import (
     AskQuestion,
+    AttendanceChanged,
     Auth,
     AuthFailed,
     AuthOk,
@@ -60,6 +61,7 @@ from townhall.wire.messages import (
     RosterDone,
     RosterReset,
     RosterUpdate,
+    RosterView,
     SendChat,
     SetRecording,
     SetSpeakingMode,
@@ -169,6 +171,8 @@ OPEN_TRAFFIC: Final[Mapping[tuple[Role, Side], frozenset[Kind]]] = MappingProxyT
             ChatPosted,
             StateSnapshot,
             RosterUpdate,
+            RosterView,
+            AttendanceChanged,
             StreamOpened,
             StreamClosed,
             RequestKeyFrame,

@@ -44,6 +44,7 @@ const room = {
   mode: "moderated",
   attendance: 0,
   roster: new Map(),
+  everyoneListed: true, // false in a large event: the roster holds the stage and us (RosterView)
   hands: [],
   streams: new Map(),
   seen: new Set(),
@@ -338,6 +339,7 @@ function adopt(link, probeResult, ok) {
   room.name = ok.name;
   room.moderator = ok.moderator;
   room.roster.clear();
+  room.everyoneListed = true; // until the new server sends a RosterView
   room.streams.clear();
   room.mediaSeq.clear();
   link.onMessage = onMessage;
@@ -429,6 +431,16 @@ function onMessage(message) {
       for (const member of message.changed) room.roster.set(member.name, member);
       render();
       return;
+    case "RosterView":
+      room.roster.clear();
+      room.everyoneListed = message.full;
+      room.attendance = message.members;
+      render();
+      return;
+    case "AttendanceChanged":
+      room.attendance = message.members;
+      render();
+      return;
     case "StateSnapshot":
       room.title = message.title;
       room.mode = message.mode;
@@ -489,7 +501,10 @@ function nameLabel(tag, name, text = shown(name)) {
 function render() {
   document.title = `${room.title || "Event"} · Townhall`;
   $("title").textContent = room.title || `Event ${eventId}`;
-  $("attendance").textContent = `(${room.roster.size} here)`;
+  const here = room.everyoneListed ? room.roster.size : room.attendance;
+  $("attendance").textContent = `(${here.toLocaleString()} here)`;
+  $("roster-heading").textContent = room.everyoneListed ? "Present" : "On stage";
+  $("stage-note").hidden = room.everyoneListed;
   const raised = [...room.roster.values()].filter((m) => m.hand_raised).map((m) => m.name);
   room.hands = room.hands.filter((n) => raised.includes(n)).concat(raised.filter((n) => !room.hands.includes(n)).sort());
   const holder = [...room.roster.values()].find((m) => m.floor);
@@ -906,6 +921,8 @@ window.townhallRoom = {
     name: room.name,
     moderator: room.moderator,
     roster: [...room.roster.values()],
+    attendance: room.everyoneListed ? room.roster.size : room.attendance,
+    everyoneListed: room.everyoneListed,
     hands: [...room.hands],
     chat: room.chat.map((c) => ({ ...c })),
     ended: room.ended,

@@ -12,7 +12,7 @@ export const FRAME_VERSION = 1;
 export const HEADER_SIZE = 8;
 export const MEDIA_HEADER_SIZE = 16;
 export const KEYFRAME = 0x01;
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const Channel = Object.freeze({ CONTROL: 0, AUDIO: 1, VIDEO: 2, DATA: 3 });
 export const MAX_PAYLOAD = Object.freeze([64 * 1024, 8 * 1024, 256 * 1024, 64 * 1024]);
 export const CHAT_TEXT_MAX_BYTES = 4096;
@@ -60,6 +60,8 @@ const MESSAGES = {
   StateSnapshot: [0, 32, [["event"], ["title"], ["mode"], ["attendance"], ["streams", [], listOf(STREAM_INFO)]]],
   RosterUpdate: [0, 33, [["changed", [], listOf(MEMBER)], ["left", []]]],
   UpstreamChanged: [0, 34, [["reachable"]]],
+  RosterView: [0, 35, [["full"], ["members"]]],
+  AttendanceChanged: [0, 36, [["members"]]],
   CreatePoll: [0, 64, [["question"], ["options"], ["multiple", false], ["shared", false]]],
   OpenPoll: [0, 65, [["poll_id"]]],
   ClosePoll: [0, 66, [["poll_id"]]],
