@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from townhall.wire import (
+    PROTOCOL_VERSION,
     AuthFailed,
     AuthOk,
     Bye,
@@ -273,7 +274,9 @@ class Peer(asyncio.Protocol):
         """The client's first words, once the transport (and TLS) is up."""
         if self.system == "townhall":
             self.send(
-                encode_message(Hello(role=Role.PARTICIPANT, version=1, client="bench/1")).data
+                encode_message(
+                    Hello(role=Role.PARTICIPANT, version=PROTOCOL_VERSION, client="bench/1")
+                ).data
             )
         elif self.system == "redis":
             if self.speaker:
