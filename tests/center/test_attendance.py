@@ -14,11 +14,13 @@ import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import insert
+
 from tests.center.test_access_doors import anonymous_ticket, center_settings  # noqa: F401
 from tests.center.test_join_tickets import API, default_tree, open_ticket, schedule, sealed_id
 from tests.support import Center
 from townhall.center import attendance
-from townhall.center.tables import Event
+from townhall.center.tables import Event, TicketCredential
 
 T0 = datetime(2026, 12, 1, 10, 0)
 
@@ -103,3 +105,43 @@ def test_stays_are_kept_once_merged_per_person_and_closed_where_a_lost_server_wa
         ("'=HYPERLINK(1)", "edge", "10.00", "20.00"),
         ("'=HYPERLINK(1)", "main", "11.00", "20.00"),
     ]
+
+
+def test_a_full_report_of_a_town_hall_is_kept_whole_and_repeated_changes_only_what_moved(
+    center: Center,
+) -> None:
+    """Every minute a server reports all its stays again: 1,201 here, past one IN list."""
+    default_tree(center)
+    event_id = int(schedule(center, visibility="public")["id"])
+    ids = [f"storm-{n:06d}-credential" for n in range(1201)]
+    with center.sessions() as session:  # type: ignore[operator]
+        session.execute(
+            insert(TicketCredential),
+            [
+                {
+                    "id": credential_id,
+                    "event_id": event_id,
+                    "username": f"user{n}",
+                    "display_name": f"User {n}",
+                    "role": "participant",
+                    "secret_sha256": "0" * 64,
+                    "created_at": T0,
+                }
+                for n, credential_id in enumerate(ids)
+            ],
+        )
+        session.commit()
+    stays = [Seen(credential_id, "", T0 + minutes(1)) for credential_id in ids]
+    stranger = Seen("not-issued-credential", "x", T0)
+    assert record(center, event_id, "main", "internal", *stays, stranger, at=T0) == 1201
+    # The next full report: the first hundred left, the rest unchanged.
+    later = [Seen(s.credential_id, s.name, s.joined_at, T0 + minutes(5)) for s in stays[:100]]
+    assert record(center, event_id, "main", "internal", *later, *stays[100:], at=T0) == 0
+
+    found = report(center, event_id, T0 + minutes(11))
+    assert len(found.people) == 1201
+    minutes_by_name = {person.username: person.total_minutes for person in found.people}
+    assert minutes_by_name["user0"] == 4.0 and minutes_by_name["user99"] == 4.0
+    assert minutes_by_name["user100"] == 10.0 and minutes_by_name["user1200"] == 10.0
+    # no name reported: the credential's
+    assert {person.name for person in found.people} == {f"user{n}" for n in range(1201)}

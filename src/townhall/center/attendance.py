@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from townhall.center.spreadsheet import cell
@@ -81,36 +81,79 @@ def record(
     note.zone, note.missed = zone, max(0, missed)
     if at is not None and (note.last_seen_at is None or at > note.last_seen_at):
         note.last_seen_at = at
-    new = 0
-    for visit in visits:
-        row = session.scalar(
-            select(Attendance).where(
+    # By key: a report repeats what was sent before, and a full one comes every minute
+    # with every stay of the server (thousands at a town hall): a few statements for
+    # all of them, not a lookup each.
+    reported = {(visit.credential_id, visit.joined_at): visit for visit in visits}
+    ids = sorted({credential_id for credential_id, _ in reported})
+    kept: dict[tuple[str, datetime], Any] = {}
+    issued: dict[str, Any] = {}
+    for chunk in _chunks(ids):
+        for row in session.execute(
+            select(
+                Attendance.id,
+                Attendance.credential_id,
+                Attendance.joined_at,
+                Attendance.name,
+                Attendance.username,
+                Attendance.left_at,
+                Attendance.ended_by,
+            ).where(
                 Attendance.event_id == event_id,
                 Attendance.server == server,
-                Attendance.credential_id == visit.credential_id,
-                Attendance.joined_at == visit.joined_at,
+                Attendance.credential_id.in_(chunk),
             )
-        )
+        ):
+            kept[(row.credential_id, row.joined_at)] = row
+        for row in session.execute(
+            select(TicketCredential.id, TicketCredential.username, TicketCredential.user_id).where(
+                TicketCredential.id.in_(chunk), TicketCredential.event_id == event_id
+            )
+        ):
+            issued[row.id] = row
+    added: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for key, visit in reported.items():
+        ended_by = "left" if visit.left_at is not None else None
+        row = kept.get(key)
         if row is None:
-            credential = session.get(TicketCredential, visit.credential_id)
-            if credential is None or credential.event_id != event_id:
-                continue
-            row = Attendance(
-                event_id=event_id,
-                server=server,
-                zone=zone,
-                credential_id=credential.id,
-                username=credential.username,
-                guest=credential.user_id is None,
-                joined_at=visit.joined_at,
+            credential = issued.get(visit.credential_id)
+            if credential is None:
+                continue  # not a credential of this event
+            added.append(
+                {
+                    "event_id": event_id,
+                    "server": server,
+                    "zone": zone,
+                    "credential_id": credential.id,
+                    "username": credential.username,
+                    "guest": credential.user_id is None,
+                    "joined_at": visit.joined_at,
+                    "name": (visit.name or credential.username)[:200],
+                    "left_at": visit.left_at,
+                    "ended_by": ended_by,
+                }
             )
-            session.add(row)
-            new += 1
-        row.name = (visit.name or row.username)[:200]
-        row.left_at = visit.left_at
-        row.ended_by = "left" if visit.left_at is not None else None
+            continue
+        name = (visit.name or row.username)[:200]
+        if (name, visit.left_at, ended_by) != (row.name, row.left_at, row.ended_by):
+            changed.append(
+                {"id": row.id, "name": name, "left_at": visit.left_at, "ended_by": ended_by}
+            )
+    if added:
+        session.execute(insert(Attendance), added)
+    if changed:
+        session.execute(update(Attendance), changed)  # by primary key, one statement
     session.commit()
-    return new
+    return len(added)
+
+
+_CHUNK = 500  # ids in one IN list, well within SQLite's and PostgreSQL's bounds
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
 
 
 def close(
