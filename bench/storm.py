@@ -122,8 +122,11 @@ class Spy:
     output: Path
 
 
-def start_spies(folder: str, center_pid: int, live_pid: int, seconds: float) -> list[Spy]:
-    """``py-spy record`` of each Center process and of the main live server during the storm."""
+def start_spies(
+    folder: str, center_pid: int, live_pid: int, controller_pid: int, seconds: float
+) -> list[Spy]:
+    """``py-spy record`` of each Center process, the main live server and the Controller
+    during the storm."""
     if not folder:
         return []
     py_spy = Path(sys.executable).parent / "py-spy"
@@ -132,7 +135,8 @@ def start_spies(folder: str, center_pid: int, live_pid: int, seconds: float) -> 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     workers = tree_pids(center_pid)[1:] or [center_pid]
-    targets = [(f"center-{pid}", pid) for pid in workers] + [("live-main", live_pid)]
+    targets = [(f"center-{pid}", pid) for pid in workers]
+    targets += [("live-main", live_pid), ("controller", controller_pid)]
     spies = []
     for label, pid in targets:
         output = out / f"{label}.txt"
@@ -467,7 +471,13 @@ def run(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
         cpu_before = {name: cpu_seconds(p.pid) for name, p in live.items()}
         cpu_before["center"] = tree_cpu_seconds(center.pid)
         cpu_before["controller"] = cpu_seconds(processes.running["controller"].pid)
-        spies = start_spies(args.profile, center.pid, live["main"].pid, args.seconds)
+        spies = start_spies(
+            args.profile,
+            center.pid,
+            live["main"].pid,
+            processes.running["controller"].pid,
+            args.seconds,
+        )
         load_start = os.getloadavg()
         t0 = time.monotonic() + 0.5
         log(f"storm: {args.users} users, {args.generators} generators, budget {args.seconds} s")
@@ -692,8 +702,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         default="",
         metavar="DIR",
-        help="record each Center process and the main live server with py-spy during the "
-        "storm's first 30 s into DIR and print hot spots (take figures from runs without it)",
+        help="record each Center process, the main live server and the Controller with py-spy "
+        "during the storm's first 30 s into DIR and print hot spots (take figures from runs "
+        "without it)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the data folder and logs")
