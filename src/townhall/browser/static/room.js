@@ -429,17 +429,17 @@ function onMessage(message) {
     case "RosterUpdate":
       for (const name of message.left) room.roster.delete(name);
       for (const member of message.changed) room.roster.set(member.name, member);
-      render();
+      renderSoon();
       return;
     case "RosterView":
       room.roster.clear();
       room.everyoneListed = message.full;
       room.attendance = message.members;
-      render();
+      renderSoon();
       return;
     case "AttendanceChanged":
       room.attendance = message.members;
-      render();
+      renderSoon();
       return;
     case "StateSnapshot":
       room.title = message.title;
@@ -498,6 +498,31 @@ function nameLabel(tag, name, text = shown(name)) {
   return label;
 }
 
+// A moderator of a town hall is sent every arrival, thousands a minute. Past LISTED_AT_MOST
+// members the page lists that many (the stage first: moderators, the floor, raised hands,
+// you) with the count of the others, and redraws for roster changes at most every
+// REDRAW_MS: a full redraw of ten thousand names per arrival would freeze the tab.
+const LISTED_AT_MOST = 200;
+const REDRAW_MS = 250;
+const collator = new Intl.Collator(); // what localeCompare uses, made once
+let redraw = null;
+
+function renderSoon() {
+  if (room.roster.size <= LISTED_AT_MOST) {
+    render();
+  } else if (redraw === null) {
+    redraw = setTimeout(() => {
+      redraw = null;
+      render();
+    }, REDRAW_MS);
+  }
+}
+
+function onStage(name) {
+  const m = room.roster.get(name);
+  return name === room.name || m.moderator || m.floor || m.hand_raised;
+}
+
 function render() {
   document.title = `${room.title || "Event"} · Townhall`;
   $("title").textContent = room.title || `Event ${eventId}`;
@@ -515,9 +540,20 @@ function render() {
   $("no-hands").hidden = room.hands.length > 0;
 
   const roster = $("roster");
-  const names = [...room.roster.keys()].sort((a, b) => shown(a).localeCompare(shown(b)) || a.localeCompare(b));
+  const labels = new Map([...room.roster.keys()].map((name) => [name, shown(name)]));
+  const names = [...labels.keys()].sort((a, b) => collator.compare(labels.get(a), labels.get(b)) || collator.compare(a, b));
+  let listed = names;
+  if (names.length > LISTED_AT_MOST) {
+    listed = names.filter(onStage).concat(names.filter((n) => !onStage(n))).slice(0, LISTED_AT_MOST);
+  }
+  const more = names.length - listed.length;
+  const moreItem = Object.assign(document.createElement("li"), {
+    id: "roster-more",
+    className: "muted",
+    textContent: `and ${more.toLocaleString()} more`,
+  });
   roster.replaceChildren(
-    ...names.map((name) => {
+    ...listed.map((name) => {
       const m = room.roster.get(name);
       const li = document.createElement("li");
       li.dataset.name = name;
@@ -533,6 +569,7 @@ function render() {
       for (const text of badges) li.append(Object.assign(document.createElement("span"), { className: "badge", textContent: text }));
       return li;
     }),
+    ...(more > 0 ? [moreItem] : []),
   );
 
   const me = room.roster.get(room.name);
