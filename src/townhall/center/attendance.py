@@ -89,7 +89,7 @@ def record(
     kept: dict[tuple[str, datetime], Any] = {}
     issued: dict[str, Any] = {}
     for chunk in _chunks(ids):
-        for row in session.execute(
+        for stay in session.execute(
             select(
                 Attendance.id,
                 Attendance.credential_id,
@@ -104,32 +104,32 @@ def record(
                 Attendance.credential_id.in_(chunk),
             )
         ):
-            kept[(row.credential_id, row.joined_at)] = row
-        for row in session.execute(
+            kept[(stay.credential_id, stay.joined_at)] = stay
+        for credential in session.execute(
             select(TicketCredential.id, TicketCredential.username, TicketCredential.user_id).where(
                 TicketCredential.id.in_(chunk), TicketCredential.event_id == event_id
             )
         ):
-            issued[row.id] = row
+            issued[credential.id] = credential
     added: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
     for key, visit in reported.items():
         ended_by = "left" if visit.left_at is not None else None
         row = kept.get(key)
         if row is None:
-            credential = issued.get(visit.credential_id)
-            if credential is None:
+            found = issued.get(visit.credential_id)
+            if found is None:
                 continue  # not a credential of this event
             added.append(
                 {
                     "event_id": event_id,
                     "server": server,
                     "zone": zone,
-                    "credential_id": credential.id,
-                    "username": credential.username,
-                    "guest": credential.user_id is None,
+                    "credential_id": found.id,
+                    "username": found.username,
+                    "guest": found.user_id is None,
                     "joined_at": visit.joined_at,
-                    "name": (visit.name or credential.username)[:200],
+                    "name": (visit.name or found.username)[:200],
                     "left_at": visit.left_at,
                     "ended_by": ended_by,
                 }
