@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from playwright.sync_api import Page
+from playwright.sync_api import BrowserContext, Page
 
 from tests.e2e.e2e_support import LiveSystem, Watcher, ticket_for
 from tests.support import Center, free_port
@@ -44,8 +44,7 @@ def prepare_two_servers(center: Center, data: Path, live: str = "") -> LiveSyste
         f'listen = "127.0.0.1:{ports["controller"]}"\n'
         "tick_seconds = 0.3\n"
         "report_seconds = 0.5\n"
-        "keepalive_seconds = 2\n"
-        + (f"[live]\n{live}" if live else "")
+        "keepalive_seconds = 2\n" + (f"[live]\n{live}" if live else "")
     )
     with center.client("ada") as admin:
         for name, zone, _ in TREE:
@@ -124,6 +123,25 @@ def sign_in(page: Page, center: Center, username: str, next_path: str) -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("form button[type=submit]")
     page.wait_for_url(f"{center.url}{next_path}")
+
+
+def live_event(system: LiveSystem, center: Center, organizer: str = "olga") -> int:
+    """An event that starts now, once the Controller has formed its tree."""
+    event_id = schedule_now(center, organizer)
+    with center.client(organizer) as api:
+        wait_until(lambda: system.live(api, event_id)["state"] == "ready", "the tree", 60)
+    return event_id
+
+
+def open_room(
+    context: BrowserContext, center: Center, username: str, event_id: int, server: str
+) -> Page:
+    """``username`` signed in, on the event's room page, joined to ``server``."""
+    page = record_console(context.new_page())
+    sign_in(page, center, username, f"/events/{event_id}")
+    page.goto(f"{center.url}/events/{event_id}/room?server={server}")
+    wait_until(lambda: room_state(page)["server"] is not None, "joined", 30, page)
+    return page
 
 
 def room_state(page: Page) -> dict[str, Any]:

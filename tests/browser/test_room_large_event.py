@@ -20,12 +20,11 @@ from tests.browser.conftest import OpenBrowser
 from tests.browser.room_support import (
     PythonPeer,
     dev_ca_file,
+    live_event,
+    open_room,
     prepare_two_servers,
-    record_console,
     room_state,
     run_two_servers,
-    schedule_now,
-    sign_in,
     wait_until,
 )
 from tests.e2e.e2e_support import LiveSystem, Watcher, ticket_for
@@ -50,18 +49,10 @@ def listed(state: dict[str, object]) -> list[str]:
 def test_past_the_roster_limit_a_page_lists_the_stage_and_counts_everyone(
     system: LiveSystem, center: Center, open_browser: OpenBrowser
 ) -> None:
-    event_id = schedule_now(center)
-    with center.client("olga") as api:
-        wait_until(lambda: system.live(api, event_id)["state"] == "ready", "the tree", 60)
+    event_id = live_event(system, center)
     ca = [dev_ca_file(center)]
-    olga = record_console(open_browser(ca_files=ca).new_page())
-    sign_in(olga, center, "olga", f"/events/{event_id}")
-    olga.goto(f"{center.url}/events/{event_id}/room?server=main")
-    mike = record_console(open_browser(ca_files=ca).new_page())
-    sign_in(mike, center, "mike", "/events")
-    mike.goto(f"{center.url}/events/{event_id}/room?server=child-a")
-    for page in (olga, mike):
-        wait_until(lambda p=page: room_state(p)["server"] is not None, "joined", 30, page)
+    olga = open_room(open_browser(ca_files=ca), center, "olga", event_id, "main")
+    mike = open_room(open_browser(ca_files=ca), center, "mike", event_id, "child-a")
     assert room_state(mike)["everyoneListed"]  # two members: at the limit
     assert mike.inner_text("#roster-heading") == "Present"
 
@@ -75,7 +66,9 @@ def test_past_the_roster_limit_a_page_lists_the_stage_and_counts_everyone(
         assert mike.inner_text("#roster-heading") == "On stage"
         assert mike.is_visible("#stage-note")
         assert "(3 here)" in mike.inner_text("#attendance")
-        wait_until(lambda: listed(room_state(olga)) == ["mike", "olga", "pia"], "everyone", 15, olga)
+        wait_until(
+            lambda: listed(room_state(olga)) == ["mike", "olga", "pia"], "everyone", 15, olga
+        )
         assert room_state(olga)["everyoneListed"]
 
         quinn = PythonPeer(center, "quinn", event_id, "main")
@@ -137,20 +130,13 @@ class Crowd:
 def test_a_moderator_page_lists_the_first_200_of_a_crowd_with_the_stage_first(
     system: LiveSystem, center: Center, open_browser: OpenBrowser
 ) -> None:
-    event_id = schedule_now(center)
-    with center.client("olga") as api:
-        wait_until(lambda: system.live(api, event_id)["state"] == "ready", "the tree", 60)
-    olga = record_console(open_browser(ca_files=[dev_ca_file(center)]).new_page())
-    sign_in(olga, center, "olga", f"/events/{event_id}")
-    olga.goto(f"{center.url}/events/{event_id}/room?server=main")
-    wait_until(lambda: room_state(olga)["server"] is not None, "joined", 30, olga)
+    event_id = live_event(system, center)
+    olga = open_room(open_browser(ca_files=[dev_ca_file(center)]), center, "olga", event_id, "main")
     crowd = Crowd(center, event_id)
     try:
         here = f"({CROWD + 1} here)"
         wait_until(lambda: here in olga.inner_text("#attendance"), "the crowd", 60, olga)
-        wait_until(
-            lambda: olga.locator("#roster-more").count() == 1, "the list's end", 10, olga
-        )
+        wait_until(lambda: olga.locator("#roster-more").count() == 1, "the list's end", 10, olga)
         assert olga.locator("#roster > li[data-name]").count() == 200
         assert olga.inner_text("#roster-more") == f"and {CROWD + 1 - 200} more"
         first = olga.locator("#roster > li[data-name]").first

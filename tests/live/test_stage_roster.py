@@ -146,7 +146,9 @@ def test_below_three_quarters_of_the_limit_participants_see_everyone_again(hall:
 def test_a_participant_of_protocol_version_1_is_sent_everyone(hall: Hall) -> None:
     people = large(hall)
     net = hall.net
-    old = net.join(hall.a, Client("fay", sealed(net.center, "fay", now=net.now), net.now, version=1))
+    old = net.join(
+        hall.a, Client("fay", sealed(net.center, "fay", now=net.now), net.now, version=1)
+    )
     assert old.auth is not None and old.name == "fay"
     assert not any(isinstance(m, RosterView) for m in old.messages)  # it would not know one
     assert sorted(old.roster) == ["ana", "bo", "cy", "di", "eve", "fay"]
