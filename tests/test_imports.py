@@ -54,7 +54,7 @@ WIRE_MODULES = frozenset(
 LIVE_CORE_MODULES = frozenset(
     {
         "__init__", "admission", "backoff", "chatlog", "dispatch", "events", "floor", "lateness",
-        "linkrtt", "outbox", "polls", "questions", "room", "routing", "websocket",
+        "linkrtt", "outbox", "polls", "questions", "room", "routing", "stage", "websocket",
     }
 )
 

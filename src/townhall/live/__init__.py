@@ -23,6 +23,8 @@ Core modules, each importing only those above it (and ``townhall.wire``,
   participant may see of a poll.
 - ``questions``: ``Questions``, the main server's Q&A and upvotes, and
   ``question_for``, what one participant may see of a question.
+- ``stage``: ``Stage``, who is on stage by the roster mirror, and whether a large
+  event shows its participants only them and a count.
 - ``chatlog``: ``ChatLog``, the numbered, bounded chat log every server keeps.
 - ``backoff``: ``Backoff``, the reconnect delays.
 - ``linkrtt``: ``LinkRoundTrips``, the round trips of the server's links by
