@@ -54,6 +54,7 @@ from townhall.client.session import (
 )
 
 __all__ = [
+    "AttendanceCounted",
     "ChatReceived",
     "ClientError",
     "ClientEvent",
@@ -77,7 +78,6 @@ __all__ = [
     "Rejoining",
     "RequestRefused",
     "RosterChanged",
-    "AttendanceCounted",
     "StateChanged",
     "StreamEnded",
     "StreamRefused",
