@@ -148,6 +148,9 @@ def test_a_moderator_page_lists_the_first_200_of_a_crowd_with_the_stage_first(
         wait_until(lambda: olga.locator(shown).count() == 1, "a raised hand listed", 15, olga)
         assert "hand raised" in olga.inner_text(shown)
         assert olga.locator("#roster > li[data-name]").count() == 200
+        # The moderation menu offers whom the list shows, herself aside.
+        assert olga.locator("#target option").count() == 199
+        assert olga.locator('#target option[value="crowd229"]').count() == 1
     finally:
         crowd.close()
     wait_until(lambda: "(1 here)" in olga.inner_text("#attendance"), "the crowd gone", 30, olga)

@@ -500,8 +500,9 @@ function nameLabel(tag, name, text = shown(name)) {
 
 // A moderator of a town hall is sent every arrival, thousands a minute. Past LISTED_AT_MOST
 // members the page lists that many (the stage first: moderators, the floor, raised hands,
-// you) with the count of the others, and redraws for roster changes at most every
-// REDRAW_MS: a full redraw of ten thousand names per arrival would freeze the tab.
+// you) with the count of the others, its menus offer the same, and it redraws for roster
+// changes at most every REDRAW_MS: redrawing ten thousand names and two menus of them took
+// Chromium half a second, for every arrival.
 const LISTED_AT_MOST = 200;
 const REDRAW_MS = 250;
 const collator = new Intl.Collator(); // what localeCompare uses, made once
@@ -589,7 +590,9 @@ function render() {
 
   for (const select of [$("target"), $("chat-to")]) {
     const current = select.value;
-    const others = names.filter((n) => n !== room.name);
+    // The menus offer whom the list shows (and whoever is chosen now, while here).
+    const offered = room.roster.has(current) && !listed.includes(current) ? [...listed, current] : listed;
+    const others = offered.filter((n) => n !== room.name);
     const first = select.id === "chat-to" ? [Object.assign(document.createElement("option"), { value: "", textContent: "Everyone" })] : [];
     const option = (n) => Object.assign(document.createElement("option"), { value: n, textContent: shown(n) === n ? n : `${shown(n)} (${n})` });
     select.replaceChildren(...first, ...others.map(option));
