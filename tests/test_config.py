@@ -51,8 +51,10 @@ def test_a_named_config_file_must_exist(tmp_path: Path) -> None:
         '[center.sso]\ntrusted_proxies = ["not-a-network"]\n',
         '[center.mail]\nsmtp_url = "http://mail"\n',
         '[center.sso]\ngroup_roles = { staff = "king" }\n',
+        "[live]\nroster_limit = 0\n",
+        "[live]\nroster_limit = 100001\n",
     ],
-    ids=["listen", "typo", "network", "smtp-scheme", "role"],
+    ids=["listen", "typo", "network", "smtp-scheme", "role", "roster-0", "roster-huge"],
 )
 def test_bad_settings_are_refused(tmp_path: Path, toml: str) -> None:
     (tmp_path / "townhall.toml").write_text(toml)

@@ -80,6 +80,8 @@ def test_past_the_roster_limit_a_page_lists_the_stage_and_counts_everyone(
         wait_until(lambda: "pia" in listed(room_state(mike)), "a hand on stage", 15, mike)
         assert "pia" in room_state(mike)["hands"]
         mike.screenshot(path=str(screenshot_path("room-large-event")), full_page=True)
+        mike.set_viewport_size({"width": 390, "height": 844})  # a phone
+        mike.screenshot(path=str(screenshot_path("room-large-event-phone")), full_page=True)
     finally:
         pia.close()
         if quinn is not None:
@@ -151,6 +153,7 @@ def test_a_moderator_page_lists_the_first_200_of_a_crowd_with_the_stage_first(
         # The moderation menu offers whom the list shows, herself aside.
         assert olga.locator("#target option").count() == 199
         assert olga.locator('#target option[value="crowd229"]').count() == 1
+        olga.screenshot(path=str(screenshot_path("room-crowd-moderator")), full_page=True)
     finally:
         crowd.close()
     wait_until(lambda: "(1 here)" in olga.inner_text("#attendance"), "the crowd gone", 30, olga)
