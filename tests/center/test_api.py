@@ -378,3 +378,24 @@ def test_a_catalog_entry_is_the_event_as_its_own_answer_gives_it(center: Center)
     assert single["starts_at"] == "2031-05-06T05:08:09.123456Z"
     assert single["moderators"] == ["olga", "pia"] and single["presenters"] == ["mike"]
     assert single["invitees"] is None and single["my_registration"] is None
+
+
+def test_moderators_are_listed_by_name_in_the_catalog_the_event_and_its_page(
+    center: Center,
+) -> None:
+    """Names in the order a reader looks them up, whatever order the accounts were made
+    in and whatever the database's collation: by name, ignoring case, everywhere."""
+    for name in ("Zed", "anna", "Bo"):
+        center.add_user(name, role="organizer")
+    with center.client("olga") as olga:
+        created = olga.post(
+            "/api/v1/events",
+            json=new_event(visibility="public", moderators=["Zed", "Bo", "anna"]),
+        ).json()
+        listed = olga.get("/api/v1/events").json()["items"]
+        single = olga.get(f"/api/v1/events/{created['id']}").json()
+        page = olga.get(f"/events/{created['id']}").text
+    expected = ["anna", "Bo", "olga", "Zed"]
+    assert single["moderators"] == expected
+    assert [item["moderators"] for item in listed] == [expected]
+    assert "<dt>Moderators</dt><dd>anna, Bo, olga, Zed</dd>" in page

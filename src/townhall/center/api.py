@@ -430,7 +430,7 @@ def add_registration(
 ) -> RegistrationOut:
     """Register yourself (empty body), or, as a manager, register someone by email."""
     ctx = context_of(request)
-    event = session.get(Event, event_id)
+    event = events.load_event(session, event_id)
     if event is None or not (event.visibility == "public" or events.can_view(session, event, user)):
         raise EventError(404, "event_not_found", f"no event {event_id}")
     registration = events.register(session, event, user, body, ctx.links, ctx.sender)
@@ -479,7 +479,7 @@ def get_ticket(
     viewer = identify(request, session)
     if viewer.user is not None:
         check_api_write(request, viewer)
-    event = session.get(Event, event_id)
+    event = events.load_event(session, event_id)
     if event is None:
         if viewer.user is None:
             # Nothing is said to a stranger about which events exist.

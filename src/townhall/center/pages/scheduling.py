@@ -124,8 +124,8 @@ def _form_of(event: Event, session: Session) -> EventForm:
         visibility=event.visibility,
         audio_mode=event.audio_mode,
         recording="on" if event.recording else "",
-        moderators=", ".join(r.user.username for r in event.roles if r.role == "moderator"),
-        presenters=", ".join(r.user.username for r in event.roles if r.role == "presenter"),
+        moderators=", ".join(u.username for u in events.people_of(event, "moderator")),
+        presenters=", ".join(u.username for u in events.people_of(event, "presenter")),
         invitees="\n".join(invited),
     )
 
