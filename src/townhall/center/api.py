@@ -26,7 +26,7 @@ from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch
 from townhall.center.metrics import count_ticket
 from townhall.center.tables import ApiToken, Event, MailJob, Registration, User
 from townhall.store.conventions import now_utc, utc
-from townhall.web.deps import DB, MAX_ID, ItemId, api_viewer, check_api_write
+from townhall.web.deps import DB, MAX_ID, ItemId, api_viewer, check_api_write, in_one_hop
 from townhall.web.errors import ERRORS
 from townhall.wire.names import NOT_IN_LABELS
 
@@ -345,9 +345,8 @@ def json_response(model: BaseModel) -> Response:
 
 
 @router.get("/events", response_model=EventList, responses=ERRORS)
-def list_events(
-    session: DB,
-    user: Me,
+async def list_events(
+    request: Request,
     q: Annotated[str, Query(max_length=200)] = "",
     when: Literal["upcoming", "past", "all"] = "upcoming",
     starts_after: Annotated[str | None, Query(alias="from", max_length=40)] = None,
@@ -356,23 +355,27 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
-    query = CatalogQuery(
-        text=q.strip(),
-        when=when,
-        starts_after=parse_bound(starts_after, "from"),
-        starts_before=parse_bound(starts_before, "to", end_of_day=True),
-        include_cancelled=include_cancelled,
-        limit=limit,
-        offset=offset,
-    )
-    rows, more = events.catalog(session, user, query)
-    # Encoded here rather than by FastAPI from an EventList (which stays the documented
-    # model): validating and dumping 50 models, on one more thread-pool hop, cost more
-    # than the query. The keys and values are EventOut's, ``invitees`` and
-    # ``my_registration`` included (null in the catalog).
-    items = [{**events.event_json(e), **_CATALOG_EXTRAS} for e in rows]
-    body = {"items": items, "has_more": more, "limit": limit, "offset": offset}
-    return Response(_JSON.encode(body), media_type="application/json")
+    def answer(session: Session) -> Response:
+        user = api_user(request, session)
+        query = CatalogQuery(
+            text=q.strip(),
+            when=when,
+            starts_after=parse_bound(starts_after, "from"),
+            starts_before=parse_bound(starts_before, "to", end_of_day=True),
+            include_cancelled=include_cancelled,
+            limit=limit,
+            offset=offset,
+        )
+        rows, more = events.catalog(session, user, query)
+        # Encoded here rather than by FastAPI from an EventList (which stays the documented
+        # model): validating and dumping 50 models, on one more thread-pool hop, cost more
+        # than the query. The keys and values are EventOut's, ``invitees`` and
+        # ``my_registration`` included (null in the catalog).
+        items = [{**events.event_json(e), **_CATALOG_EXTRAS} for e in rows]
+        body = {"items": items, "has_more": more, "limit": limit, "offset": offset}
+        return Response(_JSON.encode(body), media_type="application/json")
+
+    return await in_one_hop(request, answer)
 
 
 @router.post("/events", status_code=201, response_model=EventDetail, responses=ERRORS)
@@ -386,8 +389,13 @@ def create_event(request: Request, session: DB, user: Me, body: EventIn) -> Even
 
 
 @router.get("/events/{event_id}", response_model=EventDetail, responses=ERRORS)
-def get_event(session: DB, user: Me, event_id: EventId) -> Response:
-    return json_response(_event_out(session, events.get_visible(session, event_id, user), user))
+async def get_event(request: Request, event_id: EventId) -> Response:
+    def answer(session: Session) -> Response:
+        user = api_user(request, session)
+        event = events.get_visible(session, event_id, user)
+        return json_response(_event_out(session, event, user))
+
+    return await in_one_hop(request, answer)
 
 
 @router.patch("/events/{event_id}", response_model=EventDetail, responses=ERRORS)

@@ -289,7 +289,14 @@ def load_event(session: Session, event_id: int) -> Event | None:
 def people_order(names: Iterable[str]) -> tuple[str, ...]:
     """Moderators' or presenters' names as every answer lists them: by name, ignoring case,
     in Python so that SQLite and PostgreSQL (whose collations differ) agree."""
-    return tuple(sorted(names, key=lambda name: (name.casefold(), name)))
+    listed = tuple(names)
+    if len(listed) < 2:  # most events: one organizer, no presenter (the catalog's 50 a page)
+        return listed
+    return tuple(sorted(listed, key=_name_key))
+
+
+def _name_key(name: str) -> tuple[str, str]:
+    return name.casefold(), name
 
 
 def people_of(event: Event, role: str) -> list[User]:

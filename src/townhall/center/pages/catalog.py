@@ -13,11 +13,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from townhall.center import events, recordings
 from townhall.center.auth import context_of
-from townhall.center.pages.common import PAGE_SIZE, SignedInUser, render
-from townhall.web.deps import DB
+from townhall.center.pages.common import PAGE_SIZE, render, signed_in_user
+from townhall.web.deps import in_one_hop
 from townhall.web.render import viewer_zone, zoneinfo
 
 router = APIRouter(include_in_schema=False)
@@ -38,10 +39,8 @@ def _day_bound(value: str, name: str, zone: ZoneInfo) -> datetime | None:
 
 
 @router.get("/events")
-def catalog_page(
+async def catalog_page(
     request: Request,
-    session: DB,
-    user: SignedInUser,
     q: Annotated[str, Query(max_length=200)] = "",
     when: Literal["upcoming", "past", "all"] = "upcoming",
     date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
@@ -49,6 +48,33 @@ def catalog_page(
     cancelled: bool = False,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
+    return await in_one_hop(
+        request,
+        lambda session: _catalog(
+            request,
+            session,
+            q=q,
+            when=when,
+            date_from=date_from,
+            date_to=date_to,
+            cancelled=cancelled,
+            page=page,
+        ),
+    )
+
+
+def _catalog(
+    request: Request,
+    session: Session,
+    *,
+    q: str,
+    when: Literal["upcoming", "past", "all"],
+    date_from: str,
+    date_to: str,
+    cancelled: bool,
+    page: int,
+) -> Response:
+    user = signed_in_user(request, session)
     zone = zoneinfo(viewer_zone(request, user))
     errors: list[str] = []
     try:

@@ -8,7 +8,8 @@ users; others are sent to sign in and back), ``EventPost`` and
 checked first, then sign-in, coming back to that page), ``AdminPage`` and
 ``AdminPost`` (administrators only); ``FormViewer`` checks only the CSRF
 token (the sign-in form itself). All are ``townhall.web.deps.SignedIn``
-typed with the Center's ``User``.
+typed with the Center's ``User``; ``signed_in_user`` is ``SignedInUser`` for the
+hot pages that ask inside their own thread hop (``web.deps.in_one_hop``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from townhall.center.auth import CenterViewer
 from townhall.center.tables import User
-from townhall.web.deps import SignedIn, checked_form, page_viewer
+from townhall.web.deps import SignedIn, checked_form, page_viewer, signed_in
 from townhall.web.render import Pages
 
 CENTER = Path(__file__).parent.parent
@@ -64,6 +66,14 @@ EventPost = Annotated[User, Depends(SignedIn(form=True, back="/events/{event_id}
 AccountPost = Annotated[User, Depends(SignedIn(form=True, back="/account"))]
 AdminPage = Annotated[User, Depends(SignedIn(admin=NOT_ADMIN))]
 AdminPost = Annotated[User, Depends(SignedIn(form=True, admin=NOT_ADMIN))]
+
+
+def signed_in_user(request: Request, session: Session) -> User:
+    """``SignedInUser`` for a page that runs ``web.deps.in_one_hop``."""
+    user = signed_in(request, session)
+    if not isinstance(user, User):
+        raise TypeError("the web shell's identify answered someone not a Center user")
+    return user
 
 
 def notice(done: str) -> str:

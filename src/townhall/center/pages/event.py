@@ -23,11 +23,18 @@ from townhall.center import attendance, calendar, events, live, mailer, polls, r
 from townhall.center.api import EventId, dialin_code, join_ticket
 from townhall.center.auth import context_of
 from townhall.center.events import EventError
-from townhall.center.pages.common import EventPost, SignedInUser, Who, notice, render
+from townhall.center.pages.common import (
+    EventPost,
+    SignedInUser,
+    Who,
+    notice,
+    render,
+    signed_in_user,
+)
 from townhall.center.tables import Event, MailJob, Registration, User
 from townhall.center.trees import TreeRefused
 from townhall.store.conventions import now_utc
-from townhall.web.deps import DB, MAX_ID, Done, ItemId
+from townhall.web.deps import DB, MAX_ID, Done, ItemId, in_one_hop
 from townhall.web.errors import redirect
 from townhall.web.render import viewer_zone, zoneinfo
 
@@ -129,11 +136,13 @@ def show_event(
 
 
 @router.get("/events/{event_id}")
-def event_page(
-    request: Request, session: DB, user: SignedInUser, event_id: EventId, done: Done = ""
-) -> Response:
-    event = events.get_visible(session, event_id, user)
-    return show_event(request, session, event, user, notice=notice(done))
+async def event_page(request: Request, event_id: EventId, done: Done = "") -> Response:
+    def answer(session: Session) -> Response:
+        user = signed_in_user(request, session)
+        event = events.get_visible(session, event_id, user)
+        return show_event(request, session, event, user, notice=notice(done))
+
+    return await in_one_hop(request, answer)
 
 
 @router.post("/events/{event_id}/tree")
