@@ -414,6 +414,46 @@ def test_a_manager_edits_and_cancels_an_event(signed_in: SignIn) -> None:
     assert "Renamed meeting" in mike.get("/events", params={"cancelled": "1"}).text
 
 
+def test_the_catalog_shows_an_edited_or_cancelled_event_as_it_now_is(
+    signed_in: SignIn, center: Center
+) -> None:
+    """The catalog keeps each rendered row: a row seen before a change must not outlive it,
+    and a reader in another zone must not be shown the first reader's times."""
+    olga = signed_in("olga")
+    event_id = schedule(olga, title="Budget meeting", start="2031-05-05T08:00")
+    center.add_user("ana")
+    ana = signed_in("ana")
+    assert post_form(ana, "/account/timezone", {"timezone": "Asia/Tokyo"}).status_code == 303
+    mike = signed_in("mike")
+    assert "Mon 5 May 2031, 12:00 UTC" in mike.get("/events").text
+    assert "Mon 5 May 2031, 21:00 JST" in ana.get("/events").text
+    saved = post_form(
+        olga,
+        f"/events/{event_id}/edit",
+        {
+            "title": "Budget meeting, moved",
+            "start": "2031-05-05T09:00",
+            "timezone": "America/New_York",
+            "duration_minutes": "60",
+            "kind": "lecture",
+            "visibility": "public",
+            "audio_mode": "voip",
+        },
+    )
+    assert saved.status_code == 303, saved.text
+    row = _catalog_row(mike.get("/events").text, event_id)
+    assert "Budget meeting, moved" in row and "13:00 UTC" in row and "lecture" in row
+    assert post_form(olga, f"/events/{event_id}/cancel").status_code == 303
+    row = _catalog_row(mike.get("/events", params={"cancelled": "1"}).text, event_id)
+    assert 'class="is-cancelled"' in row and "status-cancelled" in row
+
+
+def _catalog_row(page: str, event_id: int) -> str:
+    rows = [row for row in page.split("<tr")[1:] if f'href="/events/{event_id}"' in row]
+    assert len(rows) == 1, page
+    return rows[0]
+
+
 def test_the_calendar_download_is_a_vcalendar(signed_in: SignIn) -> None:
     olga = signed_in("olga")
     event_id = schedule(olga, title="Calendar test")

@@ -150,6 +150,11 @@ class Pages:
         set_csrf_cookie(request, response)
         return response
 
+    def fragment(self, name: str, **values: Any) -> str:
+        """A piece of a page (no frame, no request): its HTML, escaped as a page's is, for a
+        page to place with ``|safe``."""
+        return self.templates.env.get_template(name).render(**values)
+
     def error_page(self, request: Request, status: int, code: str, message: str) -> Response:
         title = _TITLES.get(status, "Something went wrong" if status >= 500 else "Error")
         return self.render(

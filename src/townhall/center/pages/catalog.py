@@ -1,11 +1,16 @@
 """The catalog: the events a signed-in user may see, searched, filtered by day, in pages.
 
 Dates are days in the reader's time zone; the rules of what one may see are
-``events.catalog``'s.
+``events.catalog``'s. Each row of the list is rendered once per content (what
+it shows and the reader's zone) and kept: rendering fifty rows was half of a
+catalog page's time, and most readers of a catalog see the same upcoming
+events (bench/README.md, sixth pass). A row whose event changed has another
+content, so it is rendered anew: nothing kept can be out of date.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Literal
 from urllib.parse import urlencode
@@ -17,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from townhall.center import events, recordings
 from townhall.center.auth import context_of
-from townhall.center.pages.common import PAGE_SIZE, render, signed_in_user
+from townhall.center.pages.common import PAGE_SIZE, PAGES, render, signed_in_user
 from townhall.web.deps import in_one_hop
 from townhall.web.render import viewer_zone, zoneinfo
 
@@ -106,14 +111,25 @@ def _catalog(
     def page_link(number: int) -> str:
         return "/events?" + urlencode({**kept, "page": str(number)})
 
+    # Which past events have a recording (a stat each, for one page of rows).
+    recorded = recordings.with_recordings(
+        context_of(request).settings, session, (r.id for r in rows if r.status != "cancelled")
+    )
+    reader_zone = viewer_zone(request, user)
     context = {
-        "rows": rows,
-        # Which past events have a recording (a stat each, for one page of rows).
-        "recorded": recordings.with_recordings(
-            context_of(request).settings,
-            session,
-            (r.id for r in rows if r.status != "cancelled"),
-        ),
+        "rows": [
+            _row(
+                r.id,
+                r.title,
+                r.starts_at,
+                r.kind,
+                r.visibility,
+                r.status,
+                reader_zone,
+                r.id in recorded,
+            )
+            for r in rows
+        ],
         "q": q,
         "when": when,
         "date_from": date_from,
@@ -126,3 +142,29 @@ def _catalog(
         "errors": errors,
     }
     return render(request, "events.html", context, status=422 if errors else 200)
+
+
+# Rows of a few thousand events in a few zones: about 1 MB at most.
+@functools.lru_cache(maxsize=4096)
+def _row(
+    event_id: int,
+    title: str,
+    starts_at: datetime,
+    kind: str,
+    visibility: str,
+    status: str,
+    zone: str,
+    recorded: bool,
+) -> str:
+    """One row of the list: what it shows is its whole key (see the module's docstring)."""
+    return PAGES.fragment(
+        "catalog_row.html",
+        id=event_id,
+        title=title,
+        starts_at=starts_at,
+        kind=kind,
+        visibility=visibility,
+        status=status,
+        zone=zone,
+        recorded=recorded,
+    )
