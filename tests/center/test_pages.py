@@ -380,18 +380,13 @@ def test_a_manager_sees_the_registrations_and_revokes_one(
     )
 
 
-def test_a_manager_edits_and_cancels_an_event(signed_in: SignIn) -> None:
-    olga = signed_in("olga")
-    event_id = schedule(olga)
-    form = olga.get(f"/events/{event_id}/edit")
-    assert form.status_code == 200
-    assert 'value="2031-05-05T08:00"' in form.text
-    assert '<option value="America/New_York" selected>' in form.text
-    saved = post_form(
-        olga,
+def move_to_nine_as_a_lecture(client: httpx.Client, event_id: int, title: str) -> httpx.Response:
+    """The edit form as a manager sends it: renamed, 09:00 New York, an hour, a lecture."""
+    return post_form(
+        client,
         f"/events/{event_id}/edit",
         {
-            "title": "Renamed meeting",
+            "title": title,
             "start": "2031-05-05T09:00",
             "timezone": "America/New_York",
             "duration_minutes": "60",
@@ -400,6 +395,16 @@ def test_a_manager_edits_and_cancels_an_event(signed_in: SignIn) -> None:
             "audio_mode": "voip",
         },
     )
+
+
+def test_a_manager_edits_and_cancels_an_event(signed_in: SignIn) -> None:
+    olga = signed_in("olga")
+    event_id = schedule(olga)
+    form = olga.get(f"/events/{event_id}/edit")
+    assert form.status_code == 200
+    assert 'value="2031-05-05T08:00"' in form.text
+    assert '<option value="America/New_York" selected>' in form.text
+    saved = move_to_nine_as_a_lecture(olga, event_id, "Renamed meeting")
     assert saved.status_code == 303, saved.text
     page = olga.get(f"/events/{event_id}").text
     assert "Renamed meeting" in page
@@ -427,19 +432,7 @@ def test_the_catalog_shows_an_edited_or_cancelled_event_as_it_now_is(
     mike = signed_in("mike")
     assert "Mon 5 May 2031, 12:00 UTC" in mike.get("/events").text
     assert "Mon 5 May 2031, 21:00 JST" in ana.get("/events").text
-    saved = post_form(
-        olga,
-        f"/events/{event_id}/edit",
-        {
-            "title": "Budget meeting, moved",
-            "start": "2031-05-05T09:00",
-            "timezone": "America/New_York",
-            "duration_minutes": "60",
-            "kind": "lecture",
-            "visibility": "public",
-            "audio_mode": "voip",
-        },
-    )
+    saved = move_to_nine_as_a_lecture(olga, event_id, "Budget meeting, moved")
     assert saved.status_code == 303, saved.text
     row = _catalog_row(mike.get("/events").text, event_id)
     assert "Budget meeting, moved" in row and "13:00 UTC" in row and "lecture" in row
