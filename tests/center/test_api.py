@@ -62,6 +62,15 @@ def test_anonymous_and_bad_tokens_are_refused_with_json(center: Center) -> None:
     assert response.json()["error"]["code"] == "bad_token"
     response = httpx.get(center.url + "/api/v1/me", headers={"Authorization": "Basic eDp5"})
     assert response.status_code == 401
+    # The catalog and an event ask who is there inside their route (web.deps.in_one_hop).
+    response = httpx.get(center.url + "/api/v1/events/1")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_signed_in"
+    bad = {"Authorization": "Bearer th_nope"}
+    for path in ("/api/v1/events", "/api/v1/events/1"):
+        response = httpx.get(center.url + path, headers=bad)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "bad_token"
 
 
 def test_organizer_creates_an_event_and_is_its_moderator(center: Center) -> None:

@@ -163,6 +163,7 @@ def test_anonymous_visitors_are_sent_to_sign_in_and_back(center: Center) -> None
         assert response.status_code == 303
         assert response.headers["location"] == "/login?next=/events%3Fq%3Dbudget"
         assert client.get("/account").headers["location"] == "/login?next=/account"
+        assert client.get("/events/7").headers["location"] == "/login?next=/events/7"
 
 
 def test_signing_out_ends_the_session(signed_in: SignIn) -> None:
