@@ -6,7 +6,8 @@ workers), with no module-level state, so tests build as many independent
 applications as they need. It installs the one error handler
 (``errors``), bounds request bodies before anything reads them, adds the
 security headers, counts and times requests by route (``metrics``), serves
-``/static`` (the frame's files), ``/healthz`` and ``/metrics``.
+``/static`` (the frame's files), ``/healthz`` and ``/metrics``; while it serves,
+the process's thread pool and garbage collector are set for many short requests.
 Which components run together is the composition root's choice
 (``townhall.webprocess``); this module imports none of them.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +116,16 @@ async def _too_large(send: Send, limit: int) -> None:
 
 Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
+# The cyclic garbage collector's thresholds in a serving web process (CPython's default:
+# 700, 10, 10). Under load many requests' objects are alive at once, so at the default
+# a young pass ran every few requests and a pass over the whole heap every few seconds,
+# holding every request of the process meanwhile: counted with gc.callbacks during
+# bench/center.py, 12-13 full passes per process of up to 96-104 ms each, the p99 of
+# the event page (96-134 ms). At these: 3 young passes and no full one, the event
+# page's p99 39-48 ms (bench/README.md, sixth pass). Cycles are still collected: a
+# young pass runs once 10,000 more objects are alive than were.
+GC_THRESHOLDS = (10_000, 50, 100)
+
 
 @dataclass(frozen=True, slots=True)
 class Component:
@@ -146,6 +158,7 @@ def create_app(
         # Sync routes and dependencies run on anyio's thread pool, whose size is per event
         # loop; its default of 40 lets 40 threads take turns at the GIL (center.threads).
         to_thread.current_default_thread_limiter().total_tokens = shell.settings.web_threads
+        gc.set_threshold(*GC_THRESHOLDS)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(work(stop)) for c in components for work in c.workers]
         try:
