@@ -118,7 +118,7 @@ Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 # The cyclic garbage collector's thresholds in a serving web process (CPython's default:
 # 700, 10, 10). Under load many requests' objects are alive at once, so at the default
-# a young pass ran every few requests and a pass over the whole heap every few seconds,
+# a young pass ran every score of requests and one over the whole heap every few seconds,
 # holding every request of the process meanwhile: counted with gc.callbacks during
 # bench/center.py, 12-13 full passes per process of up to 96-104 ms each, the p99 of
 # the event page (96-134 ms). At these: 3 young passes and no full one, the event

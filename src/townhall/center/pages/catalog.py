@@ -80,7 +80,8 @@ def _catalog(
     page: int,
 ) -> Response:
     user = signed_in_user(request, session)
-    zone = zoneinfo(viewer_zone(request, user))
+    reader_zone = viewer_zone(request, user)
+    zone = zoneinfo(reader_zone)
     errors: list[str] = []
     try:
         after = _day_bound(date_from, "from", zone)
@@ -115,7 +116,6 @@ def _catalog(
     recorded = recordings.with_recordings(
         context_of(request).settings, session, (r.id for r in rows if r.status != "cancelled")
     )
-    reader_zone = viewer_zone(request, user)
     context = {
         "rows": [
             _row(
