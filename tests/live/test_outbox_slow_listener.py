@@ -44,6 +44,30 @@ def test_drain_gives_everything_queued_as_one_write() -> None:
     assert outbox.drain("c", 0.0) == b"" and outbox.ready() == [] and outbox.pending("c") == 0
 
 
+def test_a_frame_fanned_out_reaches_every_listener_but_the_full_one_and_drops_the_stale() -> None:
+    """``push_media_to``, the fan-out's one loop, keeps ``push_media``'s rules per queue."""
+    outbox = Outbox(media_limit=1_000, limit=5_000, max_media_age=0.3)
+    outbox.push_media("drained", frame(0), 10.0)
+    outbox.drain("drained", 10.0)
+    while outbox.push_media("full", frame(0), 10.4):  # full, but not stale at 10.5
+        pass
+    full_before, dropped_before = outbox.pending("full"), outbox.stats("full").dropped_frames
+    outbox.push_media("behind", frame(1), 10.0)
+    outbox.ready()  # a pass ends: "full" and "behind" were not written (paused)
+    outbox.push_media_to(["drained", "full", "behind", "new"], frame(2), 10.5)
+    assert outbox.drain("drained", 10.5) == frame(2).data
+    assert outbox.drain("new", 10.5) == frame(2).data
+    assert outbox.drain("behind", 10.5) == frame(2).data  # frame 1, 0.5 s old, is gone
+    assert outbox.stats("behind").dropped_late_frames == 1
+    assert outbox.stats("full").dropped_frames == dropped_before + 1  # frame 2, here only
+    assert len(outbox.drain("full", 10.5)) == full_before
+    video = frame(3, channel=Channel.VIDEO, size=900, keyframe=True)
+    outbox.push_media("full", frame(4, size=800), 10.6)
+    outbox.push_media_to(["full", "drained"], video, 10.6)
+    assert outbox.take_keyframe_holds() == {1}  # "full" asks for the next key frame
+    assert outbox.drain("drained", 10.6) == video.data
+
+
 def test_media_over_the_media_limit_is_dropped_and_counted_but_control_is_kept() -> None:
     outbox = Outbox(media_limit=1_000, limit=5_000)
     kept = sum(outbox.push_media("c", frame(n), 0.0) for n in range(20))

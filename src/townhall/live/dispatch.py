@@ -33,6 +33,7 @@ docs/live.md, "Running a room", shows the shell's loop.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Final
 
 from townhall.live.events import (
@@ -239,10 +240,14 @@ class Dispatcher:
 
         Media dropped here is told at the next round of notices: a wakeup is
         asked for it (carry out ``take_actions`` after the drains too)."""
-        data = self.outbox.drain(conn, now)
+        return self.drain_each((conn,), now)[0]
+
+    def drain_each(self, conns: Sequence[ConnId], now: float) -> list[bytes]:
+        """``drain`` for each of ``conns``: what to write to each, in their order."""
+        written = self.outbox.drain_each(conns, now)
         if self._notice_wakeup is None and self.outbox.has_drops():
             self._wake_for_notices(max(now, self._next_notices))
-        return data
+        return written
 
     def take_actions(self) -> list[Action]:
         actions, self._actions = self._actions, []
@@ -272,12 +277,16 @@ class Dispatcher:
                     for conn in conns:
                         if not self._send(conn, item):
                             too_slow.append(conn)
-                case SendMediaTo(conns=conns, frame=frame):
-                    for conn in conns:
-                        connection = self._connections.get(conn)
-                        if connection is not None and connection.state is State.OPEN:
-                            connection.send(frame)  # checks; the bytes are frame.data
-                            self.outbox.push_media(conn, frame, now)
+                case SendMediaTo(conns=conns, frame=frame, but=but):
+                    connections, channel = self._connections, frame.channel
+                    receivers = [
+                        conn
+                        for conn in conns
+                        if (connection := connections.get(conn)) is not None
+                        and connection.sends_media(channel)
+                        and conn != but
+                    ]
+                    self.outbox.push_media_to(receivers, frame, now)
                 case SendTo(conn=conn, item=item):
                     if not self._send(conn, item):
                         too_slow.append(conn)

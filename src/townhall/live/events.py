@@ -200,10 +200,12 @@ class SendToMany:
 
 @dataclass(frozen=True, slots=True)
 class SendMediaTo:
-    """Relay a media frame's bytes to every connection listed; a slow one may drop it."""
+    """Relay a media frame's bytes to every connection listed but ``but`` (its sender, left
+    out here rather than by copying the audience for every frame); a slow one may drop it."""
 
     conns: tuple[ConnId, ...]
     frame: MediaFrame
+    but: ConnId | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ rooms or messages.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from townhall.wire import Channel, MediaFrame
@@ -167,29 +167,72 @@ class Outbox:
         self._grew(queue, len(data))
         return True
 
+    def push_media_to(self, conns: Iterable[Hashable], frame: MediaFrame, now: float) -> None:
+        """``push_media`` for each of ``conns``: the fan-out of one frame.
+
+        A frame goes to every listener of a server, so this is the server's
+        hottest loop: an audio frame that fits a queue holding no late media
+        is queued inline, as one chunk shared by every queue; anything else
+        (video, a new, full or late queue) takes ``push_media``.
+        """
+        if frame.channel is Channel.VIDEO:
+            for conn in conns:
+                self.push_media(conn, frame, now)
+            return
+        size = len(frame.data)
+        chunk: _Chunk = (frame.data, frame.channel, frame.stream_id, now, self._pass)
+        queues, max_age = self._queues, self._max_media_age
+        for conn in conns:
+            queue = queues.get(conn)
+            if (
+                queue is None
+                or now - queue.oldest_media > max_age
+                or queue.size + size > queue.limits[0]
+            ):
+                self.push_media(conn, frame, now)
+                continue
+            queue.chunks.append(chunk)
+            if not queue.media:
+                queue.oldest_media = now
+            queue.media += size
+            queued = queue.size = queue.size + size
+            stats = queue.stats
+            stats.queued_bytes = queued
+            if queued > stats.peak_bytes:
+                stats.peak_bytes = queued
+
     def drain(self, conn: Hashable, now: float) -> bytes:
         """Everything queued for ``conn`` but late media, as one write; b"" if nothing."""
-        queue = self._queues.get(conn)
-        if queue is None or not queue.chunks:
-            return b""
-        if now - queue.oldest_media > self._max_media_age:
-            # What ``ready`` just offered is this pass's: late only if it waited a pass more.
-            self._drop_late_media(queue, now, self._pass - 1)
-        chunks = queue.chunks
-        if not chunks:
-            return b""
-        count = len(chunks)
-        data = chunks[0][0] if count == 1 else b"".join(chunk[0] for chunk in chunks)
-        chunks.clear()
-        stats = queue.stats
-        stats.delivered_frames += count
-        stats.sent_bytes += len(data)
-        if queue.media:
-            stats.media_writes += 1
-            stats.media_wait_seconds += now - queue.oldest_media
-        queue.size = queue.media = queue.stats.queued_bytes = 0
-        queue.oldest_media = _NEVER
-        return data
+        return self.drain_each((conn,), now)[0]
+
+    def drain_each(self, conns: Iterable[Hashable], now: float) -> list[bytes]:
+        """``drain`` for each of ``conns``, in their order: the pass's writes, in one loop."""
+        queues, max_age, written = self._queues, self._max_media_age, []
+        for conn in conns:
+            queue = queues.get(conn)
+            if queue is None or not queue.chunks:
+                written.append(b"")
+                continue
+            if now - queue.oldest_media > max_age:
+                # What ``ready`` just offered is this pass's: late only if it waited a pass more.
+                self._drop_late_media(queue, now, self._pass - 1)
+            chunks = queue.chunks
+            count = len(chunks)
+            if count == 1:
+                data = chunks[0][0]
+            else:
+                data = b"".join([chunk[0] for chunk in chunks]) if count else b""
+            chunks.clear()
+            stats = queue.stats
+            stats.delivered_frames += count
+            stats.sent_bytes += len(data)
+            if queue.media:
+                stats.media_writes += 1
+                stats.media_wait_seconds += now - queue.oldest_media
+            queue.size = queue.media = stats.queued_bytes = 0
+            queue.oldest_media = _NEVER
+            written.append(data)
+        return written
 
     def ready(self) -> list[Hashable]:
         """The connections with bytes waiting, in no promised order. The shell calls it

@@ -784,13 +784,11 @@ class EventRoom:
             ):
                 self._media_refused += 1
                 return
-            targets = tuple(c for c in self._audience() if c != conn) + self._synced_links()
-        elif peer.synced:
-            targets = self._audience() + tuple(c for c in self._synced_links() if c != conn)
-        else:
+        elif not peer.synced:
             return
         if not self._arrived_late(frame):
-            self._relay(targets if up is None else (*targets, up), frame)
+            targets = self._everyone_below()
+            self._relay(targets if up is None else (*targets, up), frame, but=conn)
 
     def _arrived_late(self, frame: MediaFrame) -> bool:
         """Audio too far behind its stream's best case is dropped here, for everyone and
@@ -804,9 +802,11 @@ class EventRoom:
         self._media_late += 1
         return True
 
-    def _relay(self, targets: tuple[ConnId, ...], frame: MediaFrame) -> None:
+    def _relay(
+        self, targets: tuple[ConnId, ...], frame: MediaFrame, *, but: ConnId | None = None
+    ) -> None:
         if targets:
-            self._out.append(SendMediaTo(targets, frame))
+            self._out.append(SendMediaTo(targets, frame, but))
 
     def _want_keyframe(self, stream_id: int, *, from_up: bool) -> bool:
         """Pass a key frame request on toward the stream's owner; False: no such video stream.

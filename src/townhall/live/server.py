@@ -277,7 +277,12 @@ class _Conn(asyncio.BufferedProtocol):
             data = self.door.send(data)
             if not data:
                 return
-        self.send_plain(data)
+        transport = self.transport
+        assert transport is not None
+        try:  # ``send_plain``'s body, one call less for every write of the fan-out
+            transport.write(self.tls.encrypt(data))
+        except ssl.SSLError as exc:
+            self._server._tls_failed(self, exc)
 
     def send_plain(self, data: bytes) -> None:
         """Encrypt and write (the transport takes what the socket does not)."""
@@ -607,9 +612,16 @@ class LiveServer:
                     dispatcher = room.dispatcher
                     for peer, seconds in dispatcher.take_round_trips():
                         self._link_rtt.observe(peer, seconds)
-                    for conn in cast("list[_Conn]", dispatcher.ready()):
-                        if not conn.paused and not conn.closing:
-                            conn.send(dispatcher.drain(conn, now))
+                    writable = [
+                        conn
+                        for conn in cast("list[_Conn]", dispatcher.ready())
+                        if not conn.paused and not conn.closing
+                    ]
+                    for conn, data in zip(
+                        writable, dispatcher.drain_each(writable, now), strict=True
+                    ):
+                        if data:
+                            conn.send(data)
                     self._carry_out(room)  # a drain may ask a wakeup (to tell of its drops)
                 except Exception:
                     log.exception("%s: event %d: a pass failed", self.name, room.event_id)

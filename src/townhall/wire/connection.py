@@ -356,6 +356,11 @@ class Connection:
         self._apply(self._side, message, following)
         return data
 
+    def sends_media(self, channel: Channel) -> bool:
+        """Whether a frame on ``channel`` may be sent now: what ``send`` checks for media,
+        as a yes or no for a fan-out that skips those not (or no longer) open for it."""
+        return channel in self._open_sends
+
     def _check_send(self, kind: Kind) -> State:
         if self._state is State.ERROR and kind is not Bye:
             raise LocalProtocolError("the peer broke the protocol: only Bye may be sent")
