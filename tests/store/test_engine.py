@@ -1,0 +1,67 @@
+"""How the engine ends transactions: what was not committed is gone; on PostgreSQL, reads
+keep psycopg's prepared statements (a read ends with COMMIT, which changes nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from townhall.store import make_engine
+from townhall.store.engine import make_session_factory
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+        connection.execute(text("INSERT INTO notes VALUES (1, 'kept')"))
+    yield engine
+    engine.dispose()
+
+
+def bodies(engine: Engine) -> list[str]:
+    with make_session_factory(engine)() as session:
+        return list(session.scalars(text("SELECT body FROM notes ORDER BY id")))
+
+
+def test_a_write_never_committed_is_rolled_back_after_reads_in_the_same_session(
+    engine: Engine,
+) -> None:
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        assert session.scalar(text("SELECT body FROM notes WHERE id = 1")) == "kept"
+        session.execute(text("UPDATE notes SET body = 'changed' WHERE id = 1"))
+        session.execute(text("INSERT INTO notes VALUES (2, 'added')"))
+        assert session.scalar(text("SELECT count(*) FROM notes")) == 2
+    assert bodies(engine) == ["kept"]
+
+
+def test_a_failed_read_is_rolled_back_and_the_connection_serves_the_next_request(
+    engine: Engine,
+) -> None:
+    sessions = make_session_factory(engine)
+    with sessions() as session, pytest.raises(DBAPIError):
+        session.execute(text("SELECT body FROM no_such_table"))
+    with sessions() as session:
+        session.execute(text("INSERT INTO notes VALUES (3, 'after')"))
+        session.commit()
+    assert bodies(engine) == ["kept", "after"]
+
+
+def test_reads_keep_their_prepared_statements_on_postgresql(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("psycopg's prepared statements: PostgreSQL only")
+    sessions = make_session_factory(engine)
+    for _ in range(8):  # psycopg prepares a statement at its fifth execution
+        with sessions() as session:
+            assert session.scalar(text("SELECT body FROM notes WHERE id = :id"), {"id": 1})
+    with sessions() as session:
+        prepared = session.scalars(text("SELECT statement FROM pg_prepared_statements"))
+        assert any("FROM notes WHERE id" in statement for statement in prepared)
+        session.execute(text("INSERT INTO notes VALUES (4, 'not kept')"))
+    # The write was rolled back, and with it psycopg forgot what it had prepared.
+    assert bodies(engine) == ["kept"]
