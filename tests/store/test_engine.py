@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from townhall.store import make_engine
-from townhall.store.engine import make_session_factory
+from townhall.store.engine import make_read_session_factory, make_session_factory
 
 
 @pytest.fixture
@@ -65,3 +65,20 @@ def test_reads_keep_their_prepared_statements_on_postgresql(engine: Engine) -> N
         session.execute(text("INSERT INTO notes VALUES (4, 'not kept')"))
     # The write was rolled back, and with it psycopg forgot what it had prepared.
     assert bodies(engine) == ["kept"]
+
+
+def test_a_read_session_holds_no_transaction_on_postgresql(engine: Engine) -> None:
+    """``make_read_session_factory``: no BEGIN and COMMIT around a request's reads."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's reads run outside a transaction already")
+    from psycopg.pq import TransactionStatus
+
+    with make_read_session_factory(engine)() as session:
+        assert session.scalar(text("SELECT body FROM notes WHERE id = 1")) == "kept"
+        raw = session.connection().connection.dbapi_connection
+        assert raw is not None and raw.info.transaction_status is TransactionStatus.IDLE
+        session.execute(text("INSERT INTO notes VALUES (5, 'at once')"))
+        assert bodies(engine) == ["kept", "at once"]  # seen before this session ends
+    with make_session_factory(engine)() as session:  # the pooled connection, in a transaction
+        session.execute(text("UPDATE notes SET body = 'not kept' WHERE id = 1"))
+    assert bodies(engine) == ["kept", "at once"]

@@ -102,6 +102,22 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def make_read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for requests that read: on PostgreSQL without a transaction (autocommit),
+    which spares each request a BEGIN and a COMMIT, two of its few round trips.
+
+    Each statement then sees what is committed when it runs, as SQLite's reads
+    outside a write transaction already do; a write made through such a session
+    commits at once, so it is for single-statement writes only (the sign-in's:
+    an account the proxy vouches for, an API token's last use).
+    """
+    if engine.dialect.name != "postgresql":
+        return make_session_factory(engine)
+    return sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
+
+
 def _took_wrote(connection: Any) -> bool:
     """Whether the transaction of ``connection`` (a pool's proxy) wrote, forgetting it;
     True when the proxy keeps no record (the dialect's first connect)."""

@@ -50,11 +50,12 @@ Answer = TypeVar("Answer")
 
 async def in_one_hop(request: Request, work: Callable[[Session], Answer]) -> Answer:
     """``work`` with a session of its own, on one thread-pool hop: for an ``async`` route
-    that asks who is there itself (``api_viewer``, ``signed_in``) instead of by a
-    dependency. Errors it raises reach the error handlers as a sync route's do."""
+    that reads and asks who is there itself (``api_viewer``, ``signed_in``) instead of by
+    a dependency. Errors it raises reach the error handlers as a sync route's do. The
+    session is a read one (``WebShell.read_sessions``): on PostgreSQL, no transaction."""
 
     def run() -> Answer:
-        with shell_of(request).sessions() as session:
+        with shell_of(request).read_sessions() as session:
             return work(session)
 
     return await to_thread.run_sync(run)

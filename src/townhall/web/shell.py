@@ -80,6 +80,7 @@ class WebShell:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]  # ``store.make_read_session_factory``: ``in_one_hop``
     identify: Identify
     sign: Sign
 
