@@ -355,18 +355,27 @@ class CenterProcess:
         raise RuntimeError(f"the Center did not answer /healthz in {timeout}s:\n{self.log_tail()}")
 
     def cpu_seconds(self) -> float:
-        """User+system CPU time of the server process so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User+system CPU time so far of the server and of the web processes it started
+        (``center.workers``; Linux /proc)."""
+        total, found = 0.0, False
+        for pid in process_tree(self.process.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            found = True
+        return total if found else float("nan")
 
     def threads(self) -> int:
-        try:
-            return len(os.listdir(f"/proc/{self.process.pid}/task"))
-        except OSError:
-            return 0
+        """Threads of the server and its web processes."""
+        count = 0
+        for pid in process_tree(self.process.pid):
+            try:
+                count += len(os.listdir(f"/proc/{pid}/task"))
+            except OSError:
+                continue
+        return count
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -386,6 +395,25 @@ class CenterProcess:
                     pass
                 self.process.wait(timeout=5)
         self._log.close()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``/proc/<pid>/task/<tid>/children``)."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            pending.extend(int(child) for child in children)
+    return tree
 
 
 # --- load generators -------------------------------------------------------------------
@@ -702,6 +730,7 @@ def start_py_spy(
     slug = "".join(c if c.isalnum() else "-" for c in route.name.removeprefix("GET ")).strip("-")
     output = out / f"{number}-{slug}.txt"
     command = [str(py_spy), "record", "--pid", str(server.process.pid), "--rate", "200"]
+    command += ["--subprocesses"]  # the web processes (``center.workers``) do the work
     command += ["--nonblocking"]  # the default pauses the server at every sample
     command += ["--duration", str(max(1, int(seconds))), "--format", "raw", "-o", str(output)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -932,7 +961,7 @@ def print_table(report: dict[str, object]) -> None:
             f"{r['machine_cpu_percent']:>4.0f}%"
         )
     print(
-        f"CPU columns: the server process, the load generator, the whole machine "
+        f"CPU columns: the server and its web processes, the load generator, the whole machine "
         f"(incl. the database server); 100% = one core of {m['nproc']}"  # type: ignore[index]
     )
     for r in report["routes"]:  # type: ignore[attr-defined]
