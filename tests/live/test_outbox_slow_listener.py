@@ -62,7 +62,7 @@ def test_a_frame_fanned_out_reaches_every_listener_but_the_full_one_and_drops_th
     assert outbox.stats("full").dropped_frames == dropped_before + 1  # frame 2, here only
     assert len(outbox.drain("full", 10.5)) == full_before
     video = frame(3, channel=Channel.VIDEO, size=900, keyframe=True)
-    outbox.push_media("full", frame(4, size=800), 10.6)
+    outbox.push_media("full", frame(4, size=800), 10.6)  # the 900-byte key frame cannot fit
     outbox.push_media_to(["full", "drained"], video, 10.6)
     assert outbox.take_keyframe_holds() == {1}  # "full" asks for the next key frame
     assert outbox.drain("drained", 10.6) == video.data
