@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import random
@@ -356,21 +357,14 @@ class CenterProcess:
 
     def cpu_seconds(self) -> float:
         """User+system CPU time so far of the server and of the web processes it started
-        (``center.workers``; Linux /proc)."""
-        total, found = 0.0, False
-        for pid in process_tree(self.process.pid):
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # gone meanwhile
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            found = True
-        return total if found else float("nan")
+        (``center.workers``; Linux /proc); NaN once they are gone."""
+        seconds = [cpu_seconds(pid) for pid in tree_pids(self.process.pid)]
+        return math.fsum(s for s in seconds if not math.isnan(s)) if seconds else math.nan
 
     def threads(self) -> int:
         """Threads of the server and its web processes."""
         count = 0
-        for pid in process_tree(self.process.pid):
+        for pid in tree_pids(self.process.pid):
             try:
                 count += len(os.listdir(f"/proc/{pid}/task"))
             except OSError:
@@ -397,8 +391,17 @@ class CenterProcess:
         self._log.close()
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (``/proc/<pid>/task/<tid>/children``)."""
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of one process so far (Linux /proc); NaN if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (``/proc/<pid>/task/<tid>/children``, every thread's)."""
     tree, pending = [], [pid]
     while pending:
         current = pending.pop()

@@ -53,7 +53,12 @@ from typing import Any, TextIO
 
 import httpx
 
-from center import free_port, townhall_command  # bench/center.py, beside this file
+from center import (  # bench/center.py, beside this file
+    cpu_seconds,
+    free_port,
+    townhall_command,
+    tree_pids,
+)
 
 BENCH = Path(__file__).resolve().parent
 TARGET_TICKETS_PER_SECOND = 500
@@ -76,28 +81,6 @@ def rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def tree_pids(pid: int) -> list[int]:
-    """``pid`` and its descendants (the Center's web workers are its children)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        todo += [int(child) for child in children]
-    return found
 
 
 def tree_cpu_seconds(pid: int) -> float:
