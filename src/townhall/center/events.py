@@ -25,7 +25,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
-    Row,
     Select,
     String,
     any_,
@@ -481,7 +480,7 @@ _CATALOG_PEOPLE = {
 _CATALOG_PEOPLE_ELSEWHERE = _PEOPLE.where(ROLES.c.event_id.in_(bindparam("ids", expanding=True)))
 
 
-def _people_of_page(connection: Connection, ids: list[int]) -> Sequence[Row[Any]]:
+def _people_of_page(connection: Connection, ids: list[int]) -> Sequence[Any]:
     """(event id, role, username) of every moderator and presenter of the events ``ids``."""
     dialect = connection.dialect.name
     statement = _CATALOG_PEOPLE.get(dialect, _CATALOG_PEOPLE_ELSEWHERE)
