@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from sqlalchemy import (
     ColumnElement,
     Select,
+    Table,
+    Update,
     bindparam,
     delete,
     func,
@@ -588,40 +590,63 @@ def _check_walk_in_quota(session: Session, event: Event) -> None:
         )
 
 
+# A person's credentials are theirs by account, or for a guest's link by registration
+# (``_replace_credentials``'s ``owner``).
+_CREDENTIALS = cast("Table", TicketCredential.__table__)  # a mapped class's table is a Table
+_OWNER_COLUMN = {"user": _CREDENTIALS.c.user_id, "registration": _CREDENTIALS.c.registration_id}
+
+
+@functools.cache
+def _replacing(owner: str) -> Update:
+    """The UPDATE that marks an owner's live credentials replaced, built once per kind of
+    owner: every ticket runs it, and building it cost more than running it. Core, not the
+    ORM's bulk update: no loaded credential is ever kept in step with it."""
+    table = _CREDENTIALS
+    return (
+        update(table)
+        .where(
+            table.c.event_id == bindparam("of_event"),
+            table.c.replaced_at.is_(None),
+            table.c.revoked_at.is_(None),
+            _OWNER_COLUMN[owner] == bindparam("owner"),
+        )
+        .values(replaced_at=bindparam("now"))
+    )
+
+
+# The new credential: a plain INSERT of the table (compiled once per set of columns, which is
+# one), not an object for the unit of work to flush: nothing reads it back.
+_NEW_CREDENTIAL = insert(_CREDENTIALS)
+
+
 def _replace_credentials(
-    session: Session, event_id: int, mine: ColumnElement[bool], now: datetime
+    session: Session, event_id: int, owner: str, owner_id: int, now: datetime
 ) -> None:
-    """Mark the person's live credentials replaced (a new one is coming), and prune.
+    """Mark the live credentials of the owner (``owner``: "user" or "registration", and
+    its id) replaced (a new one is coming), and prune.
 
     Replaced, not revoked: a revoked id travels in every assignment. The newest
     ``KEPT_REPLACED`` are kept so that revoking the person, or a moderator's
     Remove of a connection still open on an older ticket, finds them.
     """
     replaced = session.execute(
-        update(TicketCredential)
-        .where(
-            TicketCredential.event_id == event_id,
-            TicketCredential.replaced_at.is_(None),
-            TicketCredential.revoked_at.is_(None),
-            mine,
-        )
-        .values(replaced_at=now)
-        .execution_options(synchronize_session=False)
+        _replacing(owner), {"of_event": event_id, "owner": owner_id, "now": now}
     )
     if not replaced.rowcount:  # type: ignore[attr-defined]
         # Nothing newly replaced: the last prune left at most KEPT_REPLACED, and only this
         # function marks credentials replaced (a person's first ticket skips a statement).
         return
-    stale = select(TicketCredential.id).where(
-        TicketCredential.event_id == event_id,
-        TicketCredential.replaced_at.is_not(None),
+    mine = _OWNER_COLUMN[owner] == owner_id
+    stale = select(_CREDENTIALS.c.id).where(
+        _CREDENTIALS.c.event_id == event_id,
+        _CREDENTIALS.c.replaced_at.is_not(None),
         mine,
     )
-    keep = stale.order_by(TicketCredential.created_at.desc()).limit(KEPT_REPLACED)
+    keep = stale.order_by(_CREDENTIALS.c.created_at.desc()).limit(KEPT_REPLACED)
     session.execute(
-        delete(TicketCredential)
-        .where(TicketCredential.id.in_(stale), TicketCredential.id.not_in(keep.scalar_subquery()))
-        .execution_options(synchronize_session=False)
+        delete(_CREDENTIALS).where(
+            _CREDENTIALS.c.id.in_(stale), _CREDENTIALS.c.id.not_in(keep.scalar_subquery())
+        )
     )
 
 
@@ -679,12 +704,12 @@ def issue_join_ticket(
                 "removed",
                 "a moderator removed you from this event; ask a moderator to let you back in",
             )
-    mine: ColumnElement[bool] | None = None
+    owner: tuple[str, int] | None = None  # whose credentials a new one replaces
     if user is not None:
-        mine = TicketCredential.user_id == user.id
+        owner = ("user", user.id)
     elif registration is not None:
-        mine = TicketCredential.registration_id == registration.id
-    if mine is None:
+        owner = ("registration", registration.id)
+    if owner is None:
         _check_guest_quota(session, event, GuestLimits.of(settings), client_address, now)
     elif not _has_right(user, role, own):
         _check_walk_in_quota(session, event)
@@ -725,22 +750,22 @@ def issue_join_ticket(
         # A server registered before the Manager took the ticket's name rule (issue 9),
         # whose name or address no ticket can carry, gets here.
         raise EventError(409, "ticket_unavailable", str(error)) from error
-    if mine is not None:
-        _replace_credentials(session, event.id, mine, now)
-    # A plain INSERT, not an object for the unit of work to flush: nothing reads it back.
+    if owner is not None:
+        _replace_credentials(session, event.id, *owner, now)
     session.execute(
-        insert(TicketCredential).values(
-            id=credential.credential_id,
-            event_id=event.id,
-            user_id=user.id if user is not None else None,
-            registration_id=registration.id if user is None and registration else None,
-            client_address=client_address[:64] or None,
-            username=credential.username,
-            display_name=credential.display_name,
-            role=str(role),
-            secret_sha256=credential.secret_sha256,
-            created_at=now,
-        )
+        _NEW_CREDENTIAL,
+        {
+            "id": credential.credential_id,
+            "event_id": event.id,
+            "user_id": user.id if user is not None else None,
+            "registration_id": registration.id if user is None and registration else None,
+            "client_address": client_address[:64] or None,
+            "username": credential.username,
+            "display_name": credential.display_name,
+            "role": str(role),
+            "secret_sha256": credential.secret_sha256,
+            "created_at": now,
+        },
     )
     return data
 
