@@ -1,0 +1,42 @@
+"""Smoke test of bench/center_cpu.py: both workloads, tiny, through the real code.
+
+Checks that the catalog showed events to the bench's member and that every storm
+user's page and ticket were answered (the bench exits non-zero on a refusal); no
+figure is checked (the machine's load decides those).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_both_workloads_run_and_every_request_is_answered() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "center_cpu.py"),
+            "--rounds=1",
+            "--calls=5",
+            "--users=5",
+            "--events=300",
+            "--registrations=1000",
+            "--seed-users=100",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    catalog, storm_user = json.loads(done.stdout)
+    assert catalog["workload"] == "catalog" and catalog["database"] == "sqlite"
+    assert catalog["events_per_page"] > 0
+    assert len(catalog["cpu_ms_per_call"]) == 1
+    assert storm_user["workload"] == "storm-user" and storm_user["users_per_round"] == 5
+    assert len(storm_user["cpu_ms_per_user"]) == 1
