@@ -1,10 +1,14 @@
-"""The Center's CPU per call, in one process: the figures a shared machine cannot blur.
+"""The Center's CPU per call, in one process, without the sockets and the other processes.
 
 ``center.py`` and ``storm.py`` measure rates over real sockets, and on this
 shared 2-core machine their figures move by a tenth or more from run to run
 (bench/README.md): a change worth 5 % of the Center's CPU does not show. This
 bench measures CPU time of its own process (``time.process_time``), one call
-at a time, with nothing else of the system running:
+at a time, with nothing else of the system running. Process time still moves
+by up to a fifth between runs here (other tenants of the machine); for
+figures nothing blurs, count instructions: run it under ``valgrind
+--tool=callgrind`` at two sizes and divide the difference (bench/README.md,
+``center_cpu.py``).
 
 - ``catalog``: ``events.catalog`` for center.py's member ``bench`` on
   center.py's data (``--events``, ``--registrations``; SQLite in a temporary
