@@ -52,13 +52,12 @@ from center import BENCH_USER, drop_postgres, log, scratch_postgres, seed  # ben
 WORKLOADS = ("catalog", "storm-user")
 
 
-def rounds_of(work: Callable[[int], None], per_round: int, rounds: int) -> list[float]:
-    """CPU milliseconds per call of ``work(start)`` (which makes ``per_round`` calls from
-    ``start``), for each round."""
+def rounds_of(work: Callable[[], None], per_round: int, rounds: int) -> list[float]:
+    """CPU milliseconds per call of ``work()`` (which makes ``per_round`` calls), each round."""
     figures = []
-    for number in range(rounds):
+    for _ in range(rounds):
         started = time.process_time()
-        work((number + 1) * per_round)
+        work()
         figures.append((time.process_time() - started) / per_round * 1000)
     return figures
 
@@ -98,7 +97,7 @@ def catalog_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
                     shown = len(rows)
 
         calls(args.calls)  # warm-up: statements compiled, and prepared on PostgreSQL
-        figures = rounds_of(lambda _start: calls(args.calls), args.calls, args.rounds)
+        figures = rounds_of(lambda: calls(args.calls), args.calls, args.rounds)
         if args.profile:
             profiled(lambda: calls(args.calls), args.top)
         engine.dispose()
