@@ -8,30 +8,21 @@ figure is checked (the machine's load decides those).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.bench_support import run_bench
 
 
 def test_both_workloads_run_and_every_request_is_answered() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "center_cpu.py"),
-            "--rounds=1",
-            "--calls=5",
-            "--users=5",
-            "--events=300",
-            "--registrations=1000",
-            "--seed-users=100",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    done = run_bench(
+        "center_cpu.py",
+        "--rounds=1",
+        "--calls=5",
+        "--users=5",
+        "--events=300",
+        "--registrations=1000",
+        "--seed-users=100",
+        "--json",
         timeout=240,
-        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     catalog, storm_user = json.loads(done.stdout)

@@ -8,34 +8,26 @@ machine's load decides those); the full benchmark is `bench/fanout.py`.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.bench_support import run_bench
 
 
 def test_the_fanout_bench_delivers_frames_and_prints_its_table(tmp_path: Path) -> None:
     out = tmp_path / "fanout.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "fanout.py"),
-            "--systems=townhall",
-            "--workloads=1x1000",
-            "--transports=tls",
-            "--scale=0.004",
-            "--runs=1",
-            "--seconds=0.5",
-            "--warmup=0.2",
-            "--grace=0.5",
-            "--no-limits",
-            f"--json={out}",
-        ],
-        capture_output=True,
-        text=True,
+    done = run_bench(
+        "fanout.py",
+        "--systems=townhall",
+        "--workloads=1x1000",
+        "--transports=tls",
+        "--scale=0.004",
+        "--runs=1",
+        "--seconds=0.5",
+        "--warmup=0.2",
+        "--grace=0.5",
+        "--no-limits",
+        f"--json={out}",
         timeout=120,
-        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "== Fan-out benchmark" in done.stdout

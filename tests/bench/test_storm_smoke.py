@@ -10,28 +10,15 @@ machine's load decides those); the full run is `bench/storm.py`.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.bench_support import run_bench
+
 USERS = 200
 
 
 def test_every_user_of_a_small_storm_hears_the_speaker() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "storm.py"),
-            f"--users={USERS}",
-            "--children=2",
-            "--seconds=150",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
+    done = run_bench(
+        "storm.py", f"--users={USERS}", "--children=2", "--seconds=150", "--json", timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
