@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import pstats
@@ -43,7 +44,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,16 @@ def rounds_of(work: Callable[[], None], per_round: int, rounds: int) -> list[flo
     return figures
 
 
-def profiled(work: Callable[[], None], top: int) -> None:
+@contextlib.contextmanager
+def profiled(top: int) -> Iterator[None]:
+    """cProfile, on process time, of what runs inside; its ``top`` functions to stderr."""
     profile = cProfile.Profile(time.process_time)
     profile.enable()
-    work()
-    profile.disable()
-    pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(top)
+    try:
+        yield
+    finally:
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(top)
 
 
 def catalog_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
@@ -99,7 +104,8 @@ def catalog_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         calls(args.calls)  # warm-up: statements compiled, and prepared on PostgreSQL
         figures = rounds_of(lambda: calls(args.calls), args.calls, args.rounds)
         if args.profile:
-            profiled(lambda: calls(args.calls), args.top)
+            with profiled(args.top):
+                calls(args.calls)
         engine.dispose()
         return {
             "workload": "catalog",
@@ -149,12 +155,8 @@ def storm_user_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
                     await users((number + 1) * args.users, args.users, client)
                     figures.append((time.process_time() - started) / args.users * 1000)
                 if args.profile:
-                    profile = cProfile.Profile(time.process_time)
-                    profile.enable()
-                    await users((args.rounds + 1) * args.users, args.users, client)
-                    profile.disable()
-                    stats = pstats.Stats(profile, stream=sys.stderr)
-                    stats.sort_stats("tottime").print_stats(args.top)
+                    with profiled(args.top):
+                        await users((args.rounds + 1) * args.users, args.users, client)
                 return figures
 
     figures = asyncio.run(run())

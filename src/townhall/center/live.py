@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -593,11 +593,15 @@ def _check_walk_in_quota(session: Session, event: Event) -> None:
 # A person's credentials are theirs by account, or for a guest's link by registration
 # (``_replace_credentials``'s ``owner``).
 _CREDENTIALS = cast("Table", TicketCredential.__table__)  # a mapped class's table is a Table
-_OWNER_COLUMN = {"user": _CREDENTIALS.c.user_id, "registration": _CREDENTIALS.c.registration_id}
+Owner = Literal["user", "registration"]
+_OWNER_COLUMN: dict[Owner, Any] = {
+    "user": _CREDENTIALS.c.user_id,
+    "registration": _CREDENTIALS.c.registration_id,
+}
 
 
 @functools.cache
-def _replacing(owner: str) -> Update:
+def _replacing(owner: Owner) -> Update:
     """The UPDATE that marks an owner's live credentials replaced, built once per kind of
     owner: every ticket runs it, and building it cost more than running it. Core, not the
     ORM's bulk update: no loaded credential is ever kept in step with it."""
@@ -620,7 +624,7 @@ _NEW_CREDENTIAL = insert(_CREDENTIALS)
 
 
 def _replace_credentials(
-    session: Session, event_id: int, owner: str, owner_id: int, now: datetime
+    session: Session, event_id: int, owner: Owner, owner_id: int, now: datetime
 ) -> None:
     """Mark the live credentials of the owner (``owner``: "user" or "registration", and
     its id) replaced (a new one is coming), and prune.
@@ -704,7 +708,7 @@ def issue_join_ticket(
                 "removed",
                 "a moderator removed you from this event; ask a moderator to let you back in",
             )
-    owner: tuple[str, int] | None = None  # whose credentials a new one replaces
+    owner: tuple[Owner, int] | None = None  # whose credentials a new one replaces
     if user is not None:
         owner = ("user", user.id)
     elif registration is not None:
