@@ -14,6 +14,12 @@ figures nothing blurs, count instructions: run it under ``valgrind
   center.py's data (``--events``, ``--registrations``; SQLite in a temporary
   folder, or a scratch database on ``--database-url``), the user loaded in a
   read session as the API's request does: CPU per call.
+- ``routes``: the four routes center.py holds to its target, through the real
+  web application over ``httpx.ASGITransport`` (as ``storm-user``), on
+  center.py's data and credentials (its bench user's API token and signed-in
+  cookie): CPU per request of each, the client's share included. Run under
+  py-spy (without ``--gil``: one request at a time, so no thread waits for
+  the GIL) it shows where a request's time goes, SQLite's own included.
 - ``storm-user``: what one user of the join storm costs, through the real web
   application (``webprocess.create_app``, driven over ``httpx.ASGITransport``
   from loopback, so no socket nor HTTP parser): the event page, then a join
@@ -50,7 +56,7 @@ from typing import Any
 
 from center import BENCH_USER, drop_postgres, log, scratch_postgres, seed  # bench/center.py
 
-WORKLOADS = ("catalog", "storm-user")
+WORKLOADS = ("catalog", "routes", "storm-user")
 
 
 def rounds_of(work: Callable[[], None], per_round: int, rounds: int) -> list[float]:
@@ -121,6 +127,79 @@ def catalog_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
             drop_postgres(args.database_url, scratch)
 
 
+ROUTES = ("/api/v1/events?limit=50", "/api/v1/events/{id}", "/events", "/events/{id}")
+
+
+def routes_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
+    import httpx
+
+    from townhall.center.auth import SESSION_COOKIE
+    from townhall.config import load_settings
+    from townhall.webprocess import create_app
+
+    url = f"sqlite:///{data / 'townhall.db'}"
+    scratch: str | None = None
+    if args.database_url:
+        url, scratch = scratch_postgres(args.database_url)
+    rng = random.Random(1)
+    try:
+        seeded = seed(url, args.seed_users, args.events, args.registrations, rng)
+        config = data / "townhall.toml"
+        config.write_text(f'[center]\ndatabase_url = "{url}"\n[center.mail]\npoll_seconds = 60\n')
+        app = create_app(load_settings(data, config), run_workers=False)
+        headers = {
+            "api": {"Authorization": f"Bearer {seeded.token}"},
+            "page": {"Cookie": f"{SESSION_COOKIE}={seeded.cookie}"},
+        }
+        failures: list[str] = []
+
+        async def requests(route: str, count: int, client: httpx.AsyncClient) -> None:
+            kind = "api" if route.startswith("/api/") else "page"
+            for _ in range(count):
+                path = route.replace("{id}", str(rng.choice(seeded.visible_ids)))
+                answer = await client.get(path, headers=headers[kind])
+                if answer.status_code != 200 and len(failures) < 5:
+                    failures.append(f"{path}: {answer.status_code}")
+
+        async def run() -> dict[str, list[float]]:
+            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+            figures: dict[str, list[float]] = {}
+            async with app.router.lifespan_context(app):
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://127.0.0.1"
+                ) as client:
+                    for route in ROUTES:
+                        await requests(route, args.calls, client)  # warm-up
+                        figures[route] = []
+                        for _ in range(args.rounds):
+                            started = time.process_time()
+                            await requests(route, args.calls, client)
+                            spent = time.process_time() - started
+                            figures[route].append(spent / args.calls * 1000)
+                    if args.profile:
+                        with profiled(args.top):
+                            for route in ROUTES:
+                                await requests(route, args.calls, client)
+            return figures
+
+        figures = asyncio.run(run())
+        if failures:
+            raise SystemExit(f"routes: refused requests: {failures}")
+        return {
+            "workload": "routes",
+            "database": url.partition(":")[0].partition("+")[0],
+            "events": seeded.events,
+            "registrations": seeded.registrations,
+            "requests_per_round": args.calls,
+            "cpu_ms_per_request": {
+                route: [round(f, 3) for f in values] for route, values in figures.items()
+            },
+        }
+    finally:
+        if scratch is not None:
+            drop_postgres(args.database_url, scratch)
+
+
 def storm_user_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     import httpx
     from storm import prepare  # bench/storm.py
@@ -170,14 +249,25 @@ def storm_user_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     }
 
 
+def print_figures(label: str, figures: list[float], unit: str) -> None:
+    print(
+        f"{label}: {', '.join(f'{f:.2f}' for f in figures)} ms of CPU per {unit} "
+        f"(min {min(figures):.2f}, max {max(figures):.2f})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--workloads", default=",".join(WORKLOADS), help=f"comma-separated of {WORKLOADS}"
     )
-    parser.add_argument("--database-url", default="", help="PostgreSQL for catalog (a scratch db)")
+    parser.add_argument(
+        "--database-url", default="", help="PostgreSQL for catalog and routes (a scratch db)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=400, help="catalog calls per round")
+    parser.add_argument(
+        "--calls", type=int, default=400, help="catalog calls, or requests of each route, per round"
+    )
     parser.add_argument("--users", type=int, default=500, help="storm users per round")
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--registrations", type=int, default=100_000)
@@ -197,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(tempfile.mkdtemp(prefix="townhall-cpu-"))
         try:
             log(f"{workload}: {args.rounds} rounds")
-            run = catalog_workload if workload == "catalog" else storm_user_workload
+            run = {
+                "catalog": catalog_workload,
+                "routes": routes_workload,
+                "storm-user": storm_user_workload,
+            }[workload]
             reports.append(run(args, data))
         finally:
             shutil.rmtree(data, ignore_errors=True)
@@ -205,14 +299,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(reports, indent=2))
     else:
         for report in reports:
-            key = "cpu_ms_per_call" if report["workload"] == "catalog" else "cpu_ms_per_user"
-            figures = report[key]
-            print(
-                f"{report['workload']} ({report['database']}): "
-                f"{', '.join(f'{f:.2f}' for f in figures)} ms of CPU per "
-                f"{'call' if key.endswith('call') else 'user'} "
-                f"(min {min(figures):.2f}, max {max(figures):.2f})"
-            )
+            if report["workload"] == "routes":
+                for route, figures in report["cpu_ms_per_request"].items():
+                    print_figures(f"GET {route} ({report['database']})", figures, "request")
+            elif report["workload"] == "catalog":
+                print_figures(f"catalog ({report['database']})", report["cpu_ms_per_call"], "call")
+            else:
+                print_figures("storm-user (sqlite)", report["cpu_ms_per_user"], "user")
     return 0
 
 
