@@ -251,6 +251,24 @@ def test_tokens_are_listed_and_revoked(center: Center) -> None:
         assert olga.delete(f"/api/v1/tokens/{created.json()['id']}").status_code == 404
 
 
+def test_a_token_records_its_last_use_and_stops_with_its_account(center: Center) -> None:
+    from sqlalchemy import update
+
+    from townhall.center.tables import User
+
+    with center.client("mike") as mike:
+        assert mike.get("/api/v1/me").json()["username"] == "mike"
+        listed = mike.get("/api/v1/tokens").json()
+        used = [t["last_used_at"] for t in listed if t["name"] == "test"]
+        assert used and all(used), listed  # the test client's token, just used
+        with center.sessions() as session:  # type: ignore[operator]
+            session.execute(update(User).where(User.username == "mike").values(active=False))
+            session.commit()
+        refused = mike.get("/api/v1/me")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "bad_token"
+
+
 BAD_EVENTS = [
     ({"title": ""}, "title"),
     ({"title": "x" * 201}, "title"),

@@ -13,6 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -173,6 +174,32 @@ def test_signing_out_ends_the_session(signed_in: SignIn) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/login"
     assert mike.get("/events").status_code == 303
+
+
+def _set_in_database(center: Center, statement: object) -> None:
+    with center.sessions() as session:  # type: ignore[operator]
+        session.execute(statement)
+        session.commit()
+
+
+def test_an_expired_session_or_a_disabled_account_is_signed_out(
+    center: Center, signed_in: SignIn
+) -> None:
+    from sqlalchemy import update
+
+    from townhall.center.tables import User, WebSession
+
+    mike = signed_in("mike")
+    olga = signed_in("olga")
+    assert mike.get("/events").status_code == 200
+    long_ago = datetime(2020, 1, 1)
+    _set_in_database(center, update(WebSession).values(expires_at=long_ago))
+    assert mike.get("/events").headers["location"] == "/login?next=/events"
+    assert olga.get("/events").status_code == 303
+    ada = signed_in("ada")
+    assert ada.get("/events").status_code == 200
+    _set_in_database(center, update(User).where(User.username == "ada").values(active=False))
+    assert ada.get("/events").headers["location"] == "/login?next=/events"
 
 
 # --- catalog and scheduling ------------------------------------------------------------------

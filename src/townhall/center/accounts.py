@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -165,26 +165,38 @@ def create_token(session: Session, user: User, name: str) -> tuple[ApiToken, str
     return token, value
 
 
-# Every API request and every page asks one of these two (each loads its user in the same
-# statement: the relationships are joined), built once with the digest bound: building a
-# select cost more than running it (bench/README.md).
-_LIVE_TOKEN = select(ApiToken).where(
-    ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None)
+# Every API request and every page asks one of these two, built once with the digest bound:
+# building a select cost more than running it (bench/README.md). The user is an entity of the
+# statement beside the few columns wanted, not the token's or session's joined relationship,
+# whose loader is set up anew on each call (bench/README.md, ninth pass).
+_LIVE_TOKEN = (
+    select(User, ApiToken.id, ApiToken.last_used_at)
+    .join(ApiToken, ApiToken.user_id == User.id)
+    .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None))
 )
-_WEB_SESSION = select(WebSession).where(WebSession.token_hash == bindparam("digest"))
+_WEB_SESSION = (
+    select(User, WebSession.id, WebSession.expires_at)
+    .join(WebSession, WebSession.user_id == User.id)
+    .where(WebSession.token_hash == bindparam("digest"))
+)
 
 
 def user_for_token(session: Session, value: str) -> User | None:
     if not value.startswith(TOKEN_PREFIX) or len(value) > 100:
         return None
-    token = session.scalar(_LIVE_TOKEN, {"digest": digest(value)})
-    if token is None or not token.user.active:
+    found = session.execute(_LIVE_TOKEN, {"digest": digest(value)}).one_or_none()
+    if found is None:
+        return None
+    user, token_id, last_used_at = found
+    if not user.active:
         return None
     now = now_utc()
     # Writing on every request would serialise readers on SQLite; a minute's precision is plenty.
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        token.last_used_at = now
-    return token.user
+    if last_used_at is None or now - last_used_at > timedelta(minutes=1):
+        token = session.get(ApiToken, token_id)
+        if token is not None:  # the caller commits what this marks dirty
+            token.last_used_at = now
+    return user
 
 
 def list_tokens(session: Session, user: User) -> list[ApiToken]:
@@ -217,15 +229,18 @@ def open_session(session: Session, user: User, minutes: int) -> tuple[WebSession
     return web_session, value
 
 
-def find_session(session: Session, value: str, now: datetime | None = None) -> WebSession | None:
+def session_user(session: Session, value: str) -> tuple[User, int] | None:
+    """The active user signed in by the session cookie ``value``, and the session's id;
+    None for an unknown or expired session."""
     if not value or len(value) > 100:
         return None
-    web_session = session.scalar(_WEB_SESSION, {"digest": digest(value)})
-    if web_session is None or web_session.expires_at < (now or now_utc()):
+    found = session.execute(_WEB_SESSION, {"digest": digest(value)}).one_or_none()
+    if found is None:
         return None
-    if not web_session.user.active:
+    user, session_id, expires_at = found
+    if expires_at < now_utc() or not user.active:
         return None
-    return web_session
+    return user, session_id
 
 
 def close_session(session: Session, value: str) -> None:

@@ -144,7 +144,8 @@ def identify(request: Request, session: Session) -> CenterViewer:
         return Viewer(token_user, "token", str(token_user.id))
     cookie = request.cookies.get(shell_of(request).cookie_name(SESSION_COOKIE), "")
     if cookie:
-        web_session = accounts.find_session(session, cookie)
-        if web_session is not None:
-            return Viewer(web_session.user, "session", str(web_session.id))
+        signed_in = accounts.session_user(session, cookie)
+        if signed_in is not None:
+            user, session_id = signed_in
+            return Viewer(user, "session", str(session_id))
     return Viewer(None, "anonymous")
