@@ -58,13 +58,18 @@ def component(ctx: CenterContext, *, run_workers: bool = True) -> Component:
     worker = MailWorker(ctx.sessions, ctx.settings.center.mail, ctx.settings.outbox_dir)
     return Component(
         name="center",
+        # FastAPI tries a request's path against each route in turn, at about a microsecond
+        # each: the catalog and event pages, asked most after the API, come before the
+        # feature routers (the event page was the 60th route tried, 76 µs a request;
+        # bench/README.md, ninth pass). tests/web/test_route_order.py checks that no route
+        # hides another.
         routers=(
             api.router,
+            *PAGE_AREAS,
             access_routes.router,
             attendance_routes.router,
             polls.router,
             recording_routes.router,
-            *PAGE_AREAS,
         ),
         json_prefixes=("/api/",),
         state=ctx,
