@@ -35,6 +35,7 @@ profiled, only the calling thread: use py-spy ``--gil`` on this bench for those)
     .venv/bin/python bench/center_cpu.py
     .venv/bin/python bench/center_cpu.py --workloads catalog --database-url postgresql+psycopg://u@h/postgres
     .venv/bin/python bench/center_cpu.py --workloads storm-user --users 2000 --json
+    .venv/bin/python bench/center_cpu.py --workloads routes --routes '/events/{id}' --calls 1000
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def routes_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
                 async with httpx.AsyncClient(
                     transport=transport, base_url="http://127.0.0.1"
                 ) as client:
-                    for route in ROUTES:
+                    for route in args.routes:
                         await requests(route, args.calls, client)  # warm-up
                         figures[route] = []
                         for _ in range(args.rounds):
@@ -178,7 +179,7 @@ def routes_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
                             figures[route].append(spent / args.calls * 1000)
                     if args.profile:
                         with profiled(args.top):
-                            for route in ROUTES:
+                            for route in args.routes:
                                 await requests(route, args.calls, client)
             return figures
 
@@ -268,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calls", type=int, default=400, help="catalog calls, or requests of each route, per round"
     )
+    parser.add_argument(
+        "--routes", default=",".join(ROUTES), help=f"routes: comma-separated of {ROUTES}"
+    )
     parser.add_argument("--users", type=int, default=500, help="storm users per round")
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--registrations", type=int, default=100_000)
@@ -280,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(chosen) - set(WORKLOADS))
     if unknown or not chosen:
         parser.error(f"--workloads: choose among {', '.join(WORKLOADS)}")
+    args.routes = [r.strip() for r in args.routes.split(",") if r.strip()]
+    if not args.routes or not set(args.routes) <= set(ROUTES):
+        parser.error(f"--routes: choose among {', '.join(ROUTES)}")
     if min(args.rounds, args.calls, args.users) < 1:
         parser.error("--rounds, --calls and --users must be at least 1")
     reports = []
