@@ -572,13 +572,14 @@ _PEOPLES_CREDENTIALS = (
 
 
 def _check_walk_in_quota(session: Session, event: Event) -> None:
-    people = (TicketCredential.event_id == event.id, TicketCredential.user_id.is_not(None))
     # Counted from the (event, user) index alone, ten times faster than the exact count,
     # whose rows must be read for ``replaced_at`` (0.5 against 5.7 ms at 10,000, for every
-    # ticket of a join storm). Below the cap, the exact count is too.
+    # ticket of a join storm). Below the cap, the exact count is too. The exact count's
+    # statement is built only then: building it cost every ticket about 40 us.
     upper_bound = session.scalar(_PEOPLES_CREDENTIALS, {"event_id": event.id})
     if (upper_bound or 0) < MAX_EVENT_CREDENTIALS:
         return
+    people = (TicketCredential.event_id == event.id, TicketCredential.user_id.is_not(None))
     issued = session.scalar(
         select(func.count())
         .select_from(TicketCredential)
