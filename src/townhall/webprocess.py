@@ -21,7 +21,12 @@ from townhall.center.auth import identify
 from townhall.config import Settings, load_settings
 from townhall.inprocess import ManagerTrees
 from townhall.manager import app as manager_app
-from townhall.store import make_engine, make_read_session_factory, make_session_factory
+from townhall.store import (
+    make_engine,
+    make_loop_read_session_factory,
+    make_read_session_factory,
+    make_session_factory,
+)
 from townhall.web import app as web_app
 from townhall.web.app import Component
 from townhall.web.shell import WebShell
@@ -36,6 +41,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         engine=engine,
         sessions=sessions,
         read_sessions=make_read_session_factory(engine),
+        loop_read_sessions=make_loop_read_session_factory(engine),
         identify=identify,
         sign=center.secret.sign,
     )

@@ -269,6 +269,16 @@ def test_a_token_records_its_last_use_and_stops_with_its_account(center: Center)
         assert refused.json()["error"]["code"] == "bad_token"
 
 
+def test_a_tokens_first_use_on_the_catalog_is_recorded(center: Center) -> None:
+    # The catalog reads on the event loop on SQLite; recording the token's use is a write,
+    # so the request is then done on a thread (web.deps.in_one_hop): it answers, and the
+    # use is kept (the listing after it, within the minute, writes nothing itself).
+    with center.client("mike") as mike:
+        assert mike.get("/api/v1/events").status_code == 200
+        listed = mike.get("/api/v1/tokens").json()
+    assert [bool(t["last_used_at"]) for t in listed if t["name"] == "test"] == [True]
+
+
 BAD_EVENTS = [
     ({"title": ""}, "title"),
     ({"title": "x" * 201}, "title"),

@@ -127,6 +127,18 @@ def test_an_sso_user_never_sees_the_sign_in_page(center: Center) -> None:
         assert "townhall_session" not in page.cookies
 
 
+def test_a_user_first_seen_on_the_catalog_page_gets_an_account(center: Center) -> None:
+    # The catalog page reads on the event loop on SQLite; creating the account is a write,
+    # so the page is then made on a thread (web.deps.in_one_hop): it must still answer.
+    with via(PROXY, center) as proxy:
+        page = proxy.get("/events", headers={"X-Remote-User": "walter"})
+        assert page.status_code == 200, page.text
+        assert "walter" in page.text
+        me = proxy.get("/api/v1/me", headers={"X-Remote-User": "walter"})
+    assert me.json()["username"] == "walter"
+    assert me.json()["signed_in_via"] == "sso"
+
+
 def test_unknown_users_are_refused_without_auto_create(tmp_path: Path, database_url: str) -> None:
     settings = make_settings(
         tmp_path / "data", database_url, sso={"trusted_proxies": [f"{PROXY}/32"]}

@@ -1,5 +1,6 @@
 """How the engine ends transactions: what was not committed is gone; on PostgreSQL, reads
-keep psycopg's prepared statements (a read ends with COMMIT, which changes nothing)."""
+keep psycopg's prepared statements (a read ends with COMMIT, which changes nothing); on
+SQLite, the sessions for reads on the event loop refuse every write."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from townhall.store import make_engine
-from townhall.store.engine import make_read_session_factory, make_session_factory
+from townhall.store.engine import (
+    WriteOnLoop,
+    make_loop_read_session_factory,
+    make_read_session_factory,
+    make_session_factory,
+)
 
 
 @pytest.fixture
@@ -80,3 +86,30 @@ def test_a_read_session_holds_no_transaction_on_postgresql(engine: Engine) -> No
     with make_session_factory(engine)() as session:  # the pooled connection, in a transaction
         session.execute(text("UPDATE notes SET body = 'not kept' WHERE id = 1"))
     assert bodies(engine) == ["kept", "at once"]
+
+
+def test_a_loop_read_session_reads_and_refuses_every_write_before_it_is_sent(
+    engine: Engine,
+) -> None:
+    loop_sessions = make_loop_read_session_factory(engine)
+    if engine.dialect.name != "sqlite":
+        assert loop_sessions is None  # a database server's reads keep their thread
+        return
+    assert loop_sessions is not None
+    writes = [
+        "UPDATE notes SET body = 'changed' WHERE id = 1",
+        "INSERT INTO notes VALUES (2, 'added')",
+        "DELETE FROM notes",
+        "  update notes SET body = 'lower case'",
+    ]
+    for statement in writes:
+        with loop_sessions() as session:
+            assert session.scalar(text("SELECT body FROM notes WHERE id = 1")) == "kept"
+            with pytest.raises(WriteOnLoop):
+                session.execute(text(statement))
+            session.commit()
+    assert bodies(engine) == ["kept"]
+    with make_session_factory(engine)() as session:  # the ordinary sessions still write
+        session.execute(text("UPDATE notes SET body = 'changed' WHERE id = 1"))
+        session.commit()
+    assert bodies(engine) == ["changed"]

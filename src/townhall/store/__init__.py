@@ -8,7 +8,20 @@ Modules: ``engine`` (engines and session factories), ``migrate`` (Alembic),
 ``conventions`` (the naming convention every component's tables share, UTC times).
 """
 
-from townhall.store.engine import make_engine, make_read_session_factory, make_session_factory
+from townhall.store.engine import (
+    WriteOnLoop,
+    make_engine,
+    make_loop_read_session_factory,
+    make_read_session_factory,
+    make_session_factory,
+)
 from townhall.store.migrate import upgrade
 
-__all__ = ["make_engine", "make_read_session_factory", "make_session_factory", "upgrade"]
+__all__ = [
+    "WriteOnLoop",
+    "make_engine",
+    "make_loop_read_session_factory",
+    "make_read_session_factory",
+    "make_session_factory",
+    "upgrade",
+]

@@ -8,6 +8,8 @@ of the web process's few threads (``center.threads``), so more requests than
 threads hold one; a busy Center reuses them instead of opening one per request.
 On PostgreSQL a transaction that only read ends with COMMIT, not ROLLBACK
 (``end_reads_with_commit``), so that psycopg keeps its prepared statements.
+On SQLite the hottest reads may run on the event loop itself
+(``make_loop_read_session_factory``), with every write refused there.
 """
 
 from __future__ import annotations
@@ -126,3 +128,32 @@ def _took_wrote(connection: Any) -> bool:
     except (AttributeError, NotImplementedError):
         return True
     return bool(info.pop(_WROTE, False))
+
+
+class WriteOnLoop(Exception):
+    """A statement other than a SELECT, asked through a session of
+    ``make_loop_read_session_factory``: refused before it reached the database."""
+
+
+def make_loop_read_session_factory(engine: Engine) -> sessionmaker[Session] | None:
+    """Sessions for reads run on the web process's event loop, or None where reads must
+    run on a thread: on SQLite only.
+
+    SQLite's reads are CPU in this process that never wait for a lock (WAL), so a
+    thread only adds its hop (the queue, a wake-up, the interpreter handed back
+    and forth: a fifth of the throughput of the hottest reads, bench/README.md,
+    ninth pass). Its writes may wait for the write lock (``timeout`` 30 s), which
+    must not stall the loop: every statement of these sessions but a SELECT
+    raises ``WriteOnLoop`` before it is sent, in a transaction that then rolls
+    back, and the caller runs its work again on a thread (``web.deps.in_one_hop``).
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    on_loop = engine.execution_options()  # shares the pool; the listener is its own
+
+    @event.listens_for(on_loop, "before_cursor_execute")
+    def _only_reads(_conn, _cursor, statement, _parameters, _context, _many):  # type: ignore[no-untyped-def]
+        if statement[:6].upper() != "SELECT":
+            raise WriteOnLoop(statement[:60])
+
+    return sessionmaker(on_loop, expire_on_commit=False)

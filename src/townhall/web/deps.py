@@ -9,11 +9,13 @@ nobody, and a cookie- or proxy-authenticated write must be JSON (a cross-site
 form cannot send that). ``ItemId`` bounds ids in paths to what the
 database's integer columns hold.
 
-The hottest reads (the catalog, an event) run their whole work on one
-thread-pool hop instead (``in_one_hop``), asking who is there with the same
-rules as the dependencies (``api_viewer``, ``signed_in``): FastAPI's solving of
-a sync viewer dependency and the second hop cost 0.15-0.2 ms a request, about a
-tenth of such a read (bench/README.md, sixth pass).
+The hottest reads (the catalog, an event) run their whole work at once
+instead (``in_one_hop``), asking who is there with the same rules as the
+dependencies (``api_viewer``, ``signed_in``): FastAPI's solving of a sync
+viewer dependency and a second hop cost 0.15-0.2 ms a request, about a tenth
+of such a read (bench/README.md, sixth pass). On SQLite that work runs on the
+event loop itself, its writes refused there and the work then done again on
+a thread; on a database server, on one thread-pool hop (ninth pass).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from anyio import to_thread
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
+from townhall.store import WriteOnLoop
 from townhall.web.csrf import MAX_TOKEN, check_csrf
 from townhall.web.errors import SignInNeeded, WebError
 from townhall.web.shell import Person, Viewer, shell_of
@@ -49,13 +52,27 @@ Answer = TypeVar("Answer")
 
 
 async def in_one_hop(request: Request, work: Callable[[Session], Answer]) -> Answer:
-    """``work`` with a session of its own, on one thread-pool hop: for an ``async`` route
-    that reads and asks who is there itself (``api_viewer``, ``signed_in``) instead of by
-    a dependency. Errors it raises reach the error handlers as a sync route's do. The
-    session is a read one (``WebShell.read_sessions``): on PostgreSQL, no transaction."""
+    """``work`` with a session of its own, on one thread-pool hop at most: for an
+    ``async`` route that reads and asks who is there itself (``api_viewer``,
+    ``signed_in``) instead of by a dependency. Errors it raises reach the error
+    handlers as a sync route's do.
+
+    On SQLite (``WebShell.loop_read_sessions``) it runs on the event loop, where
+    a write raises ``WriteOnLoop`` before it reaches the database; the work is
+    then done again, whole, on a thread. The few writes of such a read are the
+    sign-in's (a token's last use once a minute, an account the proxy vouches
+    for). Elsewhere the session is a read one (``WebShell.read_sessions``): on
+    PostgreSQL, no transaction."""
+    shell = shell_of(request)
+    if shell.loop_read_sessions is not None:
+        try:
+            with shell.loop_read_sessions() as session:
+                return work(session)
+        except WriteOnLoop:
+            pass  # rolled back as the session closed: nothing was written
 
     def run() -> Answer:
-        with shell_of(request).read_sessions() as session:
+        with shell.read_sessions() as session:
             return work(session)
 
     return await to_thread.run_sync(run)

@@ -83,6 +83,8 @@ class WebShell:
     read_sessions: sessionmaker[Session]  # ``store.make_read_session_factory``: ``in_one_hop``
     identify: Identify
     sign: Sign
+    # ``store.make_loop_read_session_factory``: ``in_one_hop`` on the event loop (SQLite).
+    loop_read_sessions: sessionmaker[Session] | None = None
 
     @property
     def https(self) -> bool:
