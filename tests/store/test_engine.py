@@ -17,6 +17,7 @@ from townhall.store.engine import (
     make_loop_read_session_factory,
     make_read_session_factory,
     make_session_factory,
+    will_write,
 )
 
 
@@ -113,3 +114,13 @@ def test_a_loop_read_session_reads_and_refuses_every_write_before_it_is_sent(
         session.execute(text("UPDATE notes SET body = 'changed' WHERE id = 1"))
         session.commit()
     assert bodies(engine) == ["changed"]
+
+
+def test_a_write_announced_in_a_loop_read_session_is_refused_at_once(engine: Engine) -> None:
+    with make_session_factory(engine)() as session:
+        will_write(session)  # an ordinary session: nothing to say
+    loop_sessions = make_loop_read_session_factory(engine)
+    if loop_sessions is None:
+        return  # PostgreSQL: no reads on the loop
+    with loop_sessions() as session, pytest.raises(WriteOnLoop):
+        will_write(session)

@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from townhall.center.tables import ApiToken, User, WebSession
+from townhall.store import will_write
 from townhall.store.conventions import now_utc
 from townhall.web.errors import WebError
 
@@ -193,6 +194,7 @@ def user_for_token(session: Session, value: str) -> User | None:
     now = now_utc()
     # Writing on every request would serialise readers on SQLite; a minute's precision is plenty.
     if last_used_at is None or now - last_used_at > timedelta(minutes=1):
+        will_write(session)
         token = session.get(ApiToken, token_id)
         if token is not None:  # the caller commits what this marks dirty
             token.last_used_at = now

@@ -24,6 +24,7 @@ from townhall.center import accounts
 from townhall.center.context import CenterContext
 from townhall.center.sso import SsoIdentity, SsoRefused
 from townhall.center.tables import User
+from townhall.store import will_write
 from townhall.web.errors import WebError
 from townhall.web.shell import Viewer, shell_of
 
@@ -94,6 +95,7 @@ def _sso_user(session: Session, ctx: CenterContext, identity: SsoIdentity) -> Us
                 f"{identity.username} signed in at the proxy but has no Townhall account; "
                 "ask an administrator",
             )
+        will_write(session)
         user = accounts.create_user(
             session,
             identity.username,
@@ -117,6 +119,7 @@ def _sso_user(session: Session, ctx: CenterContext, identity: SsoIdentity) -> Us
     if identity.role and identity.role != user.role and user.source == "sso":
         user.role, changed = identity.role, True
     if changed:
+        will_write(session)
         session.commit()
     return user
 

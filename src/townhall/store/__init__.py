@@ -14,6 +14,7 @@ from townhall.store.engine import (
     make_loop_read_session_factory,
     make_read_session_factory,
     make_session_factory,
+    will_write,
 )
 from townhall.store.migrate import upgrade
 
@@ -24,4 +25,5 @@ __all__ = [
     "make_read_session_factory",
     "make_session_factory",
     "upgrade",
+    "will_write",
 ]

@@ -156,4 +156,17 @@ def make_loop_read_session_factory(engine: Engine) -> sessionmaker[Session] | No
         if statement[:6].upper() != "SELECT":
             raise WriteOnLoop(statement[:60])
 
-    return sessionmaker(on_loop, expire_on_commit=False)
+    return sessionmaker(on_loop, expire_on_commit=False, info={_ON_LOOP: True})
+
+
+_ON_LOOP = "townhall_on_loop"  # in the info of ``make_loop_read_session_factory``'s sessions
+
+
+def will_write(session: Session) -> None:
+    """Say that the caller is about to write through ``session``: in a session of
+    ``make_loop_read_session_factory``, WriteOnLoop now, before the work that leads
+    to the write, which the thread would only do again (the refusal at the
+    statement is the safety net, and costs that work: an account made at the
+    proxy's word cost its first page a tenth more, bench/README.md, ninth pass)."""
+    if session.info.get(_ON_LOOP):
+        raise WriteOnLoop("a write announced")
