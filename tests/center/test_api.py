@@ -279,6 +279,19 @@ def test_a_tokens_first_use_on_the_catalog_is_recorded(center: Center) -> None:
     assert [bool(t["last_used_at"]) for t in listed if t["name"] == "test"] == [True]
 
 
+def test_a_write_that_does_not_announce_itself_is_still_done_on_a_thread(
+    center: Center, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The safety net under store.will_write: on SQLite the loop's connections are
+    # query_only, so the UPDATE of the token's last use is refused there (no lock taken)
+    # and the request is done again on a thread.
+    monkeypatch.setattr("townhall.center.accounts.will_write", lambda session: None)
+    with center.client("mike") as mike:
+        assert mike.get("/api/v1/events").status_code == 200
+        listed = mike.get("/api/v1/tokens").json()
+    assert [bool(t["last_used_at"]) for t in listed if t["name"] == "test"] == [True]
+
+
 BAD_EVENTS = [
     ({"title": ""}, "title"),
     ({"title": "x" * 201}, "title"),

@@ -1,6 +1,6 @@
 """How the engine ends transactions: what was not committed is gone; on PostgreSQL, reads
 keep psycopg's prepared statements (a read ends with COMMIT, which changes nothing); on
-SQLite, the sessions for reads on the event loop refuse every write."""
+SQLite, SQLite itself refuses every write in the sessions for reads on the event loop."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from townhall.store.engine import (
     make_loop_read_session_factory,
     make_read_session_factory,
     make_session_factory,
+    refused_on_loop,
     will_write,
 )
 
@@ -89,7 +90,7 @@ def test_a_read_session_holds_no_transaction_on_postgresql(engine: Engine) -> No
     assert bodies(engine) == ["kept", "at once"]
 
 
-def test_a_loop_read_session_reads_and_refuses_every_write_before_it_is_sent(
+def test_a_loop_read_session_reads_and_sqlite_refuses_every_write_on_it(
     engine: Engine,
 ) -> None:
     loop_sessions = make_loop_read_session_factory(engine)
@@ -101,19 +102,20 @@ def test_a_loop_read_session_reads_and_refuses_every_write_before_it_is_sent(
         "UPDATE notes SET body = 'changed' WHERE id = 1",
         "INSERT INTO notes VALUES (2, 'added')",
         "DELETE FROM notes",
-        "  update notes SET body = 'lower case'",
+        "CREATE TABLE more_notes (id INTEGER)",
     ]
     for statement in writes:
         with loop_sessions() as session:
             assert session.scalar(text("SELECT body FROM notes WHERE id = 1")) == "kept"
-            with pytest.raises(WriteOnLoop):
+            with pytest.raises(DBAPIError) as refused:
                 session.execute(text(statement))
-            session.commit()
+            assert refused_on_loop(refused.value)
     assert bodies(engine) == ["kept"]
     with make_session_factory(engine)() as session:  # the ordinary sessions still write
         session.execute(text("UPDATE notes SET body = 'changed' WHERE id = 1"))
         session.commit()
-    assert bodies(engine) == ["changed"]
+    with loop_sessions() as session:  # and the loop's next read sees it
+        assert session.scalar(text("SELECT body FROM notes WHERE id = 1")) == "changed"
 
 
 def test_a_write_announced_in_a_loop_read_session_is_refused_at_once(engine: Engine) -> None:
@@ -122,5 +124,6 @@ def test_a_write_announced_in_a_loop_read_session_is_refused_at_once(engine: Eng
     loop_sessions = make_loop_read_session_factory(engine)
     if loop_sessions is None:
         return  # PostgreSQL: no reads on the loop
-    with loop_sessions() as session, pytest.raises(WriteOnLoop):
+    with loop_sessions() as session, pytest.raises(WriteOnLoop) as announced:
         will_write(session)
+    assert refused_on_loop(announced.value)

@@ -14,6 +14,7 @@ from townhall.store.engine import (
     make_loop_read_session_factory,
     make_read_session_factory,
     make_session_factory,
+    refused_on_loop,
     will_write,
 )
 from townhall.store.migrate import upgrade
@@ -24,6 +25,7 @@ __all__ = [
     "make_loop_read_session_factory",
     "make_read_session_factory",
     "make_session_factory",
+    "refused_on_loop",
     "upgrade",
     "will_write",
 ]

@@ -15,6 +15,7 @@ On SQLite the hottest reads may run on the event loop itself
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -131,32 +132,44 @@ def _took_wrote(connection: Any) -> bool:
 
 
 class WriteOnLoop(Exception):
-    """A statement other than a SELECT, asked through a session of
-    ``make_loop_read_session_factory``: refused before it reached the database."""
+    """A write announced (``will_write``) in a session of ``make_loop_read_session_factory``."""
 
 
 def make_loop_read_session_factory(engine: Engine) -> sessionmaker[Session] | None:
     """Sessions for reads run on the web process's event loop, or None where reads must
-    run on a thread: on SQLite only.
+    run on a thread: on SQLite only (a file, not a memory database).
 
     SQLite's reads are CPU in this process that never wait for a lock (WAL), so a
-    thread only adds its hop (the queue, a wake-up, the interpreter handed back
-    and forth: a fifth of the throughput of the hottest reads, bench/README.md,
-    ninth pass). Its writes may wait for the write lock (``timeout`` 30 s), which
-    must not stall the loop: every statement of these sessions but a SELECT
-    raises ``WriteOnLoop`` before it is sent, in a transaction that then rolls
-    back, and the caller runs its work again on a thread (``web.deps.in_one_hop``).
+    thread only adds its hop: the queue, a wake-up, the interpreter handed back
+    and forth (bench/README.md, ninth pass). Its writes may wait for the write
+    lock (``timeout`` 30 s), which must not stall the loop. These sessions have
+    connections of their own, a small pool opened with ``PRAGMA query_only``:
+    SQLite refuses every write on them at once (``SQLITE_READONLY``, see
+    ``refused_on_loop``), before it takes any lock, and the transaction rolls
+    back; the caller then does its work again on a thread
+    (``web.deps.in_one_hop``). A write that knows it is coming says so first
+    (``will_write``), which spares the work before it.
     """
-    if engine.dialect.name != "sqlite":
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:") or "memory" in database:
         return None
-    on_loop = engine.execution_options()  # shares the pool; the listener is its own
+    # One session at a time per event loop; the overflow covers a second loop in the
+    # process (tests run several applications side by side).
+    readers = create_engine(
+        engine.url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=1,
+        max_overflow=8,
+        pool_timeout=60,
+    )
 
-    @event.listens_for(on_loop, "before_cursor_execute")
-    def _only_reads(_conn, _cursor, statement, _parameters, _context, _many):  # type: ignore[no-untyped-def]
-        if statement[:6].upper() != "SELECT":
-            raise WriteOnLoop(statement[:60])
+    @event.listens_for(readers, "connect")
+    def _read_only(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
 
-    return sessionmaker(on_loop, expire_on_commit=False, info={_ON_LOOP: True})
+    return sessionmaker(readers, expire_on_commit=False, info={_ON_LOOP: True})
 
 
 _ON_LOOP = "townhall_on_loop"  # in the info of ``make_loop_read_session_factory``'s sessions
@@ -165,8 +178,20 @@ _ON_LOOP = "townhall_on_loop"  # in the info of ``make_loop_read_session_factory
 def will_write(session: Session) -> None:
     """Say that the caller is about to write through ``session``: in a session of
     ``make_loop_read_session_factory``, WriteOnLoop now, before the work that leads
-    to the write, which the thread would only do again (the refusal at the
+    to the write, which the thread would only do again (SQLite's refusal of the
     statement is the safety net, and costs that work: an account made at the
-    proxy's word cost its first page a tenth more, bench/README.md, ninth pass)."""
+    proxy's word cost a join-storm user a tenth more, bench/README.md, ninth pass)."""
     if session.info.get(_ON_LOOP):
         raise WriteOnLoop("a write announced")
+
+
+def refused_on_loop(error: BaseException) -> bool:
+    """Whether ``error`` says a loop read session was asked to write: ``WriteOnLoop``,
+    or SQLite's refusal on a ``query_only`` connection (SQLITE_READONLY)."""
+    if isinstance(error, WriteOnLoop):
+        return True
+    orig = getattr(error, "orig", None)
+    return (
+        isinstance(orig, sqlite3.Error)
+        and getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY
+    )

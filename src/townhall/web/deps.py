@@ -25,9 +25,10 @@ from typing import Annotated, TypeVar
 
 from anyio import to_thread
 from fastapi import Depends, Path, Query, Request
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from townhall.store import WriteOnLoop
+from townhall.store import WriteOnLoop, refused_on_loop
 from townhall.web.csrf import MAX_TOKEN, check_csrf
 from townhall.web.errors import SignInNeeded, WebError
 from townhall.web.shell import Person, Viewer, shell_of
@@ -58,18 +59,21 @@ async def in_one_hop(request: Request, work: Callable[[Session], Answer]) -> Ans
     handlers as a sync route's do.
 
     On SQLite (``WebShell.loop_read_sessions``) it runs on the event loop, where
-    a write raises ``WriteOnLoop`` before it reaches the database; the work is
-    then done again, whole, on a thread. The few writes of such a read are the
-    sign-in's (a token's last use once a minute, an account the proxy vouches
-    for). Elsewhere the session is a read one (``WebShell.read_sessions``): on
-    PostgreSQL, no transaction."""
+    SQLite refuses any write (``store.refused_on_loop``) before it takes a lock;
+    the work is then done again, whole, on a thread. The few writes of such a
+    read are the sign-in's (a token's last use once a minute, an account the
+    proxy vouches for), which say so first (``store.will_write``). Elsewhere
+    the session is a read one (``WebShell.read_sessions``): on PostgreSQL, no
+    transaction."""
     shell = shell_of(request)
     if shell.loop_read_sessions is not None:
         try:
             with shell.loop_read_sessions() as session:
                 return work(session)
-        except WriteOnLoop:
-            pass  # rolled back as the session closed: nothing was written
+        except (WriteOnLoop, DBAPIError) as error:
+            if not refused_on_loop(error):
+                raise
+            # Rolled back as the session closed: nothing was written. Now on a thread.
 
     def run() -> Answer:
         with shell.read_sessions() as session:
