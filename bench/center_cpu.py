@@ -44,6 +44,8 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import functools
+import itertools
 import json
 import pstats
 import random
@@ -51,7 +53,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,18 @@ def rounds_of(work: Callable[[], None], per_round: int, rounds: int) -> list[flo
     for _ in range(rounds):
         started = time.process_time()
         work()
+        figures.append((time.process_time() - started) / per_round * 1000)
+    return figures
+
+
+async def async_rounds_of(
+    work: Callable[[], Awaitable[None]], per_round: int, rounds: int
+) -> list[float]:
+    """``rounds_of`` for a coroutine's ``work()``."""
+    figures = []
+    for _ in range(rounds):
+        started = time.process_time()
+        await work()
         figures.append((time.process_time() - started) / per_round * 1000)
     return figures
 
@@ -171,12 +185,11 @@ def routes_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
                 ) as client:
                     for route in args.routes:
                         await requests(route, args.calls, client)  # warm-up
-                        figures[route] = []
-                        for _ in range(args.rounds):
-                            started = time.process_time()
-                            await requests(route, args.calls, client)
-                            spent = time.process_time() - started
-                            figures[route].append(spent / args.calls * 1000)
+                        figures[route] = await async_rounds_of(
+                            functools.partial(requests, route, args.calls, client),
+                            args.calls,
+                            args.rounds,
+                        )
                     if args.profile:
                         with profiled(args.top):
                             for route in args.routes:
@@ -229,14 +242,13 @@ def storm_user_workload(args: argparse.Namespace, data: Path) -> dict[str, Any]:
                 transport=transport, base_url="http://127.0.0.1"
             ) as client:
                 await users(0, args.users, client)  # warm-up
-                figures = []
-                for number in range(args.rounds):
-                    started = time.process_time()
-                    await users((number + 1) * args.users, args.users, client)
-                    figures.append((time.process_time() - started) / args.users * 1000)
+                starts = itertools.count(args.users, args.users)  # new users each round
+                figures = await async_rounds_of(
+                    lambda: users(next(starts), args.users, client), args.users, args.rounds
+                )
                 if args.profile:
                     with profiled(args.top):
-                        await users((args.rounds + 1) * args.users, args.users, client)
+                        await users(next(starts), args.users, client)
                 return figures
 
     figures = asyncio.run(run())

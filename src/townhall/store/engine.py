@@ -43,14 +43,7 @@ def make_engine(url: str) -> Engine:
             pool_timeout=60,
         )
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
+        _pragmas_on_connect(engine, "journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL")
         return engine
     # Recycling instead of a ping per checkout: a dead connection fails one request,
     # which the client retries, rather than costing a round trip on every request.
@@ -60,6 +53,17 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.driver == "psycopg":
         end_reads_with_commit(engine)
     return engine
+
+
+def _pragmas_on_connect(engine: Engine, *pragmas: str) -> None:
+    """Run ``PRAGMA <pragma>`` for each of ``pragmas`` on every new SQLite connection."""
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
 
 
 _WROTE = "townhall_wrote"  # in a pooled connection's info: its transaction ran a non-SELECT
@@ -163,12 +167,7 @@ def make_loop_read_session_factory(engine: Engine) -> sessionmaker[Session] | No
         pool_timeout=60,
     )
 
-    @event.listens_for(readers, "connect")
-    def _read_only(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.close()
-
+    _pragmas_on_connect(readers, "query_only=ON")
     return sessionmaker(readers, expire_on_commit=False, info={_ON_LOOP: True})
 
 
