@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from townhall.store import make_engine
 from townhall.store.engine import (
@@ -97,6 +98,9 @@ def test_a_loop_read_session_reads_and_sqlite_refuses_every_write_on_it(
     if engine.dialect.name != "sqlite":
         assert loop_sessions is None  # a database server's reads keep their thread
         return
+    # A memory database keeps its thread: a pool of its own would open another database.
+    for memory in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:notes?mode=memory&uri=true"):
+        assert make_loop_read_session_factory(create_engine(memory, poolclass=NullPool)) is None
     assert loop_sessions is not None
     writes = [
         "UPDATE notes SET body = 'changed' WHERE id = 1",

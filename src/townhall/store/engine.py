@@ -135,6 +135,9 @@ def _took_wrote(connection: Any) -> bool:
     return bool(info.pop(_WROTE, False))
 
 
+_ON_LOOP = "townhall_on_loop"  # in the info of ``make_loop_read_session_factory``'s sessions
+
+
 class WriteOnLoop(Exception):
     """A write announced (``will_write``) in a session of ``make_loop_read_session_factory``."""
 
@@ -155,10 +158,11 @@ def make_loop_read_session_factory(engine: Engine) -> sessionmaker[Session] | No
     (``will_write``), which spares the work before it.
     """
     database = engine.url.database or ""
-    if engine.dialect.name != "sqlite" or database in ("", ":memory:") or "memory" in database:
+    in_memory = database in ("", ":memory:") or "mode=memory" in str(engine.url)
+    if engine.dialect.name != "sqlite" or in_memory:
         return None
-    # One session at a time per event loop; the overflow covers a second loop in the
-    # process (tests run several applications side by side).
+    # One session at a time: ``in_one_hop``'s work runs to its end on the loop, awaiting
+    # nothing. The overflow is a margin only.
     readers = create_engine(
         engine.url,
         connect_args={"check_same_thread": False, "timeout": 30},
@@ -169,9 +173,6 @@ def make_loop_read_session_factory(engine: Engine) -> sessionmaker[Session] | No
 
     _pragmas_on_connect(readers, "query_only=ON")
     return sessionmaker(readers, expire_on_commit=False, info={_ON_LOOP: True})
-
-
-_ON_LOOP = "townhall_on_loop"  # in the info of ``make_loop_read_session_factory``'s sessions
 
 
 def will_write(session: Session) -> None:

@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from townhall.metrics import token_matches
@@ -169,6 +169,10 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=10)
             shell.engine.dispose()
+            if shell.loop_read_sessions is not None:
+                loop_engine = shell.loop_read_sessions.kw.get("bind")
+                if isinstance(loop_engine, Engine):
+                    loop_engine.dispose()
 
     app = FastAPI(
         title=title,
