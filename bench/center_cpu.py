@@ -29,8 +29,10 @@ figures nothing blurs, count instructions: run it under ``valgrind
 
 Each workload runs ``--rounds`` rounds after a warm-up; the spread of the rounds
 is the noise. ``--profile`` prints the hottest functions of one more round
-(``cProfile`` on process time; the worker thread that runs the routes is not
-profiled, only the calling thread: use py-spy ``--gil`` on this bench for those).
+(``cProfile`` on process time, of the calling thread only: on SQLite the four
+hot reads run there, on the event loop, but a sync route such as the ticket, or
+any route on PostgreSQL, runs on a worker thread it does not see; use py-spy
+``--gil`` on this bench for those).
 
     .venv/bin/python bench/center_cpu.py
     .venv/bin/python bench/center_cpu.py --workloads catalog --database-url postgresql+psycopg://u@h/postgres
