@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from tests.support import Center
+from townhall.center.tables import User
 
 
 def soon(days: int = 3, hour: int = 14) -> str:
@@ -252,10 +254,6 @@ def test_tokens_are_listed_and_revoked(center: Center) -> None:
 
 
 def test_a_token_records_its_last_use_and_stops_with_its_account(center: Center) -> None:
-    from sqlalchemy import update
-
-    from townhall.center.tables import User
-
     with center.client("mike") as mike:
         assert mike.get("/api/v1/me").json()["username"] == "mike"
         listed = mike.get("/api/v1/tokens").json()

@@ -19,8 +19,10 @@ from pathlib import Path
 import httpx
 import icalendar
 import pytest
+from sqlalchemy import update
 
 from tests.support import Center, make_settings, start_center
+from townhall.center.tables import User, WebSession
 from townhall.config import Settings
 
 PASSWORD = "correct horse"
@@ -185,10 +187,6 @@ def _set_in_database(center: Center, statement: object) -> None:
 def test_an_expired_session_or_a_disabled_account_is_signed_out(
     center: Center, signed_in: SignIn
 ) -> None:
-    from sqlalchemy import update
-
-    from townhall.center.tables import User, WebSession
-
     mike = signed_in("mike")
     olga = signed_in("olga")
     assert mike.get("/events").status_code == 200
