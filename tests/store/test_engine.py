@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from townhall.store import make_engine
@@ -80,15 +81,51 @@ def test_a_read_session_holds_no_transaction_on_postgresql(engine: Engine) -> No
     """``make_read_session_factory``: no BEGIN and COMMIT around a request's reads."""
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite's reads run outside a transaction already")
-    with make_read_session_factory(engine)() as session:
-        assert session.scalar(text("SELECT body FROM notes WHERE id = 1")) == "kept"
-        raw = session.connection().connection.dbapi_connection
-        assert raw is not None and raw.info.transaction_status is TransactionStatus.IDLE
-        session.execute(text("INSERT INTO notes VALUES (5, 'at once')"))
-        assert bodies(engine) == ["kept", "at once"]  # seen before this session ends
-    with make_session_factory(engine)() as session:  # the pooled connection, in a transaction
+    read_sessions = make_read_session_factory(engine, threads=2)
+    try:
+        with read_sessions() as session:
+            assert session.scalar(text("SELECT body FROM notes WHERE id = 1")) == "kept"
+            raw = session.connection().connection.dbapi_connection
+            assert raw is not None and raw.info.transaction_status is TransactionStatus.IDLE
+            session.execute(text("INSERT INTO notes VALUES (5, 'at once')"))
+            assert bodies(engine) == ["kept", "at once"]  # seen before this session ends
+    finally:
+        dispose_bind(read_sessions)
+    with make_session_factory(engine)() as session:  # the main pool, in a transaction
         session.execute(text("UPDATE notes SET body = 'not kept' WHERE id = 1"))
     assert bodies(engine) == ["kept", "at once"]
+
+
+def test_read_sessions_plan_once_on_postgresql_and_keep_the_sites_options(
+    database_url: str,
+) -> None:
+    """The read sessions' pool asks for generic plans, and only it: the main pool's
+    statements (queues, reports) keep PostgreSQL's choice. Options the site put in the
+    URL (``?options=-c ...``) still apply to both."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("plan_cache_mode is PostgreSQL's")
+    site = make_url(database_url).update_query_dict(
+        {"options": "-c statement_timeout=4321 -c application_name=site"}
+    )
+    engine = make_engine(site.render_as_string(hide_password=False))
+    read_sessions = make_read_session_factory(engine)
+    try:
+        with read_sessions() as session:
+            assert session.scalar(text("SHOW plan_cache_mode")) == "force_generic_plan"
+            assert session.scalar(text("SHOW statement_timeout")) == "4321ms"
+            assert session.scalar(text("SHOW application_name")) == "site"
+        with make_session_factory(engine)() as session:
+            assert session.scalar(text("SHOW plan_cache_mode")) == "auto"
+            assert session.scalar(text("SHOW statement_timeout")) == "4321ms"
+    finally:
+        dispose_bind(read_sessions)
+        engine.dispose()
+
+
+def dispose_bind(sessions: sessionmaker[Session]) -> None:
+    bind = sessions.kw["bind"]
+    assert isinstance(bind, Engine)
+    bind.dispose()
 
 
 def test_a_loop_read_session_reads_and_sqlite_refuses_every_write_on_it(

@@ -169,10 +169,11 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=10)
             shell.engine.dispose()
-            if shell.loop_read_sessions is not None:
-                loop_engine = shell.loop_read_sessions.kw.get("bind")
-                if isinstance(loop_engine, Engine):
-                    loop_engine.dispose()
+            for sessions in (shell.read_sessions, shell.loop_read_sessions):
+                # Their own pools (store.make_*read_session_factory), where they have one.
+                bind = sessions.kw.get("bind") if sessions is not None else None
+                if isinstance(bind, Engine) and bind is not shell.engine:
+                    bind.dispose()
 
     app = FastAPI(
         title=title,
