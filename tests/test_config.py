@@ -103,7 +103,7 @@ def test_center_workers_default_to_one_per_core_up_to_eight() -> None:
 def test_web_threads_follow_the_database_unless_set() -> None:
     assert Settings(data=Path("/tmp/x")).web_threads == 4
     postgres = {"database_url": "postgresql+psycopg://townhall@db/townhall"}
-    assert Settings(center=postgres).web_threads == 6
-    assert Settings(center={**postgres, "threads": 3}).web_threads == 3
+    assert Settings(center=postgres).web_threads == 3
+    assert Settings(center={**postgres, "threads": 6}).web_threads == 6
     with pytest.raises(ValueError, match="threads"):
         Settings(center={"threads": 0})

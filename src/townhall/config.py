@@ -429,12 +429,13 @@ class Settings(BaseSettings):
     @property
     def web_threads(self) -> int:
         """``center.threads``, or when unset: 4 on SQLite, whose work is CPU in this process
-        where more threads only take turns at the GIL; 6 on a database server, whose round
-        trips leave the GIL free for other requests: 4 served a third less, 16 the same
-        with twice the p99 (bench/README.md, all measured)."""
+        where more threads only take turns at the GIL; 3 on a database server, whose round
+        trips leave the GIL free for other requests, as long as the statements are few and
+        quick: with the hot reads' generic plans, 3 served the catalog 20 % more than 6, at
+        two thirds of the p99 (bench/README.md, all measured)."""
         if self.center.threads is not None:
             return self.center.threads
-        return 4 if self.database_url.startswith("sqlite") else 6
+        return 4 if self.database_url.startswith("sqlite") else 3
 
     @property
     def outbox_dir(self) -> Path:
