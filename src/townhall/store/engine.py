@@ -111,7 +111,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def make_read_session_factory(engine: Engine, threads: int = 6) -> sessionmaker[Session]:
+def make_read_session_factory(engine: Engine, threads: int = 3) -> sessionmaker[Session]:
     """Sessions for requests that read (``web.deps.in_one_hop``); on PostgreSQL, on a small
     pool of their own, sized for the web process's ``threads``, without a transaction
     (autocommit) and with generic plans.
@@ -136,7 +136,8 @@ def make_read_session_factory(engine: Engine, threads: int = 6) -> sessionmaker[
     """
     if engine.dialect.name != "postgresql":
         return make_session_factory(engine)
-    options = engine.url.query.get("options")
+    site = engine.url.query.get("options")  # the site's own, kept
+    options = [site] if isinstance(site, str) else []
     readers = create_engine(
         engine.url,
         isolation_level="AUTOCOMMIT",
@@ -146,13 +147,7 @@ def make_read_session_factory(engine: Engine, threads: int = 6) -> sessionmaker[
         max_overflow=2,
         pool_timeout=60,
         pool_recycle=1800,
-        connect_args={
-            "options": " ".join(
-                part
-                for part in (options if isinstance(options, str) else None, _GENERIC_PLANS)
-                if part
-            )
-        },
+        connect_args={"options": " ".join([*options, _GENERIC_PLANS])},
     )
     return sessionmaker(readers, expire_on_commit=False)
 
