@@ -47,6 +47,30 @@ def test_openapi_document_lists_the_event_routes(center: Center) -> None:
     assert not any(path.startswith("/events") for path in document["paths"])
 
 
+def test_openapi_document_lists_the_catalogs_query_parameters(center: Center) -> None:
+    document = httpx.get(center.url + "/api/v1/openapi.json").json()
+    parameters = {p["name"]: p for p in document["paths"]["/api/v1/events"]["get"]["parameters"]}
+    assert list(parameters) == ["q", "when", "from", "to", "include_cancelled", "limit", "offset"]
+    assert all(p["in"] == "query" and not p["required"] for p in parameters.values())
+    assert parameters["limit"]["schema"]["maximum"] == 200
+    assert parameters["when"]["schema"]["enum"] == ["upcoming", "past", "all"]
+
+
+def test_the_catalog_takes_a_repeated_parameters_last_value_and_ignores_unknown_ones(
+    center: Center,
+) -> None:
+    with center.client("olga") as client:
+        for title in ("First", "Second", "Third"):
+            created = client.post(
+                "/api/v1/events", json=new_event(title=title, visibility="public")
+            )
+            assert created.status_code == 201
+        page = client.get("/api/v1/events?limit=0&limit=2&colour=blue")
+        assert page.status_code == 200
+        assert page.json()["limit"] == 2 and len(page.json()["items"]) == 2
+        assert client.get("/api/v1/events?limit=2&limit=0").status_code == 422
+
+
 def test_me_names_the_token_holder(center: Center) -> None:
     with center.client("olga") as client:
         me = client.get("/api/v1/me").json()
@@ -372,6 +396,17 @@ def test_malformed_bodies_and_out_of_range_paths_are_4xx(center: Center) -> None
         ):
             response = client.get("/api/v1/events", params=params)
             assert response.status_code == 422, params
+            assert response.json()["error"]["code"] == "invalid_input", params
+        # The refusal names the parameter and what is wrong with it.
+        too_many = client.get("/api/v1/events", params={"limit": 201}).json()["error"]
+        assert too_many["message"] == "query.limit: Input should be less than or equal to 200"
+        not_a_number = client.get("/api/v1/events?limit=ten").json()["error"]["message"]
+        assert not_a_number.startswith("query.limit: Input should be a valid integer")
+        assert (
+            client.get("/api/v1/events", params={"from": "x" * 41})
+            .json()["error"]["message"]
+            .startswith("query.from: String should have at most 40 characters")
+        )
         assert (
             client.post(
                 f"/api/v1/events/{event['id']}/registrations", json={"email": "nope"}

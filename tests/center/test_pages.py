@@ -222,6 +222,25 @@ def test_the_catalog_lists_a_public_event_and_search_filters_it(signed_in: SignI
     assert "Schedule an event" in olga.get("/events").text
 
 
+def test_the_catalog_page_refuses_a_bad_query_with_a_page_naming_it(signed_in: SignIn) -> None:
+    olga = signed_in("olga")
+    schedule(olga, title="Spring town meeting")
+    for query, named in (
+        ("page=0", "query.page"),
+        ("page=two", "query.page"),
+        ("when=soon", "query.when"),
+        ("from=" + "9" * 11, "query.from"),
+        ("q=" + "q" * 201, "query.q"),
+    ):
+        refused = olga.get("/events?" + query)
+        assert refused.status_code == 422, query
+        assert refused.headers["content-type"].startswith("text/html"), query
+        assert named in refused.text, query
+    # Repeated: the last value counts; unknown parameters are ignored.
+    shown = olga.get("/events?q=autumn&q=spring&colour=blue")
+    assert shown.status_code == 200 and "Spring town meeting" in shown.text
+
+
 def test_a_member_may_not_schedule_events(signed_in: SignIn) -> None:
     mike = signed_in("mike")
     assert mike.get("/events/new").status_code == 403

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 
 import msgspec
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,7 +26,16 @@ from townhall.center.events import CatalogQuery, EventError, EventIn, EventPatch
 from townhall.center.metrics import count_ticket
 from townhall.center.tables import ApiToken, Event, MailJob, Registration, User
 from townhall.store.conventions import now_utc, utc
-from townhall.web.deps import DB, MAX_ID, ItemId, api_viewer, check_api_write, in_one_hop
+from townhall.web.deps import (
+    DB,
+    MAX_ID,
+    ItemId,
+    api_viewer,
+    check_api_write,
+    in_one_hop,
+    query_of,
+    query_parameters,
+)
 from townhall.web.errors import ERRORS
 from townhall.wire.names import NOT_IN_LABELS
 
@@ -344,25 +353,38 @@ def json_response(model: BaseModel) -> Response:
     return Response(model.__pydantic_serializer__.to_json(model), media_type="application/json")
 
 
-@router.get("/events", response_model=EventList, responses=ERRORS)
-async def list_events(
-    request: Request,
-    q: Annotated[str, Query(max_length=200)] = "",
-    when: Literal["upcoming", "past", "all"] = "upcoming",
-    starts_after: Annotated[str | None, Query(alias="from", max_length=40)] = None,
-    starts_before: Annotated[str | None, Query(alias="to", max_length=40)] = None,
-    include_cancelled: bool = False,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> Response:
+class CatalogParams(BaseModel):
+    """The catalog's query parameters (``query_of``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    q: str = Field("", max_length=200)
+    when: Literal["upcoming", "past", "all"] = "upcoming"
+    starts_after: str | None = Field(None, alias="from", max_length=40)
+    starts_before: str | None = Field(None, alias="to", max_length=40)
+    include_cancelled: bool = False
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+@router.get(
+    "/events",
+    response_model=EventList,
+    responses=ERRORS,
+    openapi_extra=query_parameters(CatalogParams),
+)
+async def list_events(request: Request) -> Response:
+    params = query_of(request, CatalogParams)
+    limit, offset = params.limit, params.offset
+
     def answer(session: Session) -> Response:
         user = api_user(request, session)
         query = CatalogQuery(
-            text=q.strip(),
-            when=when,
-            starts_after=parse_bound(starts_after, "from"),
-            starts_before=parse_bound(starts_before, "to", end_of_day=True),
-            include_cancelled=include_cancelled,
+            text=params.q.strip(),
+            when=params.when,
+            starts_after=parse_bound(params.starts_after, "from"),
+            starts_before=parse_bound(params.starts_before, "to", end_of_day=True),
+            include_cancelled=params.include_cancelled,
             limit=limit,
             offset=offset,
         )

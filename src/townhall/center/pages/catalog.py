@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import functools
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from townhall.center import events, recordings
 from townhall.center.auth import context_of
 from townhall.center.pages.common import PAGE_SIZE, PAGES, render, signed_in_user
-from townhall.web.deps import in_one_hop
+from townhall.web.deps import in_one_hop, query_of
 from townhall.web.render import viewer_zone, zoneinfo
 
 router = APIRouter(include_in_schema=False)
@@ -43,27 +44,33 @@ def _day_bound(value: str, name: str, zone: ZoneInfo) -> datetime | None:
     return moment
 
 
+class CatalogPageParams(BaseModel):
+    """The catalog page's query parameters (``query_of``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    q: str = Field("", max_length=200)
+    when: Literal["upcoming", "past", "all"] = "upcoming"
+    date_from: str = Field("", alias="from", max_length=10)
+    date_to: str = Field("", alias="to", max_length=10)
+    cancelled: bool = False
+    page: int = Field(1, ge=1, le=100_000)
+
+
 @router.get("/events")
-async def catalog_page(
-    request: Request,
-    q: Annotated[str, Query(max_length=200)] = "",
-    when: Literal["upcoming", "past", "all"] = "upcoming",
-    date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
-    date_to: Annotated[str, Query(alias="to", max_length=10)] = "",
-    cancelled: bool = False,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-) -> Response:
+async def catalog_page(request: Request) -> Response:
+    params = query_of(request, CatalogPageParams)
     return await in_one_hop(
         request,
         lambda session: _catalog(
             request,
             session,
-            q=q,
-            when=when,
-            date_from=date_from,
-            date_to=date_to,
-            cancelled=cancelled,
-            page=page,
+            q=params.q,
+            when=params.when,
+            date_from=params.date_from,
+            date_to=params.date_to,
+            cancelled=params.cancelled,
+            page=params.page,
         ),
     )
 
