@@ -184,8 +184,9 @@ class NewTokenOut(TokenOut):
     token: str = Field(description="shown once; only its digest is kept")
 
 
-def live_out(session: Session, event: Event) -> LiveOut:
-    state, servers = live.live_state(session, event.id)
+def live_out(session: Session, event: Event, known: live.LiveView | None = None) -> LiveOut:
+    """The event's live state as the API shows it; ``known``: as the caller loaded it."""
+    state, servers = known if known is not None else live.live_state(session, event.id)
     return LiveOut(
         state=state,
         servers=[
@@ -204,7 +205,9 @@ def live_out(session: Session, event: Event) -> LiveOut:
     )
 
 
-def _event_out(session: Session, event: Event, user: User) -> EventDetail:
+def _event_out(
+    session: Session, event: Event, user: User, live_view: live.LiveView | None = None
+) -> EventDetail:
     body = events.event_json(event)
     if events.can_manage(event, user):
         body["invitees"] = [
@@ -212,7 +215,7 @@ def _event_out(session: Session, event: Event, user: User) -> EventDetail:
         ]
     registration = events.registration_of(session, event, user)
     body["my_registration"] = registration.status if registration else None
-    body["live"] = live_out(session, event)
+    body["live"] = live_out(session, event, live_view)
     return EventDetail.model_validate(body)
 
 
@@ -414,8 +417,8 @@ def create_event(request: Request, session: DB, user: Me, body: EventIn) -> Even
 async def get_event(request: Request, event_id: EventId) -> Response:
     def answer(session: Session) -> Response:
         user = api_user(request, session)
-        event = events.get_visible(session, event_id, user)
-        return json_response(_event_out(session, event, user))
+        event, live_view = live.visible_event_and_live_state(session, event_id, user)
+        return json_response(_event_out(session, event, user, live_view))
 
     return await in_one_hop(request, answer)
 

@@ -278,7 +278,7 @@ def _visible(admin: bool, by_email: bool) -> Select[Any]:
 # once: ``session.get`` builds its query on each call and loads the roles with a second
 # statement, which cost 0.57 ms a load against 0.21 (bench/README.md, sixth pass). The roles
 # come in no defined order; whoever shows their names orders them (``people_order``).
-_EVENT_BY_ID = (
+EVENT_BY_ID = (
     select(Event).options(joinedload(Event.roles)).where(Event.id == bindparam("event_id"))
 )
 
@@ -286,7 +286,7 @@ _EVENT_BY_ID = (
 def load_event(session: Session, event_id: int) -> Event | None:
     """The event ``event_id`` with its people loaded, or None."""
     found: Event | None = (
-        session.execute(_EVENT_BY_ID, {"event_id": event_id}).unique().scalar_one_or_none()
+        session.execute(EVENT_BY_ID, {"event_id": event_id}).unique().scalar_one_or_none()
     )
     return found
 
@@ -311,7 +311,12 @@ def people_of(event: Event, role: str) -> list[User]:
 
 
 def get_visible(session: Session, event_id: int, user: User | None) -> Event:
-    event = load_event(session, event_id)
+    return visible(session, load_event(session, event_id), event_id, user)
+
+
+def visible(session: Session, event: Event | None, event_id: int, user: User | None) -> Event:
+    """``event``, the event ``event_id`` as loaded (None: there is none), if ``user`` may
+    see it, else EventError 404."""
     if event is None or not can_view(session, event, user):
         # Private events a user may not see do not exist for that user.
         raise EventError(404, "event_not_found", f"no event {event_id}")

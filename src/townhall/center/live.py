@@ -365,17 +365,40 @@ _EVENT_KEYS = (
 )
 
 
-def live_state(session: Session, event_id: int) -> tuple[str, list[ServerState]]:
+# An event's last reported state and servers (``live_state``).
+LiveView = tuple[str, list[ServerState]]
+
+# The event with its people (``events.load_event``) and its live state, in one statement:
+# the event API and the event page show both, and a statement of its own cost them a
+# round trip (bench/README.md, tenth pass).
+_EVENT_AND_LIVE_STATE = events.EVENT_BY_ID.add_columns(
+    LiveState.state, LiveState.servers
+).outerjoin(LiveState, LiveState.event_id == Event.id)
+
+
+def live_state(session: Session, event_id: int) -> LiveView:
     """The last reported state and servers; ``("scheduled", [])`` if none was reported."""
     row = session.execute(_LIVE_STATE, {"event_id": event_id}).first()
-    if row is None:
+    return _live_view(None, None) if row is None else _live_view(row.state, row.servers)
+
+
+def visible_event_and_live_state(
+    session: Session, event_id: int, user: User | None
+) -> tuple[Event, LiveView]:
+    """``events.get_visible`` and ``live_state`` of the event ``event_id`` at once."""
+    found = session.execute(_EVENT_AND_LIVE_STATE, {"event_id": event_id}).unique().one_or_none()
+    event, state, servers = found if found is not None else (None, None, None)
+    return events.visible(session, event, event_id, user), _live_view(state, servers)
+
+
+def _live_view(state: str | None, servers: str | None) -> LiveView:
+    if state is None:  # never reported
         return "scheduled", []
     try:
-        stored = json.loads(row.servers)
+        stored = json.loads(servers or "[]")
     except ValueError:
         stored = []
-    servers = [s for s in map(_server_state, stored if isinstance(stored, list) else []) if s]
-    return row.state, servers
+    return state, [s for s in map(_server_state, stored if isinstance(stored, list) else []) if s]
 
 
 # --- join tickets ---------------------------------------------------------------------------

@@ -60,7 +60,9 @@ def show_event(
     notice: str = "",
     errors: list[str] | None = None,
     status: int = 200,
+    live_view: live.LiveView | None = None,
 ) -> Response:
+    """The event page; ``live_view``: the event's live state, when the caller loaded it."""
     manager = guest is None and events.can_manage(event, user)
     trees = context_of(request).trees
     registration = guest.registration if guest else None
@@ -93,7 +95,7 @@ def show_event(
             has_tree = bool(live.ticket_servers(session, trees, event.id))
         except EventError:
             has_tree = False
-    live_state, live_servers = live.live_state(session, event.id)
+    live_state, live_servers = live_view or live.live_state(session, event.id)
     context = {
         "event": event,
         "zone": zone,
@@ -139,8 +141,8 @@ def show_event(
 async def event_page(request: Request, event_id: EventId, done: Done = "") -> Response:
     def answer(session: Session) -> Response:
         user = signed_in_user(request, session)
-        event = events.get_visible(session, event_id, user)
-        return show_event(request, session, event, user, notice=notice(done))
+        event, live_view = live.visible_event_and_live_state(session, event_id, user)
+        return show_event(request, session, event, user, notice=notice(done), live_view=live_view)
 
     return await in_one_hop(request, answer)
 
