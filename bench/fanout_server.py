@@ -59,6 +59,9 @@ class PlainSession:
     def encrypt(self, data: bytes) -> bytes:
         return data
 
+    def record_writer(self) -> tuple[None, None]:
+        return None, None
+
     def pending(self) -> bytes:
         return b""
 

@@ -287,8 +287,11 @@ class WireClient(asyncio.Protocol):
                 return info.stream_id
         return None
 
-    def speak(self, count: int = 1, *, size: int = 160) -> None:
-        """``count`` AUDIO frames on this client's Opus stream, in one write."""
+    def speak(self, count: int = 1, *, size: int = 160, clocked: bool = False) -> None:
+        """``count`` AUDIO frames on this client's Opus stream, in one write. Their
+        timestamps are their numbers, or with ``clocked`` the monotonic clock's
+        microseconds, as a real speaker's: a test that speaks for longer than the
+        server's ``max_media_age`` needs them, or the server finds its frames late."""
         stream_id = self.my_stream()
         assert stream_id is not None, f"{self.label} has no stream"
         assert self.transport is not None
@@ -299,7 +302,7 @@ class WireClient(asyncio.Protocol):
                 Codec.OPUS.channel,
                 stream_id=stream_id,
                 seq=seq,
-                timestamp_us=seq,
+                timestamp_us=time.monotonic_ns() // 1000 if clocked else seq,
                 payload=seq.to_bytes(4, "big") * (size // 4),
             )
             data += self.conn.send(frame)

@@ -41,6 +41,7 @@ from townhall.live.events import (
     ServerRole,
     TimerFired,
 )
+from townhall.live.fanout import Writer, send_each
 from townhall.live.floor import Removed
 from townhall.live.limits import FILE_RESERVE, QuietLog, quiet_accept_errors, raise_file_limit
 from townhall.live.linkrtt import LinkRoundTrips, RoundTripHistogram
@@ -178,6 +179,7 @@ class _Conn(asyncio.BufferedProtocol):
         "tls",
         "transport",
         "upstream",
+        "writer",
     )
 
     def __init__(self, server: LiveServer, tls: TLSSession, *, upstream: bool = False) -> None:
@@ -195,6 +197,8 @@ class _Conn(asyncio.BufferedProtocol):
         self.timer: asyncio.TimerHandle | None = None
         self.abort_handle: asyncio.TimerHandle | None = None
         self.secured: asyncio.Future[None] | None = None  # the link Up's handshake
+        # ``fanout.send_each``'s way to this socket, once in a room; None: ``send``
+        self.writer: Writer | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -617,11 +621,9 @@ class LiveServer:
                         for conn in cast("list[_Conn]", dispatcher.ready())
                         if not conn.paused and not conn.closing
                     ]
-                    for conn, data in zip(
-                        writable, dispatcher.drain_each(writable, now), strict=True
-                    ):
-                        if data:
-                            conn.send(data)
+                    datas = dispatcher.drain_each(writable, now)
+                    for index, left in send_each([conn.writer for conn in writable], datas):
+                        self._send_left(writable[index], datas[index], left)
                     self._carry_out(room)  # a drain may ask a wakeup (to tell of its drops)
                 except Exception:
                     log.exception("%s: event %d: a pass failed", self.name, room.event_id)
@@ -640,6 +642,20 @@ class LiveServer:
                     changed = True
         if changed:
             self._status_changed()
+
+    def _send_left(self, conn: _Conn, data: bytes, left: bytes | BaseException | None) -> None:
+        """What ``send_each`` handed back for ``conn``: the wire bytes its socket did not
+        take, to the transport; an encryption's failure; or ``data``, for ``send``."""
+        if left is None:
+            conn.send(data)
+        elif isinstance(left, bytes):
+            assert conn.transport is not None
+            conn.transport.write(left)  # buffered: the connection pauses until it is sent
+        elif isinstance(left, ssl.SSLError):
+            self._tls_failed(conn, left)
+        else:
+            log.error("live server %s: a write failed", self.name, exc_info=left)
+            self._abort(conn)
 
     def _carry_out(self, room: _Room) -> None:
         dispatcher = room.dispatcher
@@ -757,6 +773,21 @@ class LiveServer:
             except OSError:
                 log.debug("%s: could not set SO_SNDBUF", self.name, exc_info=True)
         conn.transport.set_write_buffer_limits(high=size)
+
+    def _give_writer(self, conn: _Conn) -> None:
+        """Let ``fanout.send_each`` write to ``conn``'s socket beside its transport, which
+        is safe only while the transport holds nothing: with a high-water mark of zero,
+        anything it buffers pauses the connection, and the pass skips paused ones. A
+        browser's WebSocket keeps ``send``, which frames its bytes."""
+        transport = conn.transport
+        if conn.door is not None or transport is None or transport.is_closing():
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        transport.set_write_buffer_limits(high=0)
+        write, read = conn.tls.record_writer()
+        conn.writer = (write, read, sock.fileno())
 
     def _admit(self, conn: _Conn) -> bool:
         """Bound the connections: all of them, and the unauthenticated ones per address.
@@ -906,6 +937,7 @@ class LiveServer:
         conn.room = target
         if role is Role.PARTICIPANT:
             self._bound_send_buffer(conn)
+        self._give_writer(conn)
         dispatcher = target.dispatcher
         now, wall = self.now(), time.time()
         try:
@@ -966,6 +998,7 @@ class LiveServer:
                 self._wake(room)
             return
         conn.room = room
+        self._give_writer(conn)
         room.dispatcher.upstream_connected(conn, self.now())
         self._arm(conn)
         self._wake(room)
@@ -1041,6 +1074,7 @@ class LiveServer:
 
     def _lost(self, conn: _Conn) -> None:
         conn.lost = True
+        conn.writer = None  # its file descriptor is closed now, and may be reused
         if conn.secured is not None and not conn.secured.done():
             conn.secured.set_exception(ConnectionError("the connection closed in the handshake"))
         for handle in (conn.timer, conn.abort_handle):
