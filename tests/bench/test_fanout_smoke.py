@@ -41,3 +41,13 @@ def test_the_fanout_bench_delivers_frames_and_prints_its_table(tmp_path: Path) -
     assert run["frames_sent"] > 0
     assert run["delivered"] > 0
     assert run["window_deliveries"] > 0
+
+
+def test_the_pass_bench_prints_each_loop_per_delivery(tmp_path: Path) -> None:
+    """bench/fanout_pass.py: every loop writes its passes whole (a loop that lost a
+    socket's bytes would stop it) and gets its row."""
+    done = run_bench("fanout_pass.py", "--connections=8", "--passes=3", "--rounds=1", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split()[0] for line in done.stdout.splitlines()[2:] if line.strip()}
+    assert {"transport", "python"} <= rows
+    assert "compiled" in rows or "not built" in done.stdout

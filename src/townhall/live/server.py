@@ -344,10 +344,12 @@ class LiveServer:
         ``max_connections``: all connections at once (participants, links, those
         still in their handshake), ``max_pending_per_address``: connections from one
         address not yet authenticated (docs/live.md, "Connection floods");
-        ``participant_send_buffer``: the kernel send buffer (``SO_SNDBUF``) and the
-        transport's write buffer of a participant's connection once it is in (0:
-        the system's, which Linux grows to 0.6-1.4 MB for a listener that falls
-        behind: seconds of audio no age limit can reach; server links keep it)."""
+        ``participant_send_buffer``: the kernel send buffer (``SO_SNDBUF``) of a
+        participant's connection once it is in, and a browser's transport's write
+        buffer (0: the system's, which Linux grows to 0.6-1.4 MB for a listener that
+        falls behind: seconds of audio no age limit can reach; server links keep it).
+        Other connections' transports hold only the rest of one write
+        (``_give_writer``)."""
         unknown = set(room_defaults or {}) - {f.name for f in fields(RoomSettings)}
         if unknown or {"server_name", "center_public_key"} & set(room_defaults or {}):
             raise TypeError(f"not room defaults: {sorted(unknown) or 'name or key'}")
@@ -772,7 +774,7 @@ class LiveServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
             except OSError:
                 log.debug("%s: could not set SO_SNDBUF", self.name, exc_info=True)
-        conn.transport.set_write_buffer_limits(high=size)
+        conn.transport.set_write_buffer_limits(high=size)  # a browser's; others' are 0
 
     def _give_writer(self, conn: _Conn) -> None:
         """Let ``fanout.send_each`` write to ``conn``'s socket beside its transport, which
