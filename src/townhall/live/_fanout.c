@@ -2,14 +2,14 @@
 
    The optional compiled half of ``townhall.live.fanout`` (its docstring says
    what it is for and what the Python fallback does). One call writes a whole
-   pass: for each connection its TLS record layer's two C methods are called
+   pass: for each connection its TLS session's two methods are called
    and the records go to its socket with one send(2). What could not go
    whole (the socket's buffer is full, an error, an encryption failure, a
    connection without a writer) is handed back for the Python shell to give
    to the asyncio transport, which buffers, retries and reports errors as it
-   always does. The GIL is held throughout: the server is one thread, and
-   each send(2) of a few hundred bytes returns at once on a non-blocking
-   socket. */
+   always does. The loop keeps the GIL around send(2): the server is one
+   thread, and a send of a few hundred bytes on a non-blocking socket returns
+   at once. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

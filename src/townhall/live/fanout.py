@@ -13,10 +13,11 @@ so that anything it buffers pauses the connection, and writes only to
 connections that are not paused.
 
 The loop is the server's hottest: a delivery is one call of each of the
-TLS session's two C methods and one ``send(2)``. ``townhall.live._fanout``
-is that loop compiled (``src/townhall/live/_fanout.c``, built by
-``pip install`` when a C compiler is there, issue 14); without it the same
-loop runs in Python (``send_each_python``), with the same results.
+TLS session's two methods (``TLSSession.record_writer``) and one
+``send(2)``. ``townhall.live._fanout`` is that loop compiled
+(``src/townhall/live/_fanout.c``, built by ``pip install`` when a C compiler
+is there, issue 14); without it the same loop runs in Python
+(``send_each_python``), with the same results.
 """
 
 from __future__ import annotations
@@ -51,13 +52,15 @@ def send_each_python(writers: Sequence[Writer | None], datas: Sequence[bytes]) -
             continue
         write, read, fd = writer
         wire = data
-        if write is not None and read is not None:
+        if write is not None:
             try:
                 taken = write(data)
                 while taken < len(data):  # not with memory BIOs, but never lose a byte
                     if (more := write(data[taken:])) <= 0:
                         raise RuntimeError("TLS write took no bytes")
                     taken += more
+                if read is None:
+                    raise TypeError("a writer that encrypts needs a read()")
                 wire = read()
             except Exception as exc:
                 leftovers.append((index, exc))

@@ -185,8 +185,9 @@ class TLSSession:
         return self._out.read()
 
     def record_writer(self) -> tuple[Callable[[bytes], int], Callable[[], bytes]]:
-        """``encrypt`` as its two C calls, for ``fanout.send_each``: ``write(plaintext)``
-        answers how much it took, ``read()`` the records to send."""
+        """``encrypt`` as its two calls, for ``fanout.send_each``: ``write(plaintext)``
+        (``SSLObject.write``, a thin wrapper of ``_ssl``'s) answers how much it took,
+        ``read()`` (the outgoing memory BIO's, C) the records to send."""
         return self.ssl.write, self._out.read
 
     def pending(self) -> bytes:
