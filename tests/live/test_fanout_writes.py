@@ -147,6 +147,19 @@ def test_a_failed_encryption_comes_back_and_the_others_are_written(
     assert read_all(peer) == b""  # nothing half-written
 
 
+def test_an_interrupt_in_a_writer_is_not_handed_back_as_the_connection_s(
+    send_each: SendEach, pairs: list[tuple[socket.socket, socket.socket]]
+) -> None:
+    """A failed encryption is the connection's; Ctrl-C during one is the server's."""
+
+    def interrupted(data: bytes) -> int:
+        raise KeyboardInterrupt
+
+    ours = pairs[0][0]
+    with pytest.raises(KeyboardInterrupt):
+        send_each([(interrupted, lambda: b"", ours.fileno())], [b"data"])
+
+
 def test_a_dead_socket_gives_its_bytes_back_for_the_transport_to_report(
     send_each: SendEach, pairs: list[tuple[socket.socket, socket.socket]]
 ) -> None:

@@ -114,7 +114,7 @@ PyDoc_STRVAR(send_each_doc,
 "holds nothing unsent. Empty ``datas[i]`` are skipped.");
 
 static PyObject *
-send_each(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+send_each(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2 || !PyList_Check(args[0]) || !PyList_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "send_each(writers: list, datas: list)");
@@ -169,6 +169,9 @@ send_each(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         else {
             wire = encrypt(write, read, data);
             if (wire == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                    goto failed; /* KeyboardInterrupt, SystemExit: not the connection's */
+                }
                 if (hand_back(leftovers, i, take_exception()) < 0) {
                     goto failed;
                 }
