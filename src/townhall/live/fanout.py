@@ -74,7 +74,8 @@ def send_each_python(writers: Sequence[Writer | None], datas: Sequence[bytes]) -
     return leftovers
 
 
-SendEach = Callable[[Sequence[Writer | None], Sequence[bytes]], list[Leftover]]
+SendEach = Callable[[list[Writer | None], list[bytes]], list[Leftover]]
+"""``send_each``'s type: the compiled loop takes lists only."""
 
 send_each: SendEach
 try:
