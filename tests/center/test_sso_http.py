@@ -13,10 +13,12 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support import Center, make_settings, start_center
+from townhall.center import accounts
 
 PROXY = "127.0.0.2"
 
@@ -241,3 +243,53 @@ def test_a_bad_assertion_is_refused(
 def test_a_bare_name_header_is_not_enough_in_assertion_mode(assertion_center: Center) -> None:
     with via(PROXY, assertion_center) as proxy:
         assert proxy.get("/api/v1/me", headers={"X-Remote-User": "pat"}).status_code == 401
+
+
+class MadeMeanwhile:
+    """Another Center process that makes an account (``username``, ``email``) just before the
+    request's own INSERT of the account runs: on a connection of its own, committed."""
+
+    def __init__(self, center: Center, username: str, email: str | None) -> None:
+        self.center, self.username, self.email, self.done = center, username, email, False
+        self.engine = center.sessions.kw["bind"]  # type: ignore[attr-defined]
+
+    def __enter__(self) -> MadeMeanwhile:
+        sa.event.listen(self.engine, "before_cursor_execute", self.before)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self.before)
+
+    def before(self, _conn, _cursor, statement: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+        if self.done or not statement.lstrip().upper().startswith("INSERT INTO CENTER_USERS"):
+            return
+        self.done = True  # before the account below, whose INSERT comes here too
+        with self.center.sessions() as other:  # type: ignore[operator]
+            accounts.create_user(
+                other, self.username, email=self.email, display_name="Made elsewhere", source="sso"
+            )
+            other.commit()
+
+
+def test_an_account_made_meanwhile_by_another_request_of_the_user_is_used(center: Center) -> None:
+    # Two first requests of one person reach two Center processes at once: both look the
+    # name up, find nothing, and make the account; one of them must use the other's.
+    with MadeMeanwhile(center, "nina", None) as other, via(PROXY, center) as proxy:
+        me = proxy.get("/api/v1/me", headers={"X-Remote-User": "nina"})
+    assert other.done
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == "nina"
+    assert me.json()["display_name"] == "Made elsewhere"
+
+
+def test_an_email_taken_meanwhile_leaves_the_new_account_without_it(center: Center) -> None:
+    headers = {"X-Remote-User": "nina", "X-Remote-Email": "nina@example.org"}
+    with MadeMeanwhile(center, "nina.old", "nina@example.org") as other, via(PROXY, center) as p:
+        me = p.get("/api/v1/me", headers=headers)
+    assert other.done
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == "nina"
+    assert me.json()["email"] is None
+    with center.sessions() as session:  # type: ignore[operator]
+        holder = accounts.user_by_email(session, "nina@example.org")
+        assert holder is not None and holder.username == "nina.old"

@@ -96,18 +96,13 @@ def _sso_user(session: Session, ctx: CenterContext, identity: SsoIdentity) -> Us
                 "ask an administrator",
             )
         will_write(session)
-        user = accounts.create_user(
-            session,
-            identity.username,
-            email=_sso_email(session, identity, None),
-            role=identity.role or "member",
-            display_name=(identity.display_name or "")[:200],
-            source="sso",
-            email_verified=sso.trust_email,
-        )
-        session.commit()
-        log.info("created SSO user %s", identity.username)
-        return user
+        made = _new_sso_user(session, identity, sso.trust_email)
+        if made is not None:
+            return made
+        # Another request of this person, in another process, made the account meanwhile.
+        user = accounts.user_by_name(session, identity.username)
+        if user is None:  # and it is gone again already
+            raise AuthError(409, "sso_user_conflict", "the account changed meanwhile; try again")
     if not user.active:
         raise AuthError(403, "account_disabled", "this account is disabled")
     changed = False
@@ -121,6 +116,29 @@ def _sso_user(session: Session, ctx: CenterContext, identity: SsoIdentity) -> Us
     if changed:
         will_write(session)
         session.commit()
+    return user
+
+
+def _new_sso_user(session: Session, identity: SsoIdentity, trust_email: bool) -> User | None:
+    """The new account of ``identity``, committed; None when another request made one with
+    its name meanwhile (``accounts.create_proxy_user``)."""
+    email = _sso_email(session, identity, None)
+    for offered in (email, None) if email is not None else (None,):
+        user = accounts.create_proxy_user(
+            session,
+            identity.username,
+            email=offered,
+            role=identity.role or "member",
+            display_name=(identity.display_name or "")[:200],
+            email_verified=trust_email,
+        )
+        if user is not None or accounts.user_by_name(session, identity.username) is not None:
+            break
+        # Not the name but the email was taken meanwhile: the account goes without it, as
+        # ``_sso_email`` would now say.
+    session.commit()
+    if user is not None:
+        log.info("created SSO user %s", identity.username)
     return user
 
 
