@@ -354,14 +354,19 @@ def _server_state(value: object) -> ServerState | None:
         return None
 
 
-# The hot reads of an event page and a ticket, built once with their values bound.
-_LIVE_STATE = select(LiveState.state, LiveState.servers).where(
-    LiveState.event_id == bindparam("event_id")
+# The hot reads of an event page and a ticket, built once with their values bound, of the
+# tables and not the mapped classes: a statement of mapped attributes goes through the ORM's
+# execution even when it loads no object, 85 us more a statement (bench/README.md, eleventh
+# pass).
+_LIVE_STATES = cast("Table", LiveState.__table__)
+_EVENT_KEYS_TABLE = cast("Table", EventKey.__table__)
+_LIVE_STATE = select(_LIVE_STATES.c.state, _LIVE_STATES.c.servers).where(
+    _LIVE_STATES.c.event_id == bindparam("event_id")
 )
 _EVENT_KEYS = (
-    select(EventKey.key)
-    .where(EventKey.event_id == bindparam("event_id"))
-    .order_by(EventKey.created_at.desc(), EventKey.id.desc())
+    select(_EVENT_KEYS_TABLE.c.key)
+    .where(_EVENT_KEYS_TABLE.c.event_id == bindparam("event_id"))
+    .order_by(_EVENT_KEYS_TABLE.c.created_at.desc(), _EVENT_KEYS_TABLE.c.id.desc())
 )
 
 
@@ -461,7 +466,7 @@ def may_join(
         role = join_role(session, event, user, registration)
     except EventError:
         return False
-    return role is ticket.Role.MODERATOR or removal_of(session, event, user, registration) is None
+    return role is ticket.Role.MODERATOR or not is_removed(session, event, user, registration)
 
 
 def ticket_cookies(captured: Mapping[str, str]) -> dict[str, str]:
@@ -583,14 +588,14 @@ def _check_guest_quota(
         )
 
 
-# Every person's credentials for the event, replaced ones too (built once: every walk-in's
-# ticket asks).
+_CREDENTIALS = cast("Table", TicketCredential.__table__)  # a mapped class's table is a Table
+
+# Every person's credentials for the event, replaced ones too (built once, of the table as
+# the event page's reads: every walk-in's ticket asks).
 _PEOPLES_CREDENTIALS = (
     select(func.count())
-    .select_from(TicketCredential)
-    .where(
-        TicketCredential.event_id == bindparam("event_id"), TicketCredential.user_id.is_not(None)
-    )
+    .select_from(_CREDENTIALS)
+    .where(_CREDENTIALS.c.event_id == bindparam("event_id"), _CREDENTIALS.c.user_id.is_not(None))
 )
 
 
@@ -616,7 +621,6 @@ def _check_walk_in_quota(session: Session, event: Event) -> None:
 
 # A person's credentials are theirs by account, or for a guest's link by registration
 # (``_replace_credentials``'s ``owner``).
-_CREDENTIALS = cast("Table", TicketCredential.__table__)  # a mapped class's table is a Table
 Owner = Literal["user", "registration"]
 _OWNER_COLUMN: dict[Owner, Any] = {
     "user": _CREDENTIALS.c.user_id,
@@ -711,7 +715,7 @@ def issue_join_ticket(
     anonymous guest's counts against ``GuestLimits`` (429 ``guest_rate_limited``
     for ``client_address``, 409 ``too_many_guest_tickets``), a signed-in
     walk-in's against ``MAX_EVENT_CREDENTIALS``. Someone a moderator removed
-    gets 403 ``removed`` (``removal_of``). The credential row is inserted in the
+    gets 403 ``removed`` (``is_removed``). The credential row is inserted in the
     session's transaction (the caller commits, then answers the bytes). Raises EventError
     409 ``no_tree`` when the event has no server tree. ``keys``: the process's
     ``CenterKeys`` (without, the key and CA are read from disk). ``own_registration``:
@@ -725,8 +729,7 @@ def issue_join_ticket(
         own = events.known_registration(session, event, user, own_registration)
     if role is not ticket.Role.MODERATOR:  # a moderator could let themself back in anyway
         person = own if user is not None else registration
-        removal = removal_of(session, event, user, person, client_address)
-        if removal is not None:
+        if is_removed(session, event, user, person, client_address):
             raise EventError(
                 403,
                 "removed",
@@ -816,14 +819,14 @@ def _anonymous_name(name: str) -> bool:
     return rest != name and len(rest) == 8 and all(c in _GUEST_ALPHABET for c in rest)
 
 
-def removal_of(
+def is_removed(
     session: Session,
     event: Event,
     user: User | None,
     registration: events.KnownRegistration,
     client_address: str = "",
-) -> Removal | None:
-    """The standing removal that bars this person from the event, if any.
+) -> bool:
+    """Whether a standing removal bars this person from the event.
 
     A person is their account, their email when vouched for, or the guest
     registration (personal link and its email); an anonymous guest is only
@@ -846,36 +849,44 @@ def removal_of(
     if by_address:
         values["client_address"] = client_address
     if user is None and registration is None and not by_address:
-        return None  # nobody to recognise
+        return False  # nobody to recognise
     statement = _removal_statement(user is not None, by_email, registration is not None, by_address)
-    found: Removal | None = session.scalar(statement, values)
-    return found
+    return session.scalar(statement, values) is not None
 
 
 @functools.cache
 def _removal_statement(
     by_user: bool, by_email: bool, by_registration: bool, by_address: bool
 ) -> Select[Any]:  # Select's parameters differ in 2.0 and 2.1
-    """``removal_of``'s statement, built once per shape (values bound by name)."""
+    """``is_removed``'s statement, built once per shape (values bound by name): a removal's
+    id, of the table as the ticket's other reads (``_LIVE_STATE``)."""
+    removals = _REMOVALS
     people: list[ColumnElement[bool]] = []
     if by_user:
-        people.append(Removal.user_id == bindparam("user_id"))
+        people.append(removals.c.user_id == bindparam("user_id"))
     if by_email:
-        people.append(Removal.email == bindparam("email"))
+        people.append(removals.c.email == bindparam("email"))
     if by_registration:
-        people.append(Removal.registration_id == bindparam("registration_id"))
-        people.append(Removal.email == bindparam("registration_email"))
+        people.append(removals.c.registration_id == bindparam("registration_id"))
+        people.append(removals.c.email == bindparam("registration_email"))
     if by_address:
         people.append(
-            (Removal.client_address == bindparam("client_address"))
-            & Removal.user_id.is_(None)
-            & Removal.registration_id.is_(None)
+            (removals.c.client_address == bindparam("client_address"))
+            & removals.c.user_id.is_(None)
+            & removals.c.registration_id.is_(None)
         )
     return (
-        select(Removal)
-        .where(Removal.event_id == bindparam("event_id"), Removal.lifted_at.is_(None), or_(*people))
+        select(removals.c.id)
+        .where(
+            removals.c.event_id == bindparam("event_id"),
+            removals.c.lifted_at.is_(None),
+            or_(*people),
+        )
         .limit(1)
     )
+
+
+_REMOVALS = cast("Table", Removal.__table__)
 
 
 def record_removals(session: Session, event_id: int, removals: Sequence[ReportedRemoval]) -> int:
