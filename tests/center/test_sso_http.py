@@ -247,18 +247,18 @@ def test_a_bare_name_header_is_not_enough_in_assertion_mode(assertion_center: Ce
 
 class MadeMeanwhile:
     """Another Center process that makes an account (``username``, ``email``) just before the
-    request's own INSERT of the account runs: on a connection of its own, committed."""
+    request's own INSERT of the account runs: on a connection of its own, committed. Every
+    engine is watched: a page's reads have a pool of their own on PostgreSQL."""
 
     def __init__(self, center: Center, username: str, email: str | None) -> None:
         self.center, self.username, self.email, self.done = center, username, email, False
-        self.engine = center.sessions.kw["bind"]  # type: ignore[attr-defined]
 
     def __enter__(self) -> MadeMeanwhile:
-        sa.event.listen(self.engine, "before_cursor_execute", self.before)
+        sa.event.listen(sa.Engine, "before_cursor_execute", self.before)
         return self
 
     def __exit__(self, *_: object) -> None:
-        sa.event.remove(self.engine, "before_cursor_execute", self.before)
+        sa.event.remove(sa.Engine, "before_cursor_execute", self.before)
 
     def before(self, _conn, _cursor, statement: str, *_: object) -> None:  # type: ignore[no-untyped-def]
         if self.done or not statement.lstrip().upper().startswith("INSERT INTO CENTER_USERS"):
@@ -280,6 +280,16 @@ def test_an_account_made_meanwhile_by_another_request_of_the_user_is_used(center
     assert me.status_code == 200, me.text
     assert me.json()["username"] == "nina"
     assert me.json()["display_name"] == "Made elsewhere"
+
+
+def test_a_page_made_again_on_a_thread_finds_an_account_made_meanwhile(center: Center) -> None:
+    # A new user's page is tried on the event loop (on SQLite), which cannot write, then
+    # made on a thread; the account may appear between the two.
+    with MadeMeanwhile(center, "nina", None) as other, via(PROXY, center) as proxy:
+        page = proxy.get("/events", headers={"X-Remote-User": "nina"})
+    assert other.done
+    assert page.status_code == 200, page.text
+    assert "Made elsewhere" in page.text
 
 
 def test_an_email_taken_meanwhile_leaves_the_new_account_without_it(center: Center) -> None:
