@@ -17,11 +17,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -139,7 +139,7 @@ def _new_proxy_user(dialect: str) -> Any:
     return insert(_USERS).on_conflict_do_nothing().returning(_USERS.c.id)
 
 
-_USERS = User.__table__
+_USERS = cast("Table", User.__table__)  # a mapped class's table is a Table
 _NEW_PROXY_USER = {dialect: _new_proxy_user(dialect) for dialect in ("postgresql", "sqlite")}
 
 
