@@ -93,6 +93,16 @@ def check_password(user: User, password: str) -> bool:
         return False
 
 
+def _check_new_account(username: str, role: str, email: str | None) -> None:
+    """AccountError unless a new account may have this name, role and email."""
+    if not USERNAME_PATTERN.match(username):
+        raise AccountError("invalid_username", "username may use letters, digits and ._@+- only")
+    if role not in ROLES:
+        raise AccountError("invalid_role", f"role must be one of {', '.join(ROLES)}")
+    if email is not None and not valid_email(email):
+        raise AccountError("invalid_email", f"not an email address: {email!r}")
+
+
 def create_user(
     session: Session,
     username: str,
@@ -106,12 +116,7 @@ def create_user(
 ) -> User:
     """A new account. ``email_verified``: someone vouches for the email (an admin does,
     by default); see ``email_owner`` and docs/sso.md, "Email addresses"."""
-    if not USERNAME_PATTERN.match(username):
-        raise AccountError("invalid_username", "username may use letters, digits and ._@+- only")
-    if role not in ROLES:
-        raise AccountError("invalid_role", f"role must be one of {', '.join(ROLES)}")
-    if email is not None and not valid_email(email):
-        raise AccountError("invalid_email", f"not an email address: {email!r}")
+    _check_new_account(username, role, email)
     if password is not None and len(password) < 8:
         raise AccountError("weak_password", "a password needs at least 8 characters")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
@@ -163,12 +168,7 @@ def create_proxy_user(
     ``create_user`` lost with an IntegrityError. The account is part of ``session`` as if
     it had been loaded: what the caller changes in it is written at its next flush.
     """
-    if not USERNAME_PATTERN.match(username):
-        raise AccountError("invalid_username", "username may use letters, digits and ._@+- only")
-    if role not in ROLES:
-        raise AccountError("invalid_role", f"role must be one of {', '.join(ROLES)}")
-    if email is not None and not valid_email(email):
-        raise AccountError("invalid_email", f"not an email address: {email!r}")
+    _check_new_account(username, role, email)
     values = {
         "username": username,
         "email": email,
