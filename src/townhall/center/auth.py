@@ -123,6 +123,8 @@ def _new_sso_user(session: Session, identity: SsoIdentity, trust_email: bool) ->
     """The new account of ``identity``, committed; None when another request made one with
     its name meanwhile (``accounts.create_proxy_user``)."""
     email = _sso_email(session, identity, None)
+    # A second try goes without the email: not the name but the email was taken meanwhile,
+    # and ``_sso_email`` would now say so.
     for offered in (email, None) if email is not None else (None,):
         user = accounts.create_proxy_user(
             session,
@@ -134,8 +136,6 @@ def _new_sso_user(session: Session, identity: SsoIdentity, trust_email: bool) ->
         )
         if user is not None or accounts.user_by_name(session, identity.username) is not None:
             break
-        # Not the name but the email was taken meanwhile: the account goes without it, as
-        # ``_sso_email`` would now say.
     session.commit()
     if user is not None:
         log.info("created SSO user %s", identity.username)

@@ -854,6 +854,9 @@ def is_removed(
     return session.scalar(statement, values) is not None
 
 
+_REMOVALS = cast("Table", Removal.__table__)
+
+
 @functools.cache
 def _removal_statement(
     by_user: bool, by_email: bool, by_registration: bool, by_address: bool
@@ -884,9 +887,6 @@ def _removal_statement(
         )
         .limit(1)
     )
-
-
-_REMOVALS = cast("Table", Removal.__table__)
 
 
 def record_removals(session: Session, event_id: int, removals: Sequence[ReportedRemoval]) -> int:
